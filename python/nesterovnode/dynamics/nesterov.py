@@ -1,0 +1,121 @@
+"""Nesterov neural ODEs (the paper "Nesterov Neural Ordinary Differential Equations").
+
+The Nesterov ODE with factor r, ``h'' + (r/t) h' + ∇F(h) = 0``, is written with
+``h = k(t) x`` and ``k(t) = t^(-r/2) e^(t/2)`` (so that ``2k' + (r/t) k = k``) as the
+first-order system in the state ``[x, m]``:
+
+NesterovNODE:   h = k(t) x,      x' = m,      m' = -m - f(h, t) - ξ h
+GNesterovNODE:  h = σ(k(t)) x,   x' = σ(m),   m' = -m - σ(f(h, t)) - ξ h
+
+The learned network f replaces ``f̃(h, t) = (1/4 - r(r-2)/(4t²)) x + ∇F(h)/k(t)``. ξ >= 0 is
+fixed (0 by default for NesterovNODE, which gives the paper's table exactly) or learnable.
+State ``[B, 2, *D]`` = [x, m]; the readout is h, not x. t = 0 is singular: 0 < t0 < T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import Constant, Dynamics, Network, broadcast_time, position, velocity
+from .heavyball import default_sigma
+
+
+def nesterov_k(t: torch.Tensor | float, r: float) -> torch.Tensor:
+    """k(t) = t^(-r/2) e^(t/2), computed as exp(t/2 - (r/2) log t) (t > 0)."""
+    t = torch.as_tensor(t)
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return torch.exp(0.5 * t - 0.5 * r * torch.log(t))
+
+
+def nesterov_k_dot(t: torch.Tensor | float, r: float) -> torch.Tensor:
+    """k'(t) = k(t) (1/2 - r/(2t))."""
+    t = torch.as_tensor(t)
+    if not t.is_floating_point():
+        t = t.to(torch.get_default_dtype())
+    return nesterov_k(t, r) * (0.5 - 0.5 * r / t)
+
+
+class NesterovNODE(Dynamics):
+    """Nesterov neural ODE: ``h = k(t) x, x' = m, m' = -m - f(h, t) - ξ h``.
+
+    Args:
+        f: the network, ``f(t, h)`` returning a tensor shaped like h.
+        r: the Nesterov factor (3 is Nesterov's constant; the paper also uses 5 and 10).
+        xi: ξ >= 0, 0 by default (the paper's equation); ``learn_xi`` makes it a parameter.
+    """
+
+    second_order = True
+    needs_positive_time = True
+
+    def __init__(self, f: Network, r: float = 3.0, xi: float = 0.0, learn_xi: bool = False):
+        super().__init__(f)
+        if not (math.isfinite(r) and r > 0):
+            raise ValueError(f"the Nesterov factor r must be a positive number, got r = {r}")
+        self.r = float(r)
+        self.xi = Constant(xi, learnable=learn_xi)
+
+    # k(t) or σ(k(t)): the factor between the solver's x and the model's h.
+    def factor(self, t: torch.Tensor | float) -> torch.Tensor:
+        """The readout factor k(t) = t^(-r/2) e^(t/2)."""
+        return nesterov_k(t, self.r)
+
+    def initial_state(self, t0, h0: torch.Tensor, v0: torch.Tensor | None = None):
+        """``[x0, m0]`` with ``x0 = h0 / k(t0)`` (so that the readout at t0 is h0) and
+        ``m0 = v0`` (= x'(t0); zeros by default)."""
+        self.check_time(t0)
+        k0 = self.factor(torch.as_tensor(t0, dtype=h0.dtype, device=h0.device))
+        return super().initial_state(t0, h0 / k0, v0)
+
+    def readout(self, t, state: torch.Tensor) -> torch.Tensor:
+        """h = k(t) x; ``t`` scalar with state ``[B, 2, *D]`` or ``[T]`` with ``[T, B, 2, *D]``."""
+        t = torch.as_tensor(t, dtype=state.dtype, device=state.device)
+        time_axis = 1 if t.dim() == 1 else 0
+        x = position(state, time_axis)
+        k = broadcast_time(self.factor(t), x, x.dim() - time_axis)
+        return k * x
+
+    def _h(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.factor(t).to(x.dtype) * x
+
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        x, m = position(state), velocity(state)
+        h = self._h(t, x)
+        dm = -m - self.call_f(t, h) - self.xi() * h
+        return torch.stack([m, dm], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}"
+
+
+class GNesterovNODE(NesterovNODE):
+    """Generalised Nesterov neural ODE:
+    ``h = σ(k(t)) x, x' = σ(m), m' = -m - σ(f(h, t)) - ξ h``.
+
+    σ bounds the factor k(t), which grows like e^(t/2) over long spans; the default σ is
+    Hardtanh(-5, 5).
+    """
+
+    def __init__(
+        self,
+        f: Network,
+        r: float = 3.0,
+        xi: float = 0.0,
+        learn_xi: bool = False,
+        sigma: nn.Module | None = None,
+    ):
+        super().__init__(f, r=r, xi=xi, learn_xi=learn_xi)
+        self.sigma = default_sigma() if sigma is None else sigma
+
+    def factor(self, t: torch.Tensor | float) -> torch.Tensor:
+        """The readout factor σ(k(t))."""
+        return self.sigma(nesterov_k(t, self.r))
+
+    def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        x, m = position(state), velocity(state)
+        h = self._h(t, x)
+        dm = -m - self.sigma(self.call_f(t, h)) - self.xi() * h
+        return torch.stack([self.sigma(m), dm], dim=1)

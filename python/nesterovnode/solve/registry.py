@@ -1,0 +1,188 @@
+"""Solver names and engines.
+
+Canonical names are Julia's (DifferentialEquations.jl). Each engine declares which
+canonical names it provides and under what native name (torchdiffeq's ``dopri5`` is DP5,
+SciPy's ``RK45`` is DP5, ``Radau`` is RadauIIA5…). A name resolves to an engine:
+
+- ``"DP5"``: the first installed engine, in the order of ``ENGINE_ORDER``, that offers it;
+- ``"scipy:Radau"`` or ``"scipy:RadauIIA5"``: that engine, by native or canonical name;
+- ``engine="scipy"`` with ``solver="RadauIIA5"``: the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from .engine import Engine
+from .errors import EngineNotInstalledError
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """Properties of a solver method (independent of the engine running it)."""
+
+    name: str
+    order: int
+    adaptive: bool
+    implicit: bool = False
+    stiff: bool = False  #: A-stable / meant for stiff problems
+    auto_switching: bool = False  #: switches between a stiff and a non-stiff method
+    #: |h λ| bound of the stability region on the negative real axis (explicit methods)
+    stability_bound: float | None = None
+    description: str = ""
+
+
+SOLVERS: dict[str, SolverInfo] = {
+    s.name: s
+    for s in [
+        SolverInfo("Euler", 1, False, stability_bound=2.0, description="forward Euler"),
+        SolverInfo("Midpoint", 2, False, stability_bound=2.0, description="explicit midpoint"),
+        SolverInfo("Heun", 2, True, stability_bound=2.0, description="Heun–Euler 2(1), adaptive"),
+        SolverInfo("RK4", 4, False, stability_bound=2.785, description="classical Runge–Kutta (3/8 rule)"),
+        SolverInfo("BS3", 3, True, stability_bound=2.51, description="Bogacki–Shampine 3(2)"),
+        SolverInfo("DP5", 5, True, stability_bound=3.31, description="Dormand–Prince 5(4)"),
+        SolverInfo("Tsit5", 5, True, stability_bound=3.5, description="Tsitouras 5(4)"),
+        SolverInfo("DP8", 8, True, stability_bound=6.0, description="Dormand–Prince 8(5,3)"),
+        SolverInfo("Vern7", 7, True, stability_bound=4.6, description="Verner 7(6)"),
+        SolverInfo("RadauIIA5", 5, True, implicit=True, stiff=True, description="Radau IIA, 3 stages"),
+        SolverInfo("Rodas5P", 5, True, implicit=True, stiff=True, description="Rosenbrock 5(4)"),
+        SolverInfo("BDF", 5, True, implicit=True, stiff=True, description="variable-order BDF/NDF 1–5"),
+        SolverInfo("FBDF", 5, True, implicit=True, stiff=True, description="fixed-leading-coefficient BDF"),
+        SolverInfo(
+            "LSODA", 12, True, implicit=True, stiff=True, auto_switching=True,
+            description="Adams (non-stiff) / BDF (stiff), automatic switching",
+        ),
+    ]
+}
+
+#: Engines by name -> "module:Class" (imported lazily: a missing optional dependency
+#: must not break ``import nesterovnode``). Earlier engines win when a name is shared.
+ENGINE_ORDER: dict[str, str] = {
+    "torch": "nesterovnode.solve.torch_engine:TorchEngine",
+    "scipy": "nesterovnode.solve.scipy_engine:ScipyEngine",
+    "julia": "nesterovnode.solve.julia_engine:JuliaEngine",
+}
+
+_ENGINE_CLASSES: dict[str, type[Engine]] = {}
+_ENGINE_INSTANCES: dict[str, Engine] = {}
+
+
+def register_engine(name: str, target: str | type[Engine]) -> None:
+    """Add an engine (a class, or "module:Class" to import lazily)."""
+    if isinstance(target, str):
+        ENGINE_ORDER[name] = target
+        _ENGINE_CLASSES.pop(name, None)
+    else:
+        ENGINE_ORDER[name] = f"{target.__module__}:{target.__qualname__}"
+        _ENGINE_CLASSES[name] = target
+    _ENGINE_INSTANCES.pop(name, None)
+
+
+def engine_class(name: str) -> type[Engine] | None:
+    """The engine class, or None when its module is not part of this installation."""
+    if name not in ENGINE_ORDER:
+        raise ValueError(
+            f"unknown engine {name!r}; valid engines: {', '.join(ENGINE_ORDER)}"
+        )
+    if name not in _ENGINE_CLASSES:
+        module, _, cls = ENGINE_ORDER[name].partition(":")
+        try:
+            _ENGINE_CLASSES[name] = getattr(importlib.import_module(module), cls)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None
+            raise
+    return _ENGINE_CLASSES[name]
+
+
+def get_engine(name: str) -> Engine:
+    """The engine instance; raises ``EngineNotInstalledError`` with the install command."""
+    cls = engine_class(name)
+    if cls is None:
+        raise EngineNotInstalledError(f"the {name!r} engine is not part of this installation")
+    if not cls.available():
+        raise EngineNotInstalledError(f"{cls.unavailable_reason()}. To install it: {cls.install_hint}")
+    if name not in _ENGINE_INSTANCES:
+        _ENGINE_INSTANCES[name] = cls()
+    return _ENGINE_INSTANCES[name]
+
+
+def engines() -> dict[str, type[Engine]]:
+    """Engine classes known to this installation (installed or not)."""
+    out = {}
+    for name in ENGINE_ORDER:
+        cls = engine_class(name)
+        if cls is not None:
+            out[name] = cls
+    return out
+
+
+def solver_names() -> list[str]:
+    """Canonical names any engine of this installation offers."""
+    offered = {c for cls in engines().values() for c in cls.methods}
+    return [n for n in SOLVERS if n in offered]
+
+
+def _canonical(engine_cls: type[Engine], name: str) -> str | None:
+    """Canonical name for ``name`` (canonical or native) within one engine."""
+    if name in engine_cls.methods:
+        return name
+    for canonical, native in engine_cls.methods.items():
+        if native == name or native.lower() == name.lower():
+            return canonical
+    lowered = {c.lower(): c for c in engine_cls.methods}
+    return lowered.get(name.lower())
+
+
+def resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo, str]:
+    """Resolve a solver name (and optional engine) to ``(engine, info, native_name)``.
+
+    Raises ValueError for unknown names (listing the valid ones) and for a name the chosen
+    engine lacks (saying which engines have it), ``EngineNotInstalledError`` for an engine
+    that cannot run here.
+    """
+    if not isinstance(solver, str) or not solver:
+        raise TypeError(f"solver must be a name such as 'DP5', got {solver!r}")
+    if ":" in solver:
+        prefix, _, name = solver.partition(":")
+        if engine is not None and engine != prefix:
+            raise ValueError(
+                f"solver {solver!r} names the {prefix!r} engine but engine={engine!r} was given; "
+                f"drop one of them"
+            )
+        engine, solver = prefix, name
+    known = engines()
+    if engine is not None:
+        if engine not in ENGINE_ORDER:
+            raise ValueError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINE_ORDER)}")
+        cls = known.get(engine)
+        if cls is None:
+            raise EngineNotInstalledError(f"the {engine!r} engine is not part of this installation")
+        canonical = _canonical(cls, solver)
+        if canonical is None:
+            others = [n for n, c in known.items() if _canonical(c, solver) is not None]
+            where = f"; engines that have it: {', '.join(others)}" if others else ""
+            raise ValueError(
+                f"the {engine} engine has no solver {solver!r}{where}. "
+                f"The {engine} engine offers: "
+                + ", ".join(f"{c} ({n})" for c, n in cls.methods.items())
+            )
+        eng = get_engine(engine)
+        return eng, SOLVERS[canonical], cls.methods[canonical]
+
+    candidates = [(n, c) for n, c in known.items() if _canonical(c, solver) is not None]
+    if not candidates:
+        raise ValueError(
+            f"unknown solver {solver!r}; valid names: {', '.join(solver_names())} "
+            f"(or 'engine:native', e.g. 'scipy:Radau')"
+        )
+    errors = []
+    for name, cls in candidates:
+        if cls.available():
+            canonical = _canonical(cls, solver)
+            return get_engine(name), SOLVERS[canonical], cls.methods[canonical]
+        errors.append(f"{cls.unavailable_reason()} (install: {cls.install_hint})")
+    raise EngineNotInstalledError(
+        f"solver {solver!r} is offered only by engines that are not installed: " + "; ".join(errors)
+    )

@@ -1,0 +1,135 @@
+"""The in-process PyTorch engine, on torchdiffeq.
+
+``backprop`` differentiates through the solver's operations; ``adjoint`` solves the
+adjoint system backwards in time (torchdiffeq's ``odeint_adjoint``: adjoint state and
+dL/dθ integrated together, vector-Jacobian products by autograd); ``adjoint-seminorm``
+does the same but leaves the parameter-gradient channels out of the step-size control.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .engine import Engine, SolveRequest
+from .errors import SolverError
+from .stats import CountedField
+
+_FIXED_STEP = {"euler", "midpoint", "rk4", "heun2", "heun3"}
+
+
+def _grid_constructor(dt: float):
+    """Fixed-step grid that lands on every output time: each interval between output
+    times is split into ceil(length / dt) equal steps, so no step exceeds ``dt`` and no
+    output is interpolated."""
+
+    def construct(func, y0, t):
+        pieces = [t[:1]]
+        lengths = (t[1:] - t[:-1]).detach().cpu().tolist()
+        for i, length in enumerate(lengths):
+            n = max(1, math.ceil(abs(length) / dt - 1e-9))
+            frac = torch.arange(1, n + 1, dtype=t.dtype, device=t.device) / n
+            pieces.append(t[i] + frac * (t[i + 1] - t[i]))
+        return torch.cat(pieces)
+
+    return construct
+
+
+def fixed_step_count(ts: torch.Tensor, dt: float) -> int:
+    """Steps the fixed-step grid takes over ``ts`` (see ``_grid_constructor``)."""
+    lengths = (ts[1:] - ts[:-1]).detach().cpu().tolist()
+    return sum(max(1, math.ceil(abs(length) / dt - 1e-9)) for length in lengths)
+
+
+class TorchEngine(Engine):
+    """Runs torchdiffeq in-process, on the device and dtype of ``y0``."""
+
+    name = "torch"
+    methods = {
+        "Euler": "euler",
+        "Midpoint": "midpoint",
+        "Heun": "adaptive_heun",
+        "RK4": "rk4",
+        "BS3": "bosh3",
+        "DP5": "dopri5",
+        "DP8": "dopri8",
+    }
+    install_hint = "pip install torchdiffeq"
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            import torchdiffeq  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def solve(
+        self, field: CountedField, y0: torch.Tensor, ts: torch.Tensor, request: SolveRequest
+    ) -> torch.Tensor:
+        import torchdiffeq
+
+        fixed = request.method in _FIXED_STEP
+        options = dict(request.options)
+        if fixed:
+            options.setdefault("grid_constructor", _grid_constructor(request.dt))
+        elif request.dt is not None:
+            options.setdefault("first_step", request.dt)
+        self._bind_callbacks(field, fixed)
+
+        kwargs = dict(rtol=request.rtol, atol=request.atol, method=request.method, options=options)
+        try:
+            if request.sensitivity == "backprop":
+                return torchdiffeq.odeint(field, y0, ts, **kwargs)
+            adjoint_options = {k: v for k, v in options.items() if k != "norm"}
+            if request.sensitivity == "adjoint-seminorm" and not fixed:
+                adjoint_options["norm"] = "seminorm"
+            params = tuple(p for p in field.parameters() if p.requires_grad)
+            return torchdiffeq.odeint_adjoint(
+                field, y0, ts, adjoint_params=params, adjoint_options=adjoint_options,
+                adjoint_rtol=request.rtol, adjoint_atol=request.atol, **kwargs,
+            )
+        except AssertionError as exc:
+            # torchdiffeq signals failures with asserts; turn them into errors that say
+            # where the solve stopped and what to change.
+            t = request.stats.t_reached
+            t = float(ts[0]) if t is None else t
+            msg = str(exc)
+            if "non-finite" in msg:
+                hint = (
+                    "the state became NaN/Inf; the dynamics may blow up on this interval "
+                    "(for NesterovNODE k(t) grows like e^(t/2): try GNesterovNODE or a shorter "
+                    "span), or the tolerance is too loose"
+                )
+            elif "underflow" in msg:
+                hint = "the step size underflowed: the problem may be stiff (try solver='RadauIIA5')"
+            else:
+                hint = msg
+            raise SolverError(
+                f"{request.solver} failed at t = {t:.6g}: {hint}", stats=request.stats, t_reached=t
+            ) from exc
+
+    @staticmethod
+    def _bind_callbacks(field: CountedField, fixed: bool) -> None:
+        """Give the field torchdiffeq's callback names. Fixed-grid solvers report only
+        ``callback_step``; each fixed step is an accepted one."""
+        # Bound as instance attributes: torchdiffeq warns about callbacks a solver lacks.
+        if fixed:
+
+            def step(t0, y0, dt, backward=False):
+                field.on_step(t0, y0, dt, backward)
+                field.on_accept(t0, y0, dt, backward)
+
+            callbacks = {"callback_step": step}
+        else:
+            callbacks = {
+                "callback_step": field.on_step,
+                "callback_accept_step": field.on_accept,
+                "callback_reject_step": field.on_reject,
+            }
+        for name, fn in callbacks.items():
+            object.__setattr__(field, name, lambda t0, y0, dt, fn=fn: fn(t0, y0, dt, False))
+            object.__setattr__(
+                field, name + "_adjoint", lambda t0, y0, dt, fn=fn: fn(t0, y0, dt, True)
+            )
