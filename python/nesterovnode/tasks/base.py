@@ -1,0 +1,150 @@
+"""A task bundles a data set, the paper's model builders and a metric.
+
+Every task model has the same shape, ``input -> encoder -> ODEBlock -> head``:
+
+- the encoder maps the input x to the block's initial condition ``(h0, v0)`` (``v0`` is
+  None for first-order models; for second-order ones it comes from the paper's initial
+  velocity network);
+- the ``ODEBlock`` integrates the model's dynamics from t0 to T and reads out h(T);
+- the head maps h(T) to the output (a score for the point cloud, 10 logits for images).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..layers import ODEBlock
+
+#: Model names in the paper's order (Table 1), as used by the CLI and results files.
+MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
+SECOND_ORDER = ("sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
+
+
+def check_model_name(name: str) -> str:
+    """Lower-case model name; a ValueError listing the valid names otherwise."""
+    key = str(name).lower()
+    if key not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+    return key
+
+
+class TaskModel(nn.Module):
+    """``x -> encoder -> ODEBlock -> head``; ``stats`` are the last solve's statistics."""
+
+    def __init__(self, name: str, encoder: nn.Module, block: ODEBlock, head: nn.Module):
+        super().__init__()
+        self.name = name
+        self.encoder = encoder
+        self.block = block
+        self.head = head
+
+    @property
+    def dynamics(self) -> nn.Module:
+        return self.block.dynamics
+
+    @property
+    def stats(self):
+        return self.block.stats
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        """The solver state at t0 for input x (what ``solve`` starts from)."""
+        h0, v0 = self.encoder(x)
+        ts = self.block.ts.to(dtype=h0.dtype, device=h0.device)
+        return self.dynamics.initial_state(ts[0], h0, v0)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """h(T), the features the head sees."""
+        h0, v0 = self.encoder(x)
+        return self.block(h0, v0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class InputAsPosition(nn.Module):
+    """Encoder of first-order models: ``h0 = x``, no velocity."""
+
+    def forward(self, x: torch.Tensor):
+        return x, None
+
+
+class InputWithVelocity(nn.Module):
+    """Encoder of second-order models on vectors: ``h0 = x``, ``v0 = velocity(x)``."""
+
+    def __init__(self, velocity: nn.Module):
+        super().__init__()
+        self.velocity = velocity
+
+    def forward(self, x: torch.Tensor):
+        return x, self.velocity(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (what the paper's Table 1 counts)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@dataclass
+class TaskDefaults:
+    """The paper's protocol for a task (overridable from the CLI)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    tol: float
+    solver: str = "DP5"
+    sensitivity: str = "adjoint"
+    ts: tuple[float, float] = (1.0, 2.0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """Data + the paper's model builders + loss and metric."""
+
+    name: str = ""
+    #: "smoothl1" (regression on ±1 labels) or "cross_entropy" (classification)
+    loss: str = "cross_entropy"
+    defaults: TaskDefaults
+    models: tuple[str, ...] = MODEL_NAMES
+
+    @abc.abstractmethod
+    def build_model(self, model: str, **options) -> TaskModel:
+        """The paper's architecture for ``model``; ``options`` go to the ODEBlock
+        (solver, rtol, atol, sensitivity, engine…) or the dynamics (r, xi…)."""
+
+    @abc.abstractmethod
+    def datasets(self, seed: int = 0, data_dir: str | None = None):
+        """``(train, test)`` as ``torch.utils.data.Dataset``s (test may be None)."""
+
+    def loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.loss == "smoothl1":
+            return nn.functional.smooth_l1_loss(output.reshape(target.shape), target.to(output.dtype))
+        return nn.functional.cross_entropy(output, target)
+
+    def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Number of correct predictions in a batch (a tensor, to avoid a sync per batch)."""
+        if self.loss == "smoothl1":
+            return ((output.reshape(target.shape) > 0) == (target > 0)).sum()
+        return (output.argmax(dim=-1) == target).sum()
+
+
+TASKS = {
+    "pointcloud": "nesterovnode.tasks.pointcloud:PointCloudTask",
+    "mnist": "nesterovnode.tasks.images:MNISTTask",
+    "cifar10": "nesterovnode.tasks.images:CIFAR10Task",
+}
+
+
+def get_task(name: str, **kwargs) -> Task:
+    """A task by name; ValueError listing the valid names otherwise."""
+    key = str(name).lower()
+    if key not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    module, _, cls = TASKS[key].partition(":")
+    return getattr(importlib.import_module(module), cls)(**kwargs)
