@@ -164,4 +164,4 @@ class Constant(nn.Module):
         return self.raw
 
     def extra_repr(self) -> str:
-        return f"value={float(self()):.4g}, learnable={self.learnable}"
+        return f"value={float(self().detach()):.4g}, learnable={self.learnable}"

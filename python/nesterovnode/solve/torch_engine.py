@@ -103,7 +103,11 @@ class TorchEngine(Engine):
                     "span), or the tolerance is too loose"
                 )
             elif "underflow" in msg:
-                hint = "the step size underflowed: the problem may be stiff (try solver='RadauIIA5')"
+                hint = (
+                    "the step size underflowed: the solution may blow up there (a "
+                    "finite-time singularity), or the problem is stiff (try "
+                    "solver='RadauIIA5' or 'BDF')"
+                )
             else:
                 hint = msg
             raise SolverError(

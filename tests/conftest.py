@@ -1,0 +1,72 @@
+"""Shared fixtures: float64 for numerical comparisons, small stand-in networks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+
+def shared_data_dir() -> Path | None:
+    """The real data sets (MNIST, Walker2D, Silverbox) when present, else None.
+
+    NESTEROVNODE_DATA names the folder; the default is ../shared/data beside the checkout.
+    """
+    env = os.environ.get("NESTEROVNODE_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def float64():
+    """Run a test in float64 (numbers compared to 1e-7 and tighter need it)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+class TinyField(nn.Module):
+    """f(t, h) = W2 tanh(W1 h + b1 + c t) + b2: a small smooth network with t as input."""
+
+    def __init__(self, n_in: int, n_out: int | None = None, hidden: int = 6, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        n_out = n_in if n_out is None else n_out
+        self.w1 = nn.Parameter(0.5 * torch.randn(hidden, n_in, generator=g))
+        self.b1 = nn.Parameter(0.1 * torch.randn(hidden, generator=g))
+        self.c = nn.Parameter(0.1 * torch.randn(hidden, generator=g))
+        self.w2 = nn.Parameter(0.5 * torch.randn(n_out, hidden, generator=g))
+        self.b2 = nn.Parameter(0.1 * torch.randn(n_out, generator=g))
+
+    def forward(self, t, h):
+        return torch.tanh(h @ self.w1.T + self.b1 + self.c * t) @ self.w2.T + self.b2
+
+
+def make_dynamics(name: str, n: int = 3, seed: int = 0, **kwargs):
+    """One of the seven models with a TinyField network on n features."""
+    import nesterovnode as nn_
+
+    if name == "node":
+        return nn_.NODE(TinyField(n, seed=seed))
+    if name == "anode":
+        return nn_.ANODE(TinyField(n + 2, seed=seed), augment_dim=2)
+    if name == "sonode":
+        return nn_.SONODE(TinyField(2 * n, n, seed=seed))
+    if name == "hbnode":
+        return nn_.HBNODE(TinyField(n, seed=seed), gamma_logit=0.3)
+    if name == "ghbnode":
+        return nn_.GHBNODE(TinyField(n, seed=seed), gamma_logit=0.3, xi=0.7, learn_xi=True, **kwargs)
+    if name == "nesterovnode":
+        return nn_.NesterovNODE(TinyField(n, seed=seed), r=3.0, **kwargs)
+    if name == "gnesterovnode":
+        return nn_.GNesterovNODE(
+            TinyField(n, seed=seed), r=3.0, xi=0.7, learn_xi=True, sigma=torch.nn.Tanh(), **kwargs
+        )
+    raise ValueError(name)
+
+
+MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")

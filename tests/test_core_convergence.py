@@ -1,0 +1,64 @@
+"""Convergence order of the fixed-step solvers on y' = A y, y(t) = expm(A (t - t0)) y0.
+
+The fitted slope of log(error) against log(dt) must be within ±0.3 of the method's order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nesterovnode as nn_
+
+
+class Linear(nn.Module):
+    def __init__(self, A):
+        super().__init__()
+        self.register_buffer("A", A)
+
+    def forward(self, t, y):
+        return y @ self.A.T
+
+
+def fitted_order(solver: str, dts) -> float:
+    A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=torch.float64)
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    ts = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    exact = y0 @ torch.linalg.matrix_exp(2.0 * A).T
+    errors = []
+    for dt in dts:
+        sol = nn_.solve(Linear(A), y0, ts, solver=solver, dt=dt, sensitivity="backprop")
+        assert sol.stats.steps_accepted == round(2.0 / dt)
+        errors.append(float((sol.ys[-1] - exact).abs().max()))
+    slope, _ = np.polyfit(np.log(dts), np.log(errors), 1)
+    return float(slope)
+
+
+@pytest.mark.parametrize(
+    "solver, order, dts",
+    [
+        ("Euler", 1, [0.02, 0.01, 0.005, 0.0025]),
+        ("Midpoint", 2, [0.04, 0.02, 0.01, 0.005]),
+        ("RK4", 4, [0.2, 0.1, 0.05, 0.025]),
+    ],
+)
+def test_fixed_step_solvers_converge_at_their_order(solver, order, dts):
+    slope = fitted_order(solver, dts)
+    assert abs(slope - order) < 0.3, f"{solver}: fitted order {slope:.2f}, expected {order}"
+
+
+@pytest.mark.parametrize("solver", ["Heun", "BS3", "DP5", "DP8"])
+def test_adaptive_solvers_error_at_T_falls_with_the_tolerance(solver):
+    # Final-time error: torchdiffeq's dense output of BS3/DP8 between steps is of lower
+    # order than the step itself, so interpolated outputs are not compared here.
+    A = torch.tensor([[-0.5, 2.0], [-2.0, -0.5]], dtype=torch.float64)
+    y0 = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
+    ts = torch.tensor([0.0, 2.0], dtype=torch.float64)
+    exact = y0 @ torch.linalg.matrix_exp(2.0 * A).T
+    errs = []
+    for tol in (1e-5, 1e-8):
+        sol = nn_.solve(Linear(A), y0, ts, solver=solver, rtol=tol, atol=tol)
+        errs.append(float((sol.ys[-1] - exact).abs().max()))
+    assert errs[1] < 2e-6 and errs[1] < errs[0] / 20, errs

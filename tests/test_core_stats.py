@@ -1,0 +1,73 @@
+"""Every solve reports its statistics; NFE counts equal what a counting f observes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TinyField
+
+import nesterovnode as nn_
+
+
+class CallCounter(torch.nn.Module):
+    """Wraps a network and counts its own calls, as a user would."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.calls = 0
+
+    def forward(self, t, h):
+        self.calls += 1
+        return self.net(t, h)
+
+
+@pytest.mark.parametrize("sensitivity", ["backprop", "adjoint", "adjoint-seminorm"])
+@pytest.mark.parametrize("solver", ["DP5", "BS3", "RK4"])
+def test_nfe_counts_equal_the_calls_f_observes(solver, sensitivity):
+    f = CallCounter(TinyField(3))
+    dyn = nn_.NesterovNODE(f)
+    y0 = dyn.initial_state(1.0, torch.randn(4, 3), torch.randn(4, 3))
+    sol = nn_.solve(dyn, y0, [1.0, 2.0], solver=solver, dt=0.05, sensitivity=sensitivity,
+                    rtol=1e-6, atol=1e-6)
+    assert sol.stats.nfe_forward == f.calls > 0
+    forward_calls = f.calls
+    dyn.readout(2.0, sol.ys[-1]).square().sum().backward()
+    assert sol.stats.nfe_backward == f.calls - forward_calls
+    if sensitivity == "backprop":
+        assert sol.stats.nfe_backward == 0  # autograd replays the graph, no evaluations
+    else:
+        assert sol.stats.nfe_backward > 0
+        assert sol.stats.steps_accepted_backward > 0
+    assert sol.stats.wall_time_forward > 0
+
+
+def test_step_counts_are_consistent_with_dopri5_evaluations():
+    # Dormand–Prince is FSAL: 6 new evaluations per attempted step, plus 2 at the start
+    # (f(t0) and the initial step-size probe).
+    dyn = nn_.NODE(TinyField(3))
+    sol = nn_.solve(dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], rtol=1e-9, atol=1e-9, sensitivity="backprop")
+    s = sol.stats
+    assert s.nfe_forward == 2 + 6 * (s.steps_accepted + s.steps_rejected)
+    assert len(s.step_sizes) == s.steps_accepted
+    # torchdiffeq steps past the last output time and interpolates back to it.
+    assert 3.0 <= sum(s.step_sizes) < 3.0 + 2 * s.step_sizes[-1]
+    assert s.t_reached == pytest.approx(sum(s.step_sizes))
+    assert s.solver == "DP5" and s.engine == "torch" and s.method == "dopri5"
+
+
+def test_fixed_step_solver_lands_on_every_output_time():
+    dyn = nn_.NODE(TinyField(3))
+    sol = nn_.solve(dyn, torch.randn(2, 3), [0.0, 0.25, 1.0], solver="RK4", dt=0.1)
+    # [0, .25] in 3 steps of 1/12, [.25, 1] in 8 steps of 0.09375.
+    assert sol.stats.steps_accepted == 11
+    assert sol.stats.nfe_forward == 4 * 11
+    assert max(sol.stats.step_sizes) <= 0.1
+
+
+def test_stats_have_plain_numbers_for_logs():
+    dyn = nn_.HBNODE(TinyField(3))
+    sol = nn_.solve(dyn, dyn.initial_state(0.0, torch.randn(2, 3)), [0.0, 1.0])
+    d = sol.stats.as_dict()
+    assert d["nfe_forward"] == sol.stats.nfe_forward and d["solver"] == "DP5"
+    assert "NFE" in sol.stats.summary()
