@@ -160,8 +160,10 @@ def solve(
         y0.requires_grad or any(p.requires_grad for p in dynamics.parameters())
     )
     start = time.perf_counter()
-    ys = eng.solve(field, mark_backward_end(y0, field) if needs_grad else y0, ts, request)
-    stats.wall_time_forward = time.perf_counter() - start
+    try:
+        ys = eng.solve(field, mark_backward_end(y0, field) if needs_grad else y0, ts, request)
+    finally:
+        stats.wall_time_forward = time.perf_counter() - start
     field.backward_phase = True
     if not info.adaptive and not torch.isfinite(ys[-1]).all():
         # Adaptive engines check every step; a fixed-step solve is checked once at the end.
