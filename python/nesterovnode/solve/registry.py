@@ -77,6 +77,7 @@ def register_engine(name: str, target: str | type[Engine]) -> None:
         ENGINE_ORDER[name] = f"{target.__module__}:{target.__qualname__}"
         _ENGINE_CLASSES[name] = target
     _ENGINE_INSTANCES.pop(name, None)
+    _RESOLVED.clear()
 
 
 def engine_class(name: str) -> type[Engine] | None:
@@ -135,7 +136,18 @@ def _canonical(engine_cls: type[Engine], name: str) -> str | None:
     return lowered.get(name.lower())
 
 
+_RESOLVED: dict[tuple[str, str | None], tuple[Engine, SolverInfo, str]] = {}
+
+
 def resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo, str]:
+    """Cached ``_resolve`` (it runs on every forward pass of a model)."""
+    key = (solver, engine)
+    if key not in _RESOLVED:
+        _RESOLVED[key] = _resolve(solver, engine)
+    return _RESOLVED[key]
+
+
+def _resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo, str]:
     """Resolve a solver name (and optional engine) to ``(engine, info, native_name)``.
 
     Raises ValueError for unknown names (listing the valid ones) and for a name the chosen
@@ -152,16 +164,13 @@ def resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo,
                 f"drop one of them"
             )
         engine, solver = prefix, name
-    known = engines()
     if engine is not None:
-        if engine not in ENGINE_ORDER:
-            raise ValueError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINE_ORDER)}")
-        cls = known.get(engine)
+        cls = engine_class(engine)  # ValueError for an unknown engine name
         if cls is None:
             raise EngineNotInstalledError(f"the {engine!r} engine is not part of this installation")
         canonical = _canonical(cls, solver)
         if canonical is None:
-            others = [n for n, c in known.items() if _canonical(c, solver) is not None]
+            others = [n for n, c in engines().items() if _canonical(c, solver) is not None]
             where = f"; engines that have it: {', '.join(others)}" if others else ""
             raise ValueError(
                 f"the {engine} engine has no solver {solver!r}{where}. "
@@ -171,18 +180,22 @@ def resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo,
         eng = get_engine(engine)
         return eng, SOLVERS[canonical], cls.methods[canonical]
 
-    candidates = [(n, c) for n, c in known.items() if _canonical(c, solver) is not None]
-    if not candidates:
+    # Engines are imported in order and only as far as needed: a name the torch engine
+    # offers never imports the others.
+    errors = []
+    for name in ENGINE_ORDER:
+        cls = engine_class(name)
+        canonical = None if cls is None else _canonical(cls, solver)
+        if canonical is None:
+            continue
+        if cls.available():
+            return get_engine(name), SOLVERS[canonical], cls.methods[canonical]
+        errors.append(f"{cls.unavailable_reason()} (install: {cls.install_hint})")
+    if not errors:
         raise ValueError(
             f"unknown solver {solver!r}; valid names: {', '.join(solver_names())} "
             f"(or 'engine:native', e.g. 'scipy:Radau')"
         )
-    errors = []
-    for name, cls in candidates:
-        if cls.available():
-            canonical = _canonical(cls, solver)
-            return get_engine(name), SOLVERS[canonical], cls.methods[canonical]
-        errors.append(f"{cls.unavailable_reason()} (install: {cls.install_hint})")
     raise EngineNotInstalledError(
         f"solver {solver!r} is offered only by engines that are not installed: " + "; ".join(errors)
     )

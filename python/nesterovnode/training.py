@@ -1,0 +1,332 @@
+"""The training loop: epochs of Adam with a progress bar, NFE logging, checkpoints, resume.
+
+One run trains one model of one task with one seed. Each epoch appends a record
+
+    {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds",
+     "samples_per_second"[, "test_accuracy"]}
+
+where the NFEs are means per batch (forward solve, and backward adjoint solve). Records go
+to ``log.jsonl`` and, with the model and optimizer, to ``checkpoint.pt`` after every
+epoch, both written atomically: an interrupted run resumes after its last finished epoch
+without repeating or losing one. Shuffling is seeded by (seed, epoch), so a resumed run
+sees the batches it would have seen.
+
+Under ``torchrun --nproc_per_node=K`` the same call trains with DistributedDataParallel:
+each process takes a shard of every epoch, gradients are averaged, and rank 0 logs and
+writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .io import read_json, save_torch_atomic, write_json_atomic, write_text_atomic
+from .tasks import Task, TaskModel, count_parameters, get_task
+
+
+@dataclass
+class TrainConfig:
+    """What a run is: the task, the model, the optimiser and the solve options.
+
+    ``None`` fields take the task's paper defaults (``task.defaults``).
+    """
+
+    task: str = "pointcloud"
+    model: str = "nesterovnode"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    solver: str | None = None
+    tol: float | None = None
+    sensitivity: str | None = None
+    engine: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    data_dir: str | None = None
+    evaluate: bool = True  #: test accuracy at the end of each epoch (when a test set exists)
+    subset: int | None = None  #: train on the first N samples only (quick checks)
+    num_workers: int = 0
+    model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
+
+    def resolved(self, task: Task) -> TrainConfig:
+        """A copy with every default filled in from the task."""
+        d = task.defaults
+        out = TrainConfig(**asdict(self))
+        out.task = task.name
+        out.epochs = d.epochs if self.epochs is None else self.epochs
+        out.lr = d.lr if self.lr is None else self.lr
+        out.batch_size = d.batch_size if self.batch_size is None else self.batch_size
+        out.solver = d.solver if self.solver is None else self.solver
+        out.tol = d.tol if self.tol is None else self.tol
+        out.sensitivity = d.sensitivity if self.sensitivity is None else self.sensitivity
+        for name in ("epochs", "batch_size"):
+            if getattr(out, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(out, name)}")
+        if not out.lr > 0:
+            raise ValueError(f"lr must be > 0, got {out.lr}")
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that make two runs the same experiment (not epochs: a run may be
+        extended; not device or data location)."""
+        d = asdict(self)
+        for k in ("epochs", "device", "data_dir", "num_workers", "evaluate"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class RunResult:
+    """A finished (or resumed-and-finished) run."""
+
+    model: TaskModel
+    params: int
+    history: list[dict[str, float]]
+    config: TrainConfig
+
+
+# -- distributed -------------------------------------------------------------------------
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, local, world
+
+
+def _init_distributed(device: str) -> tuple[int, int, torch.device]:
+    rank, local, world = distributed_env()
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "--device cuda was asked for but torch sees no CUDA device; use --device cpu "
+                "or install a CUDA build of torch"
+            )
+        if world > 1 or dev.index is None:
+            dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
+        torch.cuda.set_device(dev)
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    return rank, world, dev
+
+
+def _all_reduce_sum(values: list[float], device: torch.device, world: int) -> list[float]:
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+# -- the loop ----------------------------------------------------------------------------
+def _loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, shuffle: bool,
+            world: int, rank: int, num_workers: int) -> DataLoader:
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g,
+                      num_workers=num_workers)
+
+
+def evaluate(model: nn.Module, task: Task, dataset: Dataset, device: torch.device,
+             batch_size: int = 256, world: int = 1, rank: int = 0) -> float:
+    """Accuracy of ``model`` on ``dataset`` (no gradients)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=device)
+    count = 0
+    with torch.no_grad():
+        for x, y in _loader(dataset, batch_size, 0, 0, False, world, rank, 0):
+            x, y = x.to(device), y.to(device)
+            correct += task.correct(model(x), y)
+            count += len(y)
+    model.train(was_training)
+    total_correct, total = _all_reduce_sum([float(correct), float(count)], device, world)
+    return total_correct / max(total, 1)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    task: Task | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train ``config.model`` on ``config.task``; checkpoint and log to ``out_dir``.
+
+    With ``resume=True`` and a checkpoint in ``out_dir`` the run continues after the last
+    finished epoch (up to ``config.epochs``); a checkpoint of a different configuration is
+    refused. Without ``resume`` an existing checkpoint is refused too, so nothing is
+    overwritten by accident.
+    """
+    task = task or get_task(config.task)
+    cfg = config.resolved(task)
+    rank, world, device = _init_distributed(cfg.device)
+    is_main = rank == 0
+    torch.manual_seed(cfg.seed)
+
+    model = task.build_model(
+        cfg.model, solver=cfg.solver, rtol=cfg.tol, atol=cfg.tol, sensitivity=cfg.sensitivity,
+        engine=cfg.engine, **cfg.model_options,
+    ).to(device)
+    params = count_parameters(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    history: list[dict[str, float]] = []
+
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / "checkpoint.pt" if out else None
+    if out is not None and ckpt_path.exists():
+        if not resume:
+            raise FileExistsError(
+                f"{out} already holds a run (checkpoint.pt); pass resume=True (--resume) to "
+                f"continue it or choose another output directory (--out)"
+            )
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if state["config"] != cfg.identity():
+            raise ValueError(
+                f"the checkpoint in {out} is of another configuration:\n  saved: "
+                f"{state['config']}\n  asked: {cfg.identity()}\nuse another --out or --overwrite"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = state["history"]
+
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    train_set, test_set = task.datasets(seed=cfg.seed, data_dir=cfg.data_dir)
+    if cfg.subset is not None:
+        train_set = torch.utils.data.Subset(train_set, range(min(cfg.subset, len(train_set))))
+    model.train()
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        loader = _loader(train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers)
+        bar = _progress(len(loader), f"{cfg.model} seed {cfg.seed} epoch {epoch}/{cfg.epochs}",
+                        progress and is_main)
+        sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
+        start = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            output = ddp_model(x)
+            loss = task.loss_fn(output, y)
+            loss.backward()
+            optimizer.step()
+            stats = model.stats
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"{cfg.model}: the loss became {loss_value} at epoch {epoch}; lower --lr "
+                    f"(now {cfg.lr}) or the tolerance"
+                )
+            sums[0] += loss_value * len(y)
+            sums[1] += float(task.correct(output.detach(), y))
+            sums[2] += len(y)
+            sums[3] += stats.nfe_forward
+            sums[4] += stats.nfe_backward
+            sums[5] += 1
+            bar.set_postfix(loss=f"{loss_value:.4f}", nfe_f=stats.nfe_forward, nfe_b=stats.nfe_backward)
+            bar.update()
+        bar.close()
+        seconds = time.perf_counter() - start
+        loss_n, correct, n, nfe_f, nfe_b, batches = _all_reduce_sum(sums, device, world)
+        record = {
+            "epoch": epoch,
+            "loss": loss_n / n,
+            "accuracy": correct / n,
+            "nfe_forward": nfe_f / batches,
+            "nfe_backward": nfe_b / batches,
+            "seconds": seconds,
+            "samples_per_second": n / seconds,
+        }
+        if cfg.evaluate and test_set is not None and test_set is not train_set:
+            record["test_accuracy"] = evaluate(model, task, test_set, device, world=world, rank=rank)
+        history.append(record)
+        if is_main and out is not None:
+            _save(out, model, optimizer, history, cfg)
+        if world > 1:
+            torch.distributed.barrier()
+        if on_epoch is not None and is_main:
+            on_epoch(record)
+    return RunResult(model=model, params=params, history=history, config=cfg)
+
+
+def _save(out: Path, model: nn.Module, optimizer, history: list[dict], cfg: TrainConfig) -> None:
+    """Checkpoint, log and config of a run, each written atomically."""
+    save_torch_atomic(out / "checkpoint.pt", {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "history": history,
+        "config": cfg.identity(),
+        "model_name": cfg.model,
+        "task": cfg.task,
+    })
+    write_text_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_json_atomic(out / "config.json", asdict(cfg))
+
+
+def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
+    """Rebuild a trained ``TaskModel`` from a run's ``checkpoint.pt``."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `nesterovnode train`")
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = state["config"]
+    task = get_task(state["task"])
+    model = task.build_model(
+        state["model_name"], solver=cfg["solver"], rtol=cfg["tol"], atol=cfg["tol"],
+        sensitivity=cfg["sensitivity"], engine=cfg["engine"], **cfg.get("model_options", {}),
+    )
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def load_or_train(
+    task_name: str, model_name: str, checkpoint: str | Path | None = None, epochs: int = 30,
+    seed: int = 0, out_dir: str | Path | None = None, progress: bool = False, **config,
+) -> TaskModel:
+    """A trained model: loaded from ``checkpoint`` when given, else trained for ``epochs``
+    (and checkpointed in ``out_dir`` when given, resuming a run there)."""
+    if checkpoint is not None:
+        return load_model(checkpoint)
+    cfg = TrainConfig(task=task_name, model=model_name, epochs=epochs, seed=seed, **config)
+    return train(cfg, out_dir, resume=True, progress=progress).model
+
+
+def read_log(out_dir: str | Path) -> list[dict[str, float]]:
+    """The epoch records of a run directory."""
+    path = Path(out_dir) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_config(out_dir: str | Path) -> dict[str, Any]:
+    return read_json(Path(out_dir) / "config.json")
