@@ -59,7 +59,9 @@ def make_dynamics(name: str, n: int = 3, seed: int = 0, **kwargs):
     if name == "hbnode":
         return nn_.HBNODE(TinyField(n, seed=seed), gamma_logit=0.3)
     if name == "ghbnode":
-        return nn_.GHBNODE(TinyField(n, seed=seed), gamma_logit=0.3, xi=0.7, learn_xi=True, **kwargs)
+        return nn_.GHBNODE(
+            TinyField(n, seed=seed), gamma_logit=0.3, xi=0.7, learn_xi=True, **kwargs
+        )
     if name == "nesterovnode":
         return nn_.NesterovNODE(TinyField(n, seed=seed), r=3.0, **kwargs)
     if name == "gnesterovnode":

@@ -67,4 +67,6 @@ def test_nesterov_factor_satisfies_its_defining_ode():
     for r in (3.0, 5.0, 10.0):
         k, kd = nesterov_k(t, r), nesterov_k_dot(t, r)
         torch.testing.assert_close(2 * kd + r / t * k, k, rtol=1e-12, atol=0)
-        assert torch.allclose(nesterov_k(torch.tensor(2.0), r), torch.tensor(2.0 ** (-r / 2) * np.e))
+        assert torch.allclose(
+            nesterov_k(torch.tensor(2.0), r), torch.tensor(2.0 ** (-r / 2) * np.e)
+        )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyField
 
 import nesterovnode as nn_
+from conftest import TinyField
 from nesterovnode.solve import SolverError
 
 
@@ -22,8 +22,13 @@ def test_nesterov_start_time_at_or_below_zero_is_refused():
 
 @pytest.mark.parametrize(
     "ts, match",
-    [([1.0], "at least two"), ([2.0, 1.0], "strictly increasing"), ([1.0, 1.0, 2.0], "strictly increasing"),
-     ([[1.0, 2.0]], "1-D"), ([1.0, float("nan")], "finite")],
+    [
+        ([1.0], "at least two"),
+        ([2.0, 1.0], "strictly increasing"),
+        ([1.0, 1.0, 2.0], "strictly increasing"),
+        ([[1.0, 2.0]], "1-D"),
+        ([1.0, float("nan")], "finite"),
+    ],
 )
 def test_bad_time_grids_are_refused(ts, match):
     with pytest.raises(ValueError, match=match):

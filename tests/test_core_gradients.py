@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODEL_NAMES, make_dynamics
 
 import nesterovnode as nn_
+from conftest import MODEL_NAMES, make_dynamics
 
 TOL = dict(rtol=1e-11, atol=1e-11)
 REL = 1e-5
@@ -25,7 +25,11 @@ def scalar_loss(dyn, h0, v0, sensitivity="backprop"):
 def inputs(name):
     g = torch.Generator().manual_seed(1)
     h0 = torch.randn(2, 3, generator=g).requires_grad_()
-    v0 = None if name in ("node", "anode") else (0.5 * torch.randn(2, 3, generator=g)).requires_grad_()
+    v0 = (
+        None
+        if name in ("node", "anode")
+        else (0.5 * torch.randn(2, 3, generator=g)).requires_grad_()
+    )
     return h0, v0
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import MODEL_NAMES, make_dynamics
 
 import nesterovnode as nn_
+from conftest import MODEL_NAMES, make_dynamics
 from nesterovnode.dynamics import nesterov_k
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyField
 
 import nesterovnode as nn_
+from conftest import TinyField
 
 
 class CallCounter(torch.nn.Module):
@@ -28,8 +28,9 @@ def test_nfe_counts_equal_the_calls_f_observes(solver, sensitivity):
     f = CallCounter(TinyField(3))
     dyn = nn_.NesterovNODE(f)
     y0 = dyn.initial_state(1.0, torch.randn(4, 3), torch.randn(4, 3))
-    sol = nn_.solve(dyn, y0, [1.0, 2.0], solver=solver, dt=0.05, sensitivity=sensitivity,
-                    rtol=1e-6, atol=1e-6)
+    sol = nn_.solve(
+        dyn, y0, [1.0, 2.0], solver=solver, dt=0.05, sensitivity=sensitivity, rtol=1e-6, atol=1e-6
+    )
     assert sol.stats.nfe_forward == f.calls > 0
     forward_calls = f.calls
     dyn.readout(2.0, sol.ys[-1]).square().sum().backward()
@@ -46,7 +47,9 @@ def test_step_counts_are_consistent_with_dopri5_evaluations():
     # Dormand–Prince is FSAL: 6 new evaluations per attempted step, plus 2 at the start
     # (f(t0) and the initial step-size probe).
     dyn = nn_.NODE(TinyField(3))
-    sol = nn_.solve(dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], rtol=1e-9, atol=1e-9, sensitivity="backprop")
+    sol = nn_.solve(
+        dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], rtol=1e-9, atol=1e-9, sensitivity="backprop"
+    )
     s = sol.stats
     assert s.nfe_forward == 2 + 6 * (s.steps_accepted + s.steps_rejected)
     assert len(s.step_sizes) == s.steps_accepted

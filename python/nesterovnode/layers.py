@@ -47,8 +47,13 @@ class ODEBlock(nn.Module):
         self.register_buffer("ts", ts.to(torch.get_default_dtype()), persistent=False)
         self.return_trajectory = return_trajectory
         self.solve_options = dict(
-            solver=solver, rtol=rtol, atol=atol, sensitivity=sensitivity, engine=engine,
-            dt=dt, max_steps=max_steps,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            sensitivity=sensitivity,
+            engine=engine,
+            dt=dt,
+            max_steps=max_steps,
         )
         self.stats: SolveStats | None = None
 

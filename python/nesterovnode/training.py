@@ -132,21 +132,39 @@ def _all_reduce_sum(values: list[float], device: torch.device, world: int) -> li
 
 
 # -- the loop ----------------------------------------------------------------------------
-def _loader(dataset: Dataset, batch_size: int, seed: int, epoch: int, shuffle: bool,
-            world: int, rank: int, num_workers: int) -> DataLoader:
+def _loader(
+    dataset: Dataset,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool,
+    world: int,
+    rank: int,
+    num_workers: int,
+) -> DataLoader:
     if world > 1:
         from torch.utils.data.distributed import DistributedSampler
 
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed)
+        sampler = DistributedSampler(
+            dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=seed
+        )
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers)
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g,
-                      num_workers=num_workers)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=g, num_workers=num_workers
+    )
 
 
-def evaluate(model: nn.Module, task: Task, dataset: Dataset, device: torch.device,
-             batch_size: int = 256, world: int = 1, rank: int = 0) -> float:
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int = 256,
+    world: int = 1,
+    rank: int = 0,
+) -> float:
     """Accuracy of ``model`` on ``dataset`` (no gradients)."""
     was_training = model.training
     model.eval()
@@ -165,7 +183,10 @@ def evaluate(model: nn.Module, task: Task, dataset: Dataset, device: torch.devic
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, disable=not enabled, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs stay readable).
+    return tqdm(
+        total=total, desc=desc, leave=False, disable=None if enabled else True, dynamic_ncols=True
+    )
 
 
 def train(
@@ -191,8 +212,13 @@ def train(
     torch.manual_seed(cfg.seed)
 
     model = task.build_model(
-        cfg.model, solver=cfg.solver, rtol=cfg.tol, atol=cfg.tol, sensitivity=cfg.sensitivity,
-        engine=cfg.engine, **cfg.model_options,
+        cfg.model,
+        solver=cfg.solver,
+        rtol=cfg.tol,
+        atol=cfg.tol,
+        sensitivity=cfg.sensitivity,
+        engine=cfg.engine,
+        **cfg.model_options,
     ).to(device)
     params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -227,9 +253,14 @@ def train(
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.subset, len(train_set))))
     model.train()
     for epoch in range(len(history) + 1, cfg.epochs + 1):
-        loader = _loader(train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers)
-        bar = _progress(len(loader), f"{cfg.model} seed {cfg.seed} epoch {epoch}/{cfg.epochs}",
-                        progress and is_main)
+        loader = _loader(
+            train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers
+        )
+        bar = _progress(
+            len(loader),
+            f"{cfg.model} seed {cfg.seed} epoch {epoch}/{cfg.epochs}",
+            progress and is_main,
+        )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
         start = time.perf_counter()
         for x, y in loader:
@@ -252,7 +283,9 @@ def train(
             sums[3] += stats.nfe_forward
             sums[4] += stats.nfe_backward
             sums[5] += 1
-            bar.set_postfix(loss=f"{loss_value:.4f}", nfe_f=stats.nfe_forward, nfe_b=stats.nfe_backward)
+            bar.set_postfix(
+                loss=f"{loss_value:.4f}", nfe_f=stats.nfe_forward, nfe_b=stats.nfe_backward
+            )
             bar.update()
         bar.close()
         seconds = time.perf_counter() - start
@@ -267,7 +300,9 @@ def train(
             "samples_per_second": n / seconds,
         }
         if cfg.evaluate and test_set is not None and test_set is not train_set:
-            record["test_accuracy"] = evaluate(model, task, test_set, device, world=world, rank=rank)
+            record["test_accuracy"] = evaluate(
+                model, task, test_set, device, world=world, rank=rank
+            )
         history.append(record)
         if is_main and out is not None:
             _save(out, model, optimizer, history, cfg)
@@ -280,14 +315,17 @@ def train(
 
 def _save(out: Path, model: nn.Module, optimizer, history: list[dict], cfg: TrainConfig) -> None:
     """Checkpoint, log and config of a run, each written atomically."""
-    save_torch_atomic(out / "checkpoint.pt", {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "history": history,
-        "config": cfg.identity(),
-        "model_name": cfg.model,
-        "task": cfg.task,
-    })
+    save_torch_atomic(
+        out / "checkpoint.pt",
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "config": cfg.identity(),
+            "model_name": cfg.model,
+            "task": cfg.task,
+        },
+    )
     write_text_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     write_json_atomic(out / "config.json", asdict(cfg))
 
@@ -303,16 +341,27 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
     cfg = state["config"]
     task = get_task(state["task"])
     model = task.build_model(
-        state["model_name"], solver=cfg["solver"], rtol=cfg["tol"], atol=cfg["tol"],
-        sensitivity=cfg["sensitivity"], engine=cfg["engine"], **cfg.get("model_options", {}),
+        state["model_name"],
+        solver=cfg["solver"],
+        rtol=cfg["tol"],
+        atol=cfg["tol"],
+        sensitivity=cfg["sensitivity"],
+        engine=cfg["engine"],
+        **cfg.get("model_options", {}),
     )
     model.load_state_dict(state["model"])
     return model.to(device)
 
 
 def load_or_train(
-    task_name: str, model_name: str, checkpoint: str | Path | None = None, epochs: int = 30,
-    seed: int = 0, out_dir: str | Path | None = None, progress: bool = False, **config,
+    task_name: str,
+    model_name: str,
+    checkpoint: str | Path | None = None,
+    epochs: int = 30,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    progress: bool = False,
+    **config,
 ) -> TaskModel:
     """A trained model: loaded from ``checkpoint`` when given, else trained for ``epochs``
     (and checkpointed in ``out_dir`` when given, resuming a run there)."""

@@ -14,18 +14,21 @@ variable (h or x), index 1 the velocity-like one (v or m).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import nn
 
-Network = Union[nn.Module, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
+Network = nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Dynamics(nn.Module):
     """Base class: holds the network ``f(t, h)`` and checks what it returns.
+
+    ``f`` is an ``nn.Module`` or callable ``f(t, h)``; a module whose forward takes only
+    one input (``nn.Sequential``, ``nn.Linear``) is used as the autonomous ``f(h)``.
 
     Subclasses set ``second_order`` and implement ``forward``; they may override
     ``initial_state`` and ``readout``.
@@ -43,8 +46,9 @@ class Dynamics(nn.Module):
                 f"f must be an nn.Module or a callable f(t, h) returning a tensor shaped like h; "
                 f"got {type(f).__name__}"
             )
-        # An nn.Module is registered so its parameters train; a plain callable is kept as is.
-        self.f = f
+        # An nn.Module is registered so its parameters train (and the adjoint finds them);
+        # a plain callable is kept as is.
+        self.f = Autonomous(f) if _takes_only_h(f) else f
 
     # -- helpers shared by all models ------------------------------------------------------
     def call_f(self, t: torch.Tensor, h: torch.Tensor, out_shape: torch.Size | None = None):
@@ -107,6 +111,30 @@ class Dynamics(nn.Module):
         return ""
 
 
+class Autonomous(nn.Module):
+    """``f(t, h) = net(h)`` for a network that does not read t (e.g. ``nn.Sequential``)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+def _takes_only_h(f) -> bool:
+    """True for an ``nn.Module`` whose forward takes one positional input (``net(h)``)."""
+    if not isinstance(f, nn.Module):
+        return False
+    try:
+        params = inspect.signature(f.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    has_varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+    return len(positional) == 1 and not has_varargs
+
+
 def _time_axis(t: torch.Tensor | float, state: torch.Tensor) -> int:
     """1 when ``state`` carries a leading time axis (``t`` is a vector), else 0."""
     t = torch.as_tensor(t)
@@ -123,9 +151,7 @@ def velocity(state: torch.Tensor, time_axis: int = 0) -> torch.Tensor:
     return state.select(time_axis + 1, 1)
 
 
-def broadcast_time(
-    values: torch.Tensor, like: torch.Tensor, batch_dims: int
-) -> torch.Tensor:
+def broadcast_time(values: torch.Tensor, like: torch.Tensor, batch_dims: int) -> torch.Tensor:
     """Reshape per-time ``values`` ([T] or scalar) to broadcast over ``like``'s trailing dims.
 
     ``batch_dims`` is how many trailing dimensions of ``like`` belong to one time point.

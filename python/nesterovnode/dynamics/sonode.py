@@ -14,7 +14,7 @@ from .base import Dynamics, position, velocity
 
 
 class SONODE(Dynamics):
-    """Second-order neural ODE; ``f(t, [h, v])`` takes ``[B, 2n, ...]`` and returns ``[B, n, ...]``."""
+    """Second-order neural ODE; ``f(t, [h, v])`` maps ``[B, 2n, ...]`` to ``[B, n, ...]``."""
 
     second_order = True
 

@@ -110,9 +110,7 @@ def solve(
     if not y0.is_floating_point():
         raise TypeError(f"y0 must be a floating-point tensor, got dtype {y0.dtype}")
     if sensitivity not in SENSITIVITIES:
-        raise ValueError(
-            f"unknown sensitivity {sensitivity!r}; valid: {', '.join(SENSITIVITIES)}"
-        )
+        raise ValueError(f"unknown sensitivity {sensitivity!r}; valid: {', '.join(SENSITIVITIES)}")
     for name, tol in (("rtol", rtol), ("atol", atol)):
         if not (tol > 0):
             raise ValueError(f"{name} must be > 0, got {tol}")
@@ -151,9 +149,15 @@ def solve(
     stats = SolveStats(solver=info.name, engine=eng.name, method=method, sensitivity=sensitivity)
     field = CountedField(dynamics, stats, max_steps=max_steps)
     request = SolveRequest(
-        solver=info.name, method=method, rtol=float(rtol), atol=float(atol),
-        sensitivity=sensitivity, dt=None if dt is None else float(dt),
-        max_steps=max_steps, stats=stats, options=dict(options or {}),
+        solver=info.name,
+        method=method,
+        rtol=float(rtol),
+        atol=float(atol),
+        sensitivity=sensitivity,
+        dt=None if dt is None else float(dt),
+        max_steps=max_steps,
+        stats=stats,
+        options=dict(options or {}),
     )
     # Phase marks only where a backward pass can follow, so inference outputs stay plain.
     needs_grad = torch.is_grad_enabled() and (
@@ -172,6 +176,7 @@ def solve(
         raise SolverError(
             f"{info.name} produced a non-finite state by t = {t_bad:.6g}: reduce dt "
             f"(now {dt}) or use an adaptive solver",
-            stats=stats, t_reached=t_bad,
+            stats=stats,
+            t_reached=t_bad,
         )
     return Solution(ts=ts, ys=mark_backward_start(ys, field), stats=stats)

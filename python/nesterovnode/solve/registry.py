@@ -39,18 +39,31 @@ SOLVERS: dict[str, SolverInfo] = {
         SolverInfo("Euler", 1, False, stability_bound=2.0, description="forward Euler"),
         SolverInfo("Midpoint", 2, False, stability_bound=2.0, description="explicit midpoint"),
         SolverInfo("Heun", 2, True, stability_bound=2.0, description="Heun–Euler 2(1), adaptive"),
-        SolverInfo("RK4", 4, False, stability_bound=2.785, description="classical Runge–Kutta (3/8 rule)"),
+        SolverInfo(
+            "RK4", 4, False, stability_bound=2.785, description="classical Runge–Kutta (3/8 rule)"
+        ),
         SolverInfo("BS3", 3, True, stability_bound=2.51, description="Bogacki–Shampine 3(2)"),
         SolverInfo("DP5", 5, True, stability_bound=3.31, description="Dormand–Prince 5(4)"),
         SolverInfo("Tsit5", 5, True, stability_bound=3.5, description="Tsitouras 5(4)"),
         SolverInfo("DP8", 8, True, stability_bound=6.0, description="Dormand–Prince 8(5,3)"),
         SolverInfo("Vern7", 7, True, stability_bound=4.6, description="Verner 7(6)"),
-        SolverInfo("RadauIIA5", 5, True, implicit=True, stiff=True, description="Radau IIA, 3 stages"),
-        SolverInfo("Rodas5P", 5, True, implicit=True, stiff=True, description="Rosenbrock 5(4)"),
-        SolverInfo("BDF", 5, True, implicit=True, stiff=True, description="variable-order BDF/NDF 1–5"),
-        SolverInfo("FBDF", 5, True, implicit=True, stiff=True, description="fixed-leading-coefficient BDF"),
         SolverInfo(
-            "LSODA", 12, True, implicit=True, stiff=True, auto_switching=True,
+            "RadauIIA5", 5, True, implicit=True, stiff=True, description="Radau IIA, 3 stages"
+        ),
+        SolverInfo("Rodas5P", 5, True, implicit=True, stiff=True, description="Rosenbrock 5(4)"),
+        SolverInfo(
+            "BDF", 5, True, implicit=True, stiff=True, description="variable-order BDF/NDF 1–5"
+        ),
+        SolverInfo(
+            "FBDF", 5, True, implicit=True, stiff=True, description="fixed-leading-coefficient BDF"
+        ),
+        SolverInfo(
+            "LSODA",
+            12,
+            True,
+            implicit=True,
+            stiff=True,
+            auto_switching=True,
             description="Adams (non-stiff) / BDF (stiff), automatic switching",
         ),
     ]
@@ -83,9 +96,7 @@ def register_engine(name: str, target: str | type[Engine]) -> None:
 def engine_class(name: str) -> type[Engine] | None:
     """The engine class, or None when its module is not part of this installation."""
     if name not in ENGINE_ORDER:
-        raise ValueError(
-            f"unknown engine {name!r}; valid engines: {', '.join(ENGINE_ORDER)}"
-        )
+        raise ValueError(f"unknown engine {name!r}; valid engines: {', '.join(ENGINE_ORDER)}")
     if name not in _ENGINE_CLASSES:
         module, _, cls = ENGINE_ORDER[name].partition(":")
         try:
@@ -103,7 +114,9 @@ def get_engine(name: str) -> Engine:
     if cls is None:
         raise EngineNotInstalledError(f"the {name!r} engine is not part of this installation")
     if not cls.available():
-        raise EngineNotInstalledError(f"{cls.unavailable_reason()}. To install it: {cls.install_hint}")
+        raise EngineNotInstalledError(
+            f"{cls.unavailable_reason()}. To install it: {cls.install_hint}"
+        )
     if name not in _ENGINE_INSTANCES:
         _ENGINE_INSTANCES[name] = cls()
     return _ENGINE_INSTANCES[name]

@@ -105,7 +105,8 @@ class SolveStats:
     def summary(self) -> str:
         """One line for logs."""
         return (
-            f"{self.solver} on {self.engine}: NFE {self.nfe_forward} fwd / {self.nfe_backward} bwd, "
+            f"{self.solver} on {self.engine}: "
+            f"NFE {self.nfe_forward} fwd / {self.nfe_backward} bwd, "
             f"steps {self.steps_accepted} accepted / {self.steps_rejected} rejected, "
             f"{self.wall_time_forward:.3g}s fwd / {self.wall_time_backward:.3g}s bwd"
         )

@@ -87,8 +87,14 @@ class TorchEngine(Engine):
                 adjoint_options["norm"] = "seminorm"
             params = tuple(p for p in field.parameters() if p.requires_grad)
             return torchdiffeq.odeint_adjoint(
-                field, y0, ts, adjoint_params=params, adjoint_options=adjoint_options,
-                adjoint_rtol=request.rtol, adjoint_atol=request.atol, **kwargs,
+                field,
+                y0,
+                ts,
+                adjoint_params=params,
+                adjoint_options=adjoint_options,
+                adjoint_rtol=request.rtol,
+                adjoint_atol=request.atol,
+                **kwargs,
             )
         except AssertionError as exc:
             # torchdiffeq signals failures with asserts; turn them into errors that say

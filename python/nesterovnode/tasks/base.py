@@ -124,7 +124,9 @@ class Task(abc.ABC):
 
     def loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "smoothl1":
-            return nn.functional.smooth_l1_loss(output.reshape(target.shape), target.to(output.dtype))
+            return nn.functional.smooth_l1_loss(
+                output.reshape(target.shape), target.to(output.dtype)
+            )
         return nn.functional.cross_entropy(output, target)
 
     def correct(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,232 @@
+"""The ``nesterovnode`` command: parse arguments, call the library, print, write files.
+
+nesterovnode list
+nesterovnode compare pointcloud [--models ...] [--epochs N] [--seeds K] [--out DIR] [--resume]
+nesterovnode train pointcloud --model nesterovnode [--epochs N] [--out DIR] [--resume]
+nesterovnode solvers compare --task pointcloud --model NAME --solvers DP5 scipy:Radau ...
+nesterovnode stiffness --task pointcloud --models node hbnode nesterovnode
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .tasks import MODEL_NAMES, TASKS
+
+PAPER = {
+    "pointcloud": {"epochs": 200, "seeds": 5},
+    "mnist": {"epochs": 40, "seeds": 1},
+    "cifar10": {"epochs": 40, "seeds": 1},
+}
+
+
+def _task_arg(value: str) -> str:
+    key = value.lower()
+    if key not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {value!r}; valid tasks: {', '.join(TASKS)}")
+    return key
+
+
+def _model_arg(value: str) -> str:
+    key = value.lower()
+    if key not in MODEL_NAMES:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {value!r}; valid models: {', '.join(MODEL_NAMES)}"
+        )
+    return key
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("task", type=_task_arg, help=f"one of: {', '.join(TASKS)}")
+    p.add_argument("--epochs", type=int, help="epochs per run (task default if omitted)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (task default if omitted)")
+    p.add_argument("--batch-size", type=int, help="batch size (task default if omitted)")
+    p.add_argument("--solver", help="solver name, e.g. DP5, BS3, RK4, scipy:RK45 (default DP5)")
+    p.add_argument("--tol", type=float, help="rtol = atol of the adaptive solver (task default)")
+    p.add_argument("--sensitivity", choices=["adjoint", "adjoint-seminorm", "backprop"])
+    p.add_argument("--engine", help="solver engine: torch, scipy, julia (default: by solver name)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
+    p.add_argument("--data-dir", help="directory holding the task's data files (image tasks)")
+    p.add_argument("--subset", type=int, help="train on the first N samples only (quick checks)")
+    p.add_argument("--r", type=float, help="Nesterov factor r for the Nesterov models (default 3)")
+    p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _base_config(args, model: str = "nesterovnode", seed: int = 0):
+    from .training import TrainConfig
+
+    model_options = {}
+    if args.r is not None:
+        model_options["r"] = args.r
+    return TrainConfig(
+        task=args.task,
+        model=model,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        solver=args.solver,
+        tol=args.tol,
+        sensitivity=args.sensitivity,
+        engine=args.engine,
+        device=args.device,
+        seed=seed,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        model_options=model_options,
+    )
+
+
+def cmd_list(args) -> int:
+    from .solve import SOLVERS
+    from .solve.registry import engines
+
+    print("models:", ", ".join(MODEL_NAMES))
+    print("tasks: ", ", ".join(TASKS))
+    print("\nsolvers (canonical name: engine=native name):")
+    classes = engines()
+    for name, info in SOLVERS.items():
+        offers = [f"{e}={c.methods[name]}" for e, c in classes.items() if name in c.methods]
+        if offers:
+            kind = "adaptive" if info.adaptive else "fixed step, needs dt"
+            if info.implicit:
+                kind += ", implicit"
+            print(f"  {name:<10} order {info.order:<2} {kind:<32} {', '.join(offers)}")
+    print("\nengines:")
+    for name, cls in classes.items():
+        state = "available" if cls.available() else f"not available ({cls.install_hint})"
+        print(f"  {name:<6} {state}")
+    return 0
+
+
+def _apply_paper(args) -> None:
+    if getattr(args, "paper", False):
+        paper = PAPER[args.task]
+        args.epochs = args.epochs or paper["epochs"]
+        if hasattr(args, "seeds"):
+            args.seeds = max(args.seeds or 0, paper["seeds"])
+
+
+def cmd_compare(args) -> int:
+    from .comparison import compare, format_table, summary_rows
+
+    _apply_paper(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or f"results/{args.task}")
+    jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
+    if args.device != "cpu":
+        jobs = 1  # one process per GPU; use torchrun for several
+    results = compare(
+        _base_config(args),
+        models=args.models,
+        seeds=args.seeds or 1,
+        out=out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        jobs=jobs,
+        progress=not args.no_progress,
+    )
+    print(format_table(summary_rows(results)))
+    plots = ", ".join(str(p) for p in sorted(out.glob("*.png")))
+    print(f"\nresults: {out / 'results.json'}\nplots:   {plots}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .comparison import format_table, summary_rows
+    from .training import distributed_env, train
+
+    _apply_paper(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = Path(args.out or f"runs/{args.task}/{args.model}/seed{args.seed}")
+    cfg = _base_config(args, model=args.model, seed=args.seed)
+    rank = distributed_env()[0]
+
+    def show(rec):
+        extra = f"  test acc {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
+        print(
+            f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  acc {rec['accuracy']:.3f}{extra}  "
+            f"NFE {rec['nfe_forward']:.1f}/{rec['nfe_backward']:.1f}  {rec['seconds']:.2f}s  "
+            f"{rec['samples_per_second']:.0f} samples/s",
+            flush=True,
+        )
+
+    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_epoch=show)
+    if rank == 0:
+        results = {
+            "models": {
+                args.model: {
+                    "params": result.params,
+                    "runs": [{"seed": args.seed, "epochs": result.history}],
+                }
+            }
+        }
+        print(format_table(summary_rows(results)))
+        print(f"\ncheckpoint: {out / 'checkpoint.pt'}\nlog:        {out / 'log.jsonl'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nesterovnode",
+        description="Momentum neural ODEs (NODE, ANODE, SONODE, HBNODE, GHBNODE, NesterovNODE, "
+        "GNesterovNODE) on solver engines chosen by name.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="models, tasks, solver names and engines")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser(
+        "compare", help="train several models over seeds; table, results.json, plots"
+    )
+    _add_training_options(p)
+    p.add_argument("--models", nargs="+", type=_model_arg, help="default: all seven")
+    p.add_argument("--seeds", type=int, help="runs per model (default 1)")
+    p.add_argument("--out", help="output directory (default results/TASK)")
+    p.add_argument("--overwrite", action="store_true", help="replace results found in --out")
+    p.add_argument("--paper", action="store_true", help="the paper's protocol (epochs, seeds)")
+    p.add_argument("--jobs", type=int, help="runs in parallel processes (default: 2 on CPU)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train", help="train one model; checkpoint and log per epoch")
+    _add_training_options(p)
+    p.add_argument("--model", required=True, type=_model_arg)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="run directory (default runs/TASK/MODEL/seedK)")
+    p.add_argument("--paper", action="store_true", help="the paper's number of epochs")
+    p.set_defaults(func=cmd_train)
+
+    try:
+        from .cli_solvers import add_parsers
+    except ImportError:  # pragma: no cover - the solver tools are part of the package
+        add_parsers = None
+    if add_parsers is not None:
+        add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"nesterovnode: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Compare models on one task: train each over several seeds, then tabulate and plot.
+
+The output directory holds
+
+    results.json            {"task", "config", "models": {NAME: {"params", "runs": [...]}}}
+    runs/NAME/seedK/        each run's checkpoint.pt, log.jsonl, config.json
+    loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
+    features.png            learned features h(T) coloured by class (2-D tasks)
+
+Runs are independent and may go in parallel processes (``jobs``); every finished epoch
+is checkpointed, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .io import read_json, write_json_atomic
+from .plots import plot_curve, plot_features
+from .tasks import MODEL_NAMES, check_model_name
+from .training import TrainConfig, train
+
+
+def comparison_config(base: TrainConfig) -> dict[str, Any]:
+    """What makes two comparisons the same experiment (models, seeds and epochs may grow)."""
+    d = base.identity()
+    d.pop("model")
+    d.pop("seed")
+    return d
+
+
+def run_dir(out: Path, model: str, seed: int) -> Path:
+    return out / "runs" / model / f"seed{seed}"
+
+
+def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Refuse to mix or clobber results: an ``out`` holding a comparison is continued only
+    with ``resume`` (same configuration) and replaced only with ``overwrite``."""
+    results = out / "results.json"
+    if overwrite and out.exists():
+        if results.exists() or (out / "runs").exists():
+            shutil.rmtree(out / "runs", ignore_errors=True)
+            results.unlink(missing_ok=True)
+        return
+    if not results.exists():
+        if (out / "runs").exists() and not resume:
+            raise FileExistsError(
+                f"{out} holds runs of an unfinished comparison; pass --resume to continue "
+                f"them or --overwrite to start again"
+            )
+        return
+    saved = {
+        k: v
+        for k, v in read_json(results).get("config", {}).items()
+        if k not in ("epochs", "seeds")
+    }
+    if saved != config:
+        diff = {
+            k: (saved.get(k), config.get(k))
+            for k in set(saved) | set(config)
+            if saved.get(k) != config.get(k)
+        }
+        raise FileExistsError(
+            f"{out} holds results of another configuration (saved vs asked: {diff}); choose "
+            f"another --out or pass --overwrite to replace them"
+        )
+    if not resume:
+        raise FileExistsError(
+            f"{out} already holds results of this comparison; pass --resume to continue or "
+            f"extend them (more epochs or seeds), or --overwrite to start again"
+        )
+
+
+def _features(model, task, seed: int, device: str):
+    """h(T) for the whole training set (for the feature plot of 2-D tasks)."""
+    data, _ = task.datasets(seed=seed)
+    x, y = data.tensors
+    model.eval()
+    with torch.no_grad():
+        h = model.features(x.to(device)).cpu().numpy()
+    return h, y.numpy()
+
+
+def _run_one(
+    config: TrainConfig, out: str, threads: int | None, queue=None, progress: bool = True
+) -> dict[str, Any]:
+    """Train one (model, seed) run; in a worker process when ``queue`` is given."""
+    if threads:
+        torch.set_num_threads(threads)
+    from .tasks import get_task
+
+    task = get_task(config.task)
+    path = run_dir(Path(out), config.model, config.seed)
+
+    def report(record):
+        if queue is not None:
+            queue.put((config.model, config.seed, record))
+
+    result = train(
+        config, path, resume=True, task=task, progress=progress and queue is None, on_epoch=report
+    )
+    entry = {
+        "model": config.model,
+        "seed": config.seed,
+        "params": result.params,
+        "epochs": result.history,
+    }
+    if task.name == "pointcloud":
+        h, y = _features(result.model, task, config.seed, config.device)
+        entry["features"], entry["labels"] = h, y
+    return entry
+
+
+def compare(
+    base: TrainConfig,
+    models: list[str] | None = None,
+    seeds: int = 1,
+    out: str | Path = "results/pointcloud",
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    jobs: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``models`` (default all seven) for ``seeds`` seeds each; write results and plots.
+
+    Returns the ``results.json`` content.
+    """
+    from .tasks import get_task
+
+    task = get_task(base.task)
+    base = base.resolved(task)
+    models = [check_model_name(m) for m in (models or MODEL_NAMES)]
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    out = Path(out)
+    config = comparison_config(base)
+    prepare_out_dir(out, config, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, Any] = {
+        "task": task.name,
+        "config": {**config, "epochs": base.epochs, "seeds": seeds},
+        "models": {},
+    }
+    configs = [replace(base, model=m, seed=s) for m in models for s in range(seeds)]
+    entries: dict[tuple[str, int], dict] = {}
+    features: dict[str, np.ndarray] = {}
+    labels = None
+
+    def collect(entry):
+        nonlocal labels
+        entries[(entry["model"], entry["seed"])] = entry
+        if "features" in entry and entry["seed"] == 0:
+            features[entry["model"]] = entry.pop("features")
+            labels = entry.pop("labels")
+        entry.pop("features", None)
+        entry.pop("labels", None)
+        _write_results(out, results, models, seeds, entries)
+
+    jobs = max(1, min(jobs, len(configs)))
+    try:
+        if jobs == 1:
+            for cfg in configs:
+                collect(_run_one(cfg, str(out), None, progress=progress))
+        else:
+            _run_parallel(configs, out, jobs, collect, progress)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every finished epoch is checkpointed under {out / 'runs'}; run "
+            f"the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        raise
+    results = _write_results(out, results, models, seeds, entries)
+    write_plots(results, out, features, labels)
+    return results
+
+
+def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = mp.get_context("spawn")  # forking a process that has started torch threads can hang
+    total = sum(c.epochs for c in configs)
+    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        pending = {pool.submit(_run_one, c, str(out), threads, queue) for c in configs}
+        bar = tqdm(
+            total=total,
+            desc=f"{len(configs)} runs, {jobs} in parallel",
+            disable=None if progress else True,
+            dynamic_ncols=True,
+        )
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not queue.empty():
+                model, seed, rec = queue.get()
+                bar.update()
+                bar.set_postfix(
+                    run=f"{model}/{seed}",
+                    epoch=rec["epoch"],
+                    loss=f"{rec['loss']:.4f}",
+                    nfe_f=f"{rec['nfe_forward']:.0f}",
+                    nfe_b=f"{rec['nfe_backward']:.0f}",
+                )
+            for fut in done:
+                collect(fut.result())
+        bar.close()
+
+
+def _write_results(out: Path, results: dict, models, seeds: int, entries: dict) -> dict:
+    results["models"] = {}
+    for m in models:
+        runs = [entries[(m, s)] for s in range(seeds) if (m, s) in entries]
+        if runs:
+            results["models"][m] = {
+                "params": runs[0]["params"],
+                "runs": [{"seed": r["seed"], "epochs": r["epochs"]} for r in runs],
+            }
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Path]:
+    """Loss and NFE curves against epoch (and the feature scatter when given)."""
+    models = results["models"]
+    task = results["task"]
+    paths = [
+        plot_curve(
+            models,
+            "loss",
+            "training loss",
+            out / "loss.png",
+            log=True,
+            title=f"{task}: training loss",
+        ),
+        plot_curve(
+            models,
+            "nfe_forward",
+            "forward NFE per batch",
+            out / "nfe_forward.png",
+            title=f"{task}: forward NFE",
+        ),
+        plot_curve(
+            models,
+            "nfe_backward",
+            "backward NFE per batch",
+            out / "nfe_backward.png",
+            title=f"{task}: backward NFE",
+        ),
+    ]
+    if any(
+        "test_accuracy" in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]
+    ):
+        paths.append(
+            plot_curve(
+                models,
+                "test_accuracy",
+                "test accuracy",
+                out / "test_accuracy.png",
+                title=f"{task}: test accuracy",
+            )
+        )
+    if features:
+        paths.append(
+            plot_features(
+                features,
+                labels,
+                out / "features.png",
+                title=f"{task}: learned features h(T), seed 0",
+            )
+        )
+    return paths
+
+
+def summary_rows(results: dict) -> list[dict[str, Any]]:
+    """One row per model: params, final loss and accuracy (mean over seeds), NFE per batch
+    (mean over epochs and seeds) and seconds per epoch."""
+    rows = []
+    for name, entry in results["models"].items():
+        runs = [r["epochs"] for r in entry["runs"] if r["epochs"]]
+        if not runs:
+            continue
+        every = [e for r in runs for e in r]
+        row = {
+            "model": name,
+            "params": entry["params"],
+            "seeds": len(runs),
+            "epochs": min(len(r) for r in runs),
+            "final_loss": float(np.mean([r[-1]["loss"] for r in runs])),
+            "accuracy": float(np.mean([r[-1]["accuracy"] for r in runs])),
+            "nfe_forward": float(np.mean([e["nfe_forward"] for e in every])),
+            "nfe_backward": float(np.mean([e["nfe_backward"] for e in every])),
+            "s_per_epoch": float(np.mean([e["seconds"] for e in every])),
+        }
+        if "test_accuracy" in runs[0][-1]:
+            row["test_accuracy"] = float(np.mean([r[-1]["test_accuracy"] for r in runs]))
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width text table of ``summary_rows``."""
+    if not rows:
+        return "(no runs)"
+    cols = [
+        ("model", "model", "{}"),
+        ("params", "params", "{}"),
+        ("final_loss", "final loss", "{:.4g}"),
+        ("accuracy", "accuracy", "{:.3f}"),
+    ]
+    if "test_accuracy" in rows[0]:
+        cols.append(("test_accuracy", "test acc", "{:.4f}"))
+    cols += [
+        ("nfe_forward", "NFE fwd", "{:.1f}"),
+        ("nfe_backward", "NFE bwd", "{:.1f}"),
+        ("s_per_epoch", "s/epoch", "{:.3f}"),
+    ]
+    cells = [[h for _, h, _ in cols]] + [[fmt.format(r[k]) for k, _, fmt in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    lines = [
+        "  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(cols)))
+        for c in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+__all__ = ["compare", "format_table", "summary_rows", "write_plots"]

@@ -1,0 +1,132 @@
+"""The main job: `nesterovnode compare pointcloud` end to end, and the CLI's errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nesterovnode.cli import main
+from nesterovnode.comparison import format_table, summary_rows
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_writes_results_plots_and_a_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+
+    def args(epochs="2", tol="1e-5", *extra):
+        return [
+            "compare",
+            "pointcloud",
+            "--models",
+            "node",
+            "nesterovnode",
+            "--epochs",
+            epochs,
+            "--seeds",
+            "2",
+            "--tol",
+            tol,
+            "--out",
+            str(out),
+            "--jobs",
+            "1",
+            "--no-progress",
+            *extra,
+        ]
+
+    assert main(args()) == 0
+    printed = capsys.readouterr().out
+    assert "nesterovnode" in printed and "NFE fwd" in printed and "581" in printed
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == "pointcloud"
+    assert set(results["models"]) == {"node", "nesterovnode"}
+    entry = results["models"]["nesterovnode"]
+    assert entry["params"] == 581
+    assert [r["seed"] for r in entry["runs"]] == [0, 1]
+    epoch = entry["runs"][1]["epochs"][-1]
+    assert set(epoch) >= {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds"}
+    assert epoch["epoch"] == 2 and epoch["nfe_forward"] > 0
+    for name in ("loss", "nfe_forward", "nfe_backward", "features"):
+        assert (out / f"{name}.png").read_bytes()[:8] == PNG
+
+    # The same --out: refused without --resume; another configuration refused outright.
+    assert main(args()) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(args("2", "1e-3", "--resume")) == 2
+    assert "another configuration" in capsys.readouterr().err
+    # --resume extends the runs by one epoch without repeating any.
+    assert main(args("3", "1e-5", "--resume")) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [e["epoch"] for e in results["models"]["node"]["runs"][0]["epochs"]] == [1, 2, 3]
+    rows = summary_rows(results)
+    assert [r["model"] for r in rows] == ["node", "nesterovnode"]
+    assert "final loss" in format_table(rows)
+
+
+def test_compare_runs_in_parallel_processes(tmp_path):
+    out = tmp_path / "par"
+    assert (
+        main(
+            [
+                "compare",
+                "pointcloud",
+                "--models",
+                "hbnode",
+                "gnesterovnode",
+                "--epochs",
+                "1",
+                "--tol",
+                "1e-4",
+                "--out",
+                str(out),
+                "--jobs",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"]["gnesterovnode"]["params"] == 581
+    assert results["models"]["hbnode"]["runs"][0]["epochs"][0]["nfe_backward"] > 0
+
+
+def test_train_command_trains_one_model(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "pointcloud",
+                "--model",
+                "ghbnode",
+                "--epochs",
+                "1",
+                "--tol",
+                "1e-4",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert "epoch   1" in capsys.readouterr().out
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_unknown_names_list_the_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "pointcloud", "--models", "transformer"])
+    assert "valid models: node, anode" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "imagenet"])
+    assert "valid tasks: pointcloud" in capsys.readouterr().err
+
+
+def test_list_shows_models_solvers_and_engines(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "gnesterovnode" in out and "DP5" in out and "torch=dopri5" in out and "torch" in out

@@ -1,0 +1,69 @@
+"""The training loop: loss falls, checkpoints resume exactly, results are not clobbered."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nesterovnode.training import TrainConfig, load_model, read_log, train
+
+
+def quick(model="nesterovnode", epochs=3, **kw):
+    return TrainConfig(task="pointcloud", model=model, epochs=epochs, tol=1e-5, **kw)
+
+
+def test_training_loss_falls_and_nfe_is_logged():
+    result = train(quick(epochs=8), progress=False)
+    losses = [e["loss"] for e in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    for e in result.history:
+        assert e["nfe_forward"] > 10 and e["nfe_backward"] > 10 and e["seconds"] > 0
+        assert 0.0 <= e["accuracy"] <= 1.0
+    assert result.params == 581
+
+
+def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path):
+    full = train(quick(epochs=4), tmp_path / "full", progress=False).history
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def interrupt(record):
+        if record["epoch"] == 2:
+            raise Stop  # as Ctrl-C after the second epoch's checkpoint
+
+    with pytest.raises(Stop):
+        train(quick(epochs=4), tmp_path / "cut", progress=False, on_epoch=interrupt)
+    assert [e["epoch"] for e in read_log(tmp_path / "cut")] == [1, 2]
+    resumed = train(quick(epochs=4), tmp_path / "cut", resume=True, progress=False).history
+    assert [e["epoch"] for e in resumed] == [1, 2, 3, 4]
+    for a, b in zip(resumed, full):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+        assert a["nfe_forward"] == b["nfe_forward"]
+    assert len(read_log(tmp_path / "cut")) == 4
+    assert not list((tmp_path / "cut").glob(".*tmp"))  # atomic writes leave no debris
+
+
+def test_an_existing_run_is_not_overwritten_or_mixed(tmp_path):
+    train(quick(epochs=1), tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(quick(epochs=2), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(quick(epochs=2, lr=0.5), tmp_path, resume=True, progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["model"] == "nesterovnode" and config["tol"] == 1e-5
+
+
+def test_a_checkpoint_loads_back_into_the_same_model(tmp_path):
+    result = train(quick(model="hbnode", epochs=1), tmp_path, progress=False)
+    model = load_model(tmp_path)
+    for (k, a), (_, b) in zip(result.model.state_dict().items(), model.state_dict().items()):
+        assert a.equal(b), k
+
+
+def test_bad_training_settings_are_refused():
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train(quick(epochs=0), progress=False)
+    with pytest.raises(ValueError, match="unknown model"):
+        train(quick(model="transformer"), progress=False)
