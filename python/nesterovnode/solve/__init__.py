@@ -1,9 +1,18 @@
 """How an ODE is solved: ``solve()``, the solver registry, engines and statistics."""
 
 from .api import SENSITIVITIES, Solution, as_time_grid, solve
+from .bridge import ExternalEngine, ODEProblem, bridge_solve
 from .engine import Engine, SolveRequest
 from .errors import EngineNotInstalledError, SolverError
-from .registry import SOLVERS, SolverInfo, engines, get_engine, register_engine, resolve, solver_names
+from .registry import (
+    SOLVERS,
+    SolverInfo,
+    engines,
+    get_engine,
+    register_engine,
+    resolve,
+    solver_names,
+)
 from .stats import CountedField, SolveStats
 
 __all__ = [
@@ -12,12 +21,15 @@ __all__ = [
     "CountedField",
     "Engine",
     "EngineNotInstalledError",
+    "ExternalEngine",
+    "ODEProblem",
     "SolveRequest",
     "SolveStats",
     "Solution",
     "SolverError",
     "SolverInfo",
     "as_time_grid",
+    "bridge_solve",
     "engines",
     "get_engine",
     "register_engine",

@@ -74,8 +74,16 @@ class TorchEngine(Engine):
         options = dict(request.options)
         if fixed:
             options.setdefault("grid_constructor", _grid_constructor(request.dt))
-        elif request.dt is not None:
-            options.setdefault("first_step", request.dt)
+        else:
+            if request.dt is not None:
+                options.setdefault("first_step", request.dt)
+            if getattr(field.dynamics, "needs_positive_time", False):
+                # torchdiffeq lets a step run past the last output time and interpolates
+                # back. In the adjoint's reversed solve from T to t0 a long last step would
+                # evaluate a Nesterov field at t <= 0, where k(t) is undefined; step_t makes
+                # steps end on the output times (forward and reversed), so every stage
+                # stays inside [t0, T].
+                options.setdefault("step_t", ts)
         self._bind_callbacks(field, fixed)
 
         kwargs = dict(rtol=request.rtol, atol=request.atol, method=request.method, options=options)
