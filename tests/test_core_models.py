@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from conftest import MODEL_NAMES, make_dynamics
+from conftest import MODEL_NAMES, TinyField, make_dynamics
 from nesterovnode.dynamics import nesterov_k
 
 
@@ -94,3 +94,36 @@ def test_ode_block_returns_h_at_T_and_keeps_stats():
     traj = nn_.ODEBlock(dyn, ts=torch.linspace(1, 2, 5), return_trajectory=True)(h0)
     assert traj.shape == (5, 4, 3)
     torch.testing.assert_close(traj[-1], hT.detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_hbnode_takes_an_optional_xi_term(float64):
+    t = torch.tensor(1.3)
+    h, m = torch.randn(4, 3), torch.randn(4, 3)
+    dyn = nn_.HBNODE(TinyField(3), gamma_logit=0.3, xi=0.4, learn_xi=True)
+    expected = torch.stack([m, -dyn.gamma * m + dyn.f(t, h) - 0.4 * h], 1)
+    torch.testing.assert_close(dyn(t, torch.stack([h, m], 1)), expected)
+    n_f = sum(p.numel() for p in dyn.f.parameters())
+    assert sum(p.numel() for p in dyn.parameters()) == n_f + 2  # γ and ξ
+
+
+class TimeRecorder(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.times = net, []
+
+    def forward(self, t, h):
+        self.times.append(float(t.detach()))
+        return self.net(t, h)
+
+
+@pytest.mark.parametrize("model", [nn_.NesterovNODE, nn_.GNesterovNODE])
+def test_nesterov_field_is_never_evaluated_outside_t0_T(model):
+    # Loose tolerances make long steps; torchdiffeq would step past the end of the span,
+    # and the adjoint's reversed solve past t0 towards the singularity at t = 0.
+    f = TimeRecorder(TinyField(3))
+    dyn = model(f)
+    h0 = torch.randn(4, 3, requires_grad=True)
+    sol = nn_.solve(dyn, dyn.initial_state(1.0, h0), [1.0, 2.0], rtol=1e-2, atol=1e-2)
+    dyn.readout(2.0, sol.ys[-1]).sum().backward()
+    assert sol.stats.nfe_backward > 0 and h0.grad is not None
+    assert min(f.times) >= 1.0 - 1e-6 and max(f.times) <= 2.0 + 1e-6

@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        rc = args.func(args)  # handlers may return their results for library use
+        return rc if isinstance(rc, int) else 0
     except KeyboardInterrupt:
         return 130
     except (ValueError, FileExistsError, FileNotFoundError) as exc:

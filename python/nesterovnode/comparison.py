@@ -183,6 +183,7 @@ def compare(
         )
         raise
     results = _write_results(out, results, models, seeds, entries)
+    features = {m: features[m] for m in models if m in features}  # the paper's order
     write_plots(results, out, features, labels)
     return results
 

@@ -62,7 +62,7 @@ class PointCloudTask(Task):
 
     name = "pointcloud"
     loss = "smoothl1"
-    defaults = TaskDefaults(epochs=60, lr=1e-2, batch_size=50, tol=1e-7)
+    defaults = TaskDefaults(epochs=100, lr=1e-2, batch_size=50, tol=1e-7)
 
     def build_model(self, model: str, **options) -> TaskModel:
         """The paper's point-cloud architecture; options: solver, rtol, atol, sensitivity,
