@@ -3,6 +3,9 @@
 nesterovnode list
 nesterovnode compare pointcloud [--models ...] [--epochs N] [--seeds K] [--out DIR] [--resume]
 nesterovnode train pointcloud --model nesterovnode [--epochs N] [--out DIR] [--resume]
+nesterovnode train mnist --model gnesterovnode --data-dir DIR [--download] [--device cuda]
+                         [--subset N] [--test-subset N] [--max-iters N]
+torchrun --nproc_per_node=K -m nesterovnode.cli train mnist ...   (DDP, one GPU per process)
 nesterovnode solvers compare --task pointcloud --model NAME --solvers DP5 scipy:Radau ...
 nesterovnode stiffness --task pointcloud --models node hbnode nesterovnode
 """
@@ -46,11 +49,29 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batch size (task default if omitted)")
     p.add_argument("--solver", help="solver name, e.g. DP5, BS3, RK4, scipy:RK45 (default DP5)")
     p.add_argument("--tol", type=float, help="rtol = atol of the adaptive solver (task default)")
+    p.add_argument("--dt", type=float, help="step size of a fixed-step solver (Euler, RK4, ...)")
     p.add_argument("--sensitivity", choices=["adjoint", "adjoint-seminorm", "backprop"])
     p.add_argument("--engine", help="solver engine: torch, scipy, julia (default: by solver name)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
-    p.add_argument("--data-dir", help="directory holding the task's data files (image tasks)")
+    p.add_argument(
+        "--data-dir",
+        help="directory holding the task's data files (image tasks; default "
+        "$NESTEROVNODE_DATA, else ./data)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch missing MNIST/CIFAR-10 files into --data-dir (needs torchvision and internet)",
+    )
     p.add_argument("--subset", type=int, help="train on the first N samples only (quick checks)")
+    p.add_argument(
+        "--test-subset", type=int, help="evaluate on the first N test samples only (quick checks)"
+    )
+    p.add_argument(
+        "--max-iters",
+        type=int,
+        help="stop every epoch after N iterations (quick timings; one record per epoch still)",
+    )
     p.add_argument("--r", type=float, help="Nesterov factor r for the Nesterov models (default 3)")
     p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -63,6 +84,8 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
     model_options = {}
     if args.r is not None:
         model_options["r"] = args.r
+    if args.dt is not None:
+        model_options["dt"] = args.dt
     return TrainConfig(
         task=args.task,
         model=model,
@@ -77,6 +100,9 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
         seed=seed,
         data_dir=args.data_dir,
         subset=args.subset,
+        test_subset=args.test_subset,
+        max_iters=args.max_iters,
+        download=args.download,
         model_options=model_options,
     )
 
@@ -111,8 +137,22 @@ def _apply_paper(args) -> None:
             args.seeds = max(args.seeds or 0, paper["seeds"])
 
 
+def format_epoch(rec: dict, task: str) -> str:
+    """One line per epoch: loss, accuracy, test accuracy, NFE per batch, time, throughput."""
+    extra = f"  test acc {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
+    unit = "images/s" if task in ("mnist", "cifar10") else "samples/s"
+    iters = rec.get("iterations")
+    per_iter = f" ({rec['seconds'] / iters:.3f} s/it)" if iters else ""
+    return (
+        f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  acc {rec['accuracy']:.3f}{extra}  "
+        f"NFE {rec['nfe_forward']:.1f}/{rec['nfe_backward']:.1f}  {rec['seconds']:.2f}s"
+        f"{per_iter}  {rec['samples_per_second']:.1f} {unit}"
+    )
+
+
 def cmd_compare(args) -> int:
     from .comparison import compare, format_table, summary_rows
+    from .training import distributed_env
 
     _apply_paper(args)
     if args.threads:
@@ -133,9 +173,10 @@ def cmd_compare(args) -> int:
         jobs=jobs,
         progress=not args.no_progress,
     )
-    print(format_table(summary_rows(results)))
-    plots = ", ".join(str(p) for p in sorted(out.glob("*.png")))
-    print(f"\nresults: {out / 'results.json'}\nplots:   {plots}")
+    if distributed_env()[0] == 0:
+        print(format_table(summary_rows(results)))
+        plots = ", ".join(str(p) for p in sorted(out.glob("*.png")))
+        print(f"\nresults: {out / 'results.json'}\nplots:   {plots}")
     return 0
 
 
@@ -153,13 +194,7 @@ def cmd_train(args) -> int:
     rank = distributed_env()[0]
 
     def show(rec):
-        extra = f"  test acc {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
-        print(
-            f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  acc {rec['accuracy']:.3f}{extra}  "
-            f"NFE {rec['nfe_forward']:.1f}/{rec['nfe_backward']:.1f}  {rec['seconds']:.2f}s  "
-            f"{rec['samples_per_second']:.0f} samples/s",
-            flush=True,
-        )
+        print(format_epoch(rec, args.task), flush=True)
 
     result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_epoch=show)
     if rank == 0:
@@ -217,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: exit status 0; 2 for a usage or data error (the message on
+    stderr, no traceback); 130 on Ctrl-C."""
+    from .data.paths import DataUnavailableError
+    from .solve.errors import EngineNotInstalledError
+    from .training import DeviceUnavailableError, shutdown_distributed
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -224,9 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         return rc if isinstance(rc, int) else 0
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (
+        ValueError,
+        FileExistsError,
+        FileNotFoundError,
+        DataUnavailableError,
+        DeviceUnavailableError,
+        EngineNotInstalledError,
+    ) as exc:
         print(f"nesterovnode: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        shutdown_distributed()  # the DDP process group, when a command joined one
 
 
 if __name__ == "__main__":

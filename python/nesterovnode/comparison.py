@@ -8,7 +8,9 @@ The output directory holds
     features.png            learned features h(T) coloured by class (2-D tasks)
 
 Runs are independent and may go in parallel processes (``jobs``); every finished epoch
-is checkpointed, so an interrupted comparison resumes where it stopped.
+is checkpointed, so an interrupted comparison resumes where it stopped. Under torchrun
+the runs go one after another, each trained by all processes with DDP; only rank 0
+writes ``results.json`` and the plots.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import torch
 from .io import read_json, write_json_atomic
 from .plots import plot_curve, plot_features
 from .tasks import MODEL_NAMES, check_model_name
-from .training import TrainConfig, train
+from .training import TrainConfig, distributed_env, train
 
 
 def comparison_config(base: TrainConfig) -> dict[str, Any]:
@@ -157,6 +159,8 @@ def compare(
     entries: dict[tuple[str, int], dict] = {}
     features: dict[str, np.ndarray] = {}
     labels = None
+    rank, _, world = distributed_env()
+    is_main = rank == 0  # under torchrun only rank 0 writes results and plots
 
     def collect(entry):
         nonlocal labels
@@ -166,8 +170,11 @@ def compare(
             labels = entry.pop("labels")
         entry.pop("features", None)
         entry.pop("labels", None)
-        _write_results(out, results, models, seeds, entries)
+        if is_main:
+            _write_results(out, results, models, seeds, entries)
 
+    if world > 1:
+        jobs = 1  # under torchrun every process takes part in every run
     jobs = max(1, min(jobs, len(configs)))
     try:
         if jobs == 1:
@@ -182,6 +189,8 @@ def compare(
             file=sys.stderr,
         )
         raise
+    if not is_main:
+        return _write_results(None, results, models, seeds, entries)
     results = _write_results(out, results, models, seeds, entries)
     features = {m: features[m] for m in models if m in features}  # the paper's order
     write_plots(results, out, features, labels)
@@ -220,7 +229,9 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
         bar.close()
 
 
-def _write_results(out: Path, results: dict, models, seeds: int, entries: dict) -> dict:
+def _write_results(out: Path | None, results: dict, models, seeds: int, entries: dict) -> dict:
+    """Fill ``results["models"]`` from ``entries``; write ``results.json`` unless ``out`` is
+    None."""
     results["models"] = {}
     for m in models:
         runs = [entries[(m, s)] for s in range(seeds) if (m, s) in entries]
@@ -229,7 +240,8 @@ def _write_results(out: Path, results: dict, models, seeds: int, entries: dict) 
                 "params": runs[0]["params"],
                 "runs": [{"seed": r["seed"], "epochs": r["epochs"]} for r in runs],
             }
-    write_json_atomic(out / "results.json", results)
+    if out is not None:
+        write_json_atomic(out / "results.json", results)
     return results
 
 

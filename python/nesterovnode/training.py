@@ -2,22 +2,37 @@
 
 One run trains one model of one task with one seed. Each epoch appends a record
 
-    {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds",
+    {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds", "iterations",
      "samples_per_second"[, "test_accuracy"]}
 
-where the NFEs are means per batch (forward solve, and backward adjoint solve). Records go
-to ``log.jsonl`` and, with the model and optimizer, to ``checkpoint.pt`` after every
-epoch, both written atomically: an interrupted run resumes after its last finished epoch
-without repeating or losing one. Shuffling is seeded by (seed, epoch), so a resumed run
-sees the batches it would have seen.
+where the NFEs are means per batch (forward solve, and backward adjoint solve),
+``seconds`` is the wall time of the epoch's training iterations (evaluation not
+included), ``iterations`` the optimiser steps each process took, and
+``samples_per_second`` the training examples per second over all processes: images per
+second for the image tasks (s/iteration is ``seconds / iterations``). ``max_iters``
+truncates every epoch after that many iterations (quick timings; still one record per
+epoch); ``subset`` / ``test_subset`` train / evaluate on the first N examples only.
 
-Under ``torchrun --nproc_per_node=K`` the same call trains with DistributedDataParallel:
-each process takes a shard of every epoch, gradients are averaged, and rank 0 logs and
-writes.
+Records go to ``log.jsonl`` and, with the model and optimizer, to ``checkpoint.pt`` after
+every epoch, both written atomically: an interrupted run resumes after its last finished
+epoch without repeating or losing one. Shuffling is seeded by (seed, epoch), so a resumed
+run sees the batches it would have seen.
+
+Under ``torchrun --nproc_per_node=K`` the same call trains with DistributedDataParallel
+(process group from torchrun's environment: nccl on CUDA, gloo on CPU; each process
+drives the GPU ``LOCAL_RANK``): a DistributedSampler gives each process a shard of every
+epoch (seeded by (seed, epoch), the same on every rank), DDP averages the gradients, so
+the replicas take identical steps; the epoch's sums (loss, correct, NFE, examples) and
+the test accuracy are all-reduced, so every rank holds the same record; only rank 0
+writes the checkpoint and log, and all ranks meet at a barrier after every epoch. A
+process group this module initialised is destroyed by ``shutdown_distributed()`` (the
+CLI calls it when its command ends) or, failing that, at interpreter exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import math
 import os
@@ -56,6 +71,9 @@ class TrainConfig:
     data_dir: str | None = None
     evaluate: bool = True  #: test accuracy at the end of each epoch (when a test set exists)
     subset: int | None = None  #: train on the first N samples only (quick checks)
+    test_subset: int | None = None  #: evaluate on the first N test samples only
+    max_iters: int | None = None  #: stop each epoch after N iterations (quick timings)
+    download: bool = False  #: fetch missing data files (image tasks; needs torchvision)
     num_workers: int = 0
     model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
 
@@ -75,14 +93,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(out, name)}")
         if not out.lr > 0:
             raise ValueError(f"lr must be > 0, got {out.lr}")
+        for name in ("subset", "test_subset", "max_iters"):
+            value = getattr(out, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for all), got {value}")
         return out
 
     def identity(self) -> dict[str, Any]:
         """The fields that make two runs the same experiment (not epochs: a run may be
         extended; not device or data location)."""
         d = asdict(self)
-        for k in ("epochs", "device", "data_dir", "num_workers", "evaluate"):
+        for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download"):
             d.pop(k)
+        # Absent unless set, so runs saved before these options existed still resume.
+        for k in ("test_subset", "max_iters"):
+            if d[k] is None:
+                d.pop(k)
         return d
 
 
@@ -96,6 +122,10 @@ class RunResult:
     config: TrainConfig
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The device asked for (``--device cuda``) does not exist here."""
+
+
 # -- distributed -------------------------------------------------------------------------
 def distributed_env() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
@@ -105,14 +135,30 @@ def distributed_env() -> tuple[int, int, int]:
     return rank, local, world
 
 
+_OWN_PROCESS_GROUP = False  # True while a process group this module created is alive
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group ``train`` initialised (no-op otherwise, or twice)."""
+    global _OWN_PROCESS_GROUP
+    if _OWN_PROCESS_GROUP and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _OWN_PROCESS_GROUP = False
+
+
 def _init_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device): torchrun's process group joined when WORLD_SIZE > 1."""
+    global _OWN_PROCESS_GROUP
     rank, local, world = distributed_env()
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:K") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(
-                "--device cuda was asked for but torch sees no CUDA device; use --device cpu "
-                "or install a CUDA build of torch"
+            raise DeviceUnavailableError(
+                f"--device {device} was asked for but torch {torch.__version__} sees no CUDA "
+                f"device; use --device cpu or install a CUDA build of torch"
             )
         if world > 1 or dev.index is None:
             dev = torch.device("cuda", local if world > 1 else torch.cuda.current_device())
@@ -120,6 +166,9 @@ def _init_distributed(device: str) -> tuple[int, int, torch.device]:
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         torch.distributed.init_process_group(backend=backend)
+        if not _OWN_PROCESS_GROUP:
+            atexit.register(shutdown_distributed)
+        _OWN_PROCESS_GROUP = True
     return rank, world, dev
 
 
@@ -165,13 +214,20 @@ def evaluate(
     world: int = 1,
     rank: int = 0,
 ) -> float:
-    """Accuracy of ``model`` on ``dataset`` (no gradients)."""
+    """Accuracy of ``model`` on ``dataset`` (no gradients).
+
+    With ``world > 1`` each rank scores every ``world``-th example from ``rank`` on (no
+    padding, unlike DistributedSampler, so no example is counted twice) and the counts
+    are all-reduced: every rank returns the accuracy on the whole set.
+    """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=device)
     count = 0
+    if world > 1:
+        dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
     with torch.no_grad():
-        for x, y in _loader(dataset, batch_size, 0, 0, False, world, rank, 0):
+        for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
             x, y = x.to(device), y.to(device)
             correct += task.correct(model(x), y)
             count += len(y)
@@ -205,8 +261,16 @@ def train(
     refused. Without ``resume`` an existing checkpoint is refused too, so nothing is
     overwritten by accident.
     """
-    task = task or get_task(config.task)
+    if task is None:
+        task = get_task(config.task)
     cfg = config.resolved(task)
+    if cfg.download:  # the image tasks fetch missing files when their flag is set
+        if not hasattr(task, "download"):
+            raise ValueError(
+                f"download applies to the image tasks (mnist, cifar10); the {task.name} data "
+                f"needs none"
+            )
+        task.download = True
     rank, world, device = _init_distributed(cfg.device)
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
@@ -248,22 +312,30 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    if world > 1 and cfg.download and not is_main:
+        torch.distributed.barrier()  # rank 0 downloads first; the others then read its files
     train_set, test_set = task.datasets(seed=cfg.seed, data_dir=cfg.data_dir)
+    if world > 1 and cfg.download and is_main:
+        torch.distributed.barrier()
+    same_set = test_set is train_set  # tasks without a held-out set evaluate nothing
     if cfg.subset is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.subset, len(train_set))))
+    if cfg.test_subset is not None and test_set is not None and not same_set:
+        test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_subset, len(test_set))))
     model.train()
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         loader = _loader(
             train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers
         )
+        steps = len(loader) if cfg.max_iters is None else min(len(loader), cfg.max_iters)
         bar = _progress(
-            len(loader),
+            steps,
             f"{cfg.model} seed {cfg.seed} epoch {epoch}/{cfg.epochs}",
             progress and is_main,
         )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
         start = time.perf_counter()
-        for x, y in loader:
+        for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             output = ddp_model(x)
@@ -297,9 +369,10 @@ def train(
             "nfe_forward": nfe_f / batches,
             "nfe_backward": nfe_b / batches,
             "seconds": seconds,
+            "iterations": round(batches / world),
             "samples_per_second": n / seconds,
         }
-        if cfg.evaluate and test_set is not None and test_set is not train_set:
+        if cfg.evaluate and test_set is not None and not same_set:
             record["test_accuracy"] = evaluate(
                 model, task, test_set, device, world=world, rank=rank
             )

@@ -9,12 +9,13 @@ from .cifar10 import (
     write_synthetic_cifar10,
 )
 from .mnist import MNIST, find_mnist_files, read_idx, read_mnist, write_idx, write_synthetic_mnist
-from .paths import resolve_data_dir
+from .paths import DataUnavailableError, resolve_data_dir
 from .pointcloud import point_cloud
 
 __all__ = [
     "CIFAR10",
     "MNIST",
+    "DataUnavailableError",
     "find_cifar10_dir",
     "find_mnist_files",
     "point_cloud",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .paths import resolve_data_dir
+from .paths import DataUnavailableError, resolve_data_dir
 
 CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -161,14 +161,14 @@ def download_cifar10(root: str | os.PathLike | None = None) -> Path:
     try:
         import torchvision
     except ImportError as exc:
-        raise RuntimeError(
+        raise DataUnavailableError(
             f"download=True needs torchvision (pip install 'nesterovnode[vision]' or pip "
             f"install torchvision). Without it, download {CIFAR10_URL} and unpack it into {root}."
         ) from exc
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types
-        raise RuntimeError(
+        raise DataUnavailableError(
             f"downloading CIFAR-10 into {root} failed ({type(exc).__name__}: {exc}). On a "
             f"machine without internet, copy the unpacked {CIFAR10_DIRNAME} folder into {root}."
         ) from exc

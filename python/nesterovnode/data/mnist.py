@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .paths import resolve_data_dir
+from .paths import DataUnavailableError, resolve_data_dir
 
 #: The four files, by split: (images, labels), without the optional ``.gz``.
 MNIST_FILES = {
@@ -186,7 +186,7 @@ def download_mnist(root: str | os.PathLike | None = None) -> Path:
     try:
         import torchvision
     except ImportError as exc:
-        raise RuntimeError(
+        raise DataUnavailableError(
             f"download=True needs torchvision (pip install 'nesterovnode[vision]' or pip "
             f"install torchvision). Without it, download the four MNIST files from "
             f"{MNIST_URLS[0]} into {root} by hand."
@@ -195,7 +195,7 @@ def download_mnist(root: str | os.PathLike | None = None) -> Path:
         for train in (True, False):
             torchvision.datasets.MNIST(str(root), train=train, download=True)
     except Exception as exc:  # network errors come in many types
-        raise RuntimeError(
+        raise DataUnavailableError(
             f"downloading MNIST into {root} failed ({type(exc).__name__}: {exc}). On a machine "
             f"without internet, copy the four IDX files ({_all_names()}, gzip or not) into {root}."
         ) from exc

@@ -15,6 +15,11 @@ from pathlib import Path
 DATA_ENV = "NESTEROVNODE_DATA"
 
 
+class DataUnavailableError(RuntimeError):
+    """Missing data could not be fetched (no torchvision, no network); the message says
+    how to install the downloader or where to copy the files by hand."""
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """``data_dir`` as a Path; None means ``$NESTEROVNODE_DATA``, else ``./data``."""
     if data_dir is not None:
