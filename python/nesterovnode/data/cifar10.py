@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .paths import DataUnavailableError, resolve_data_dir
+from .paths import resolve_data_dir, torchvision_download
 
 CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -158,20 +158,13 @@ def _check_split(split: str) -> str:
 def download_cifar10(root: str | os.PathLike | None = None) -> Path:
     """Download CIFAR-10 into ``root/cifar-10-batches-py`` with torchvision."""
     root = resolve_data_dir(root)
-    try:
-        import torchvision
-    except ImportError as exc:
-        raise DataUnavailableError(
-            f"download=True needs torchvision (pip install 'nesterovnode[vision]' or pip "
-            f"install torchvision). Without it, download {CIFAR10_URL} and unpack it into {root}."
-        ) from exc
-    try:
-        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
-    except Exception as exc:  # network errors come in many types
-        raise DataUnavailableError(
-            f"downloading CIFAR-10 into {root} failed ({type(exc).__name__}: {exc}). On a "
-            f"machine without internet, copy the unpacked {CIFAR10_DIRNAME} folder into {root}."
-        ) from exc
+    torchvision_download(
+        "CIFAR-10",
+        root,
+        lambda datasets, where: datasets.CIFAR10(where, train=True, download=True),
+        by_hand=f"download {CIFAR10_URL} and unpack it into {root}.",
+        offline=f"copy the unpacked {CIFAR10_DIRNAME} folder into {root}.",
+    )
     return root / CIFAR10_DIRNAME
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .paths import DataUnavailableError, resolve_data_dir
+from .paths import resolve_data_dir, torchvision_download
 
 #: The four files, by split: (images, labels), without the optional ``.gz``.
 MNIST_FILES = {
@@ -183,22 +183,18 @@ def _check_split(split: str) -> str:
 def download_mnist(root: str | os.PathLike | None = None) -> Path:
     """Download MNIST into ``root/MNIST/raw`` with torchvision; a clear error without it."""
     root = resolve_data_dir(root)
-    try:
-        import torchvision
-    except ImportError as exc:
-        raise DataUnavailableError(
-            f"download=True needs torchvision (pip install 'nesterovnode[vision]' or pip "
-            f"install torchvision). Without it, download the four MNIST files from "
-            f"{MNIST_URLS[0]} into {root} by hand."
-        ) from exc
-    try:
+
+    def fetch(datasets, where):
         for train in (True, False):
-            torchvision.datasets.MNIST(str(root), train=train, download=True)
-    except Exception as exc:  # network errors come in many types
-        raise DataUnavailableError(
-            f"downloading MNIST into {root} failed ({type(exc).__name__}: {exc}). On a machine "
-            f"without internet, copy the four IDX files ({_all_names()}, gzip or not) into {root}."
-        ) from exc
+            datasets.MNIST(where, train=train, download=True)
+
+    torchvision_download(
+        "MNIST",
+        root,
+        fetch,
+        by_hand=f"download the four MNIST files from {MNIST_URLS[0]} into {root} by hand.",
+        offline=f"copy the four IDX files ({_all_names()}, gzip or not) into {root}.",
+    )
     return root / "MNIST" / "raw"
 
 

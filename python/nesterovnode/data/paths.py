@@ -20,6 +20,25 @@ class DataUnavailableError(RuntimeError):
     how to install the downloader or where to copy the files by hand."""
 
 
+def torchvision_download(name: str, root: Path, fetch, by_hand: str, offline: str) -> None:
+    """Run ``fetch(torchvision.datasets, root)``; a ``DataUnavailableError`` that says what
+    to do when torchvision is missing (``by_hand``) or the download fails (``offline``)."""
+    try:
+        import torchvision
+    except ImportError as exc:
+        raise DataUnavailableError(
+            f"download=True needs torchvision (pip install 'nesterovnode[vision]' or pip "
+            f"install torchvision). Without it, {by_hand}"
+        ) from exc
+    try:
+        fetch(torchvision.datasets, str(root))
+    except Exception as exc:  # network errors come in many types
+        raise DataUnavailableError(
+            f"downloading {name} into {root} failed ({type(exc).__name__}: {exc}). On a "
+            f"machine without internet, {offline}"
+        ) from exc
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """``data_dir`` as a Path; None means ``$NESTEROVNODE_DATA``, else ``./data``."""
     if data_dir is not None:
