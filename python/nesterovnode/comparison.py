@@ -15,9 +15,11 @@ writes ``results.json`` and the plots.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
@@ -93,12 +95,38 @@ def _features(model, task, seed: int, device: str):
     return h, y.numpy()
 
 
+_WORKER_QUEUE = None  # a worker process's channel for per-epoch records (see _run_parallel)
+
+
+def _init_worker(queue) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+    # Progress records are expendable: a worker must be able to exit after an interrupt
+    # even when the main process has stopped reading them.
+    queue.cancel_join_thread()
+    # An idle worker ignores Ctrl-C (the pool is shut down by the main process); a worker
+    # in the middle of a run stops it (see _run_one), leaving its last checkpoint.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_one(
-    config: TrainConfig, out: str, threads: int | None, queue=None, progress: bool = True
+    config: TrainConfig, out: str, threads: int | None, progress: bool = True
 ) -> dict[str, Any]:
-    """Train one (model, seed) run; in a worker process when ``queue`` is given."""
+    """Train one (model, seed) run; in a worker process its epochs go to the main process
+    through the worker's queue."""
     if threads:
         torch.set_num_threads(threads)
+    queue = _WORKER_QUEUE
+    if queue is not None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return _train_one(config, out, progress, queue)
+    finally:
+        if queue is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _train_one(config: TrainConfig, out: str, progress: bool, queue) -> dict[str, Any]:
     from .tasks import get_task
 
     task = get_task(config.task)
@@ -203,15 +231,18 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
     threads = max(1, (os.cpu_count() or 1) // jobs)
     ctx = mp.get_context("spawn")  # forking a process that has started torch threads can hang
     total = sum(c.epochs for c in configs)
-    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-        queue = manager.Queue()
-        pending = {pool.submit(_run_one, c, str(out), threads, queue) for c in configs}
-        bar = tqdm(
-            total=total,
-            desc=f"{len(configs)} runs, {jobs} in parallel",
-            disable=None if progress else True,
-            dynamic_ncols=True,
-        )
+    # The queue reaches the workers at their start (a plain queue cannot travel with a
+    # submitted call); no manager process, so an interrupt leaves no dangling proxies.
+    queue = ctx.Queue()
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker, initargs=(queue,))
+    bar = tqdm(
+        total=total,
+        desc=f"{len(configs)} runs, {jobs} in parallel",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
+    try:
+        pending = {pool.submit(_run_one, c, str(out), threads) for c in configs}
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             while not queue.empty():
@@ -226,7 +257,25 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
                 )
             for fut in done:
                 collect(fut.result())
+    except KeyboardInterrupt:
+        # Ctrl-C in a terminal reaches the workers too; a signal to this process alone
+        # (kill -INT) is passed on, so no run goes on after the command has returned.
+        pool.shutdown(wait=False, cancel_futures=True)
+        children = mp.active_children()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGINT)
+        # A run already handed to a worker may start after the signal: end it too.
+        # Checkpoints are written atomically, so a stopped worker corrupts none.
+        for child in children:
+            child.join(timeout=3)
+            if child.is_alive():
+                child.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
+        queue.close()
 
 
 def _write_results(out: Path | None, results: dict, models, seeds: int, entries: dict) -> dict:
