@@ -130,3 +130,69 @@ def test_list_shows_models_solvers_and_engines(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "gnesterovnode" in out and "DP5" in out and "torch=dopri5" in out and "torch" in out
+
+
+def test_ctrl_c_stops_a_parallel_comparison_and_leaves_resumable_runs(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cut"
+    cmd = [
+        sys.executable,
+        "-m",
+        "nesterovnode.cli",
+        "compare",
+        "pointcloud",
+        "--epochs",
+        "200",
+        "--models",
+        "node",
+        "hbnode",
+        "nesterovnode",
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    logs = [out / "runs" / m / "seed0" / "log.jsonl" for m in ("node", "hbnode")]
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(p.exists() for p in logs):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)  # the main process only, as `kill -INT` would
+    start = time.time()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - start < 20
+    assert b"--resume" in err
+    # No worker goes on training after the command returned.
+    sizes = [p.stat().st_size for p in logs]
+    time.sleep(1.0)
+    assert [p.stat().st_size for p in logs] == sizes
+    done = len(logs[0].read_text().splitlines())
+    assert 1 <= done < 200
+    assert (
+        main(
+            [
+                "compare",
+                "pointcloud",
+                "--models",
+                "node",
+                "--epochs",
+                str(done + 1),
+                "--out",
+                str(out),
+                "--jobs",
+                "1",
+                "--no-progress",
+                "--resume",
+            ]
+        )
+        == 0
+    )
+    assert len(logs[0].read_text().splitlines()) == done + 1
