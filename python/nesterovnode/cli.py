@@ -19,12 +19,6 @@ from pathlib import Path
 
 from .tasks import MODEL_NAMES, TASKS
 
-PAPER = {
-    "pointcloud": {"epochs": 200, "seeds": 5},
-    "mnist": {"epochs": 40, "seeds": 1},
-    "cifar10": {"epochs": 40, "seeds": 1},
-}
-
 
 def _task_arg(value: str) -> str:
     key = value.lower()
@@ -129,12 +123,19 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _apply_paper(args) -> None:
+def _prepare(args) -> None:
+    """Settings shared by train and compare: --threads, and --paper's epochs and seeds."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if getattr(args, "paper", False):
-        paper = PAPER[args.task]
-        args.epochs = args.epochs or paper["epochs"]
+        from .tasks import get_task
+
+        paper = get_task(args.task).defaults
+        args.epochs = args.epochs or paper.paper_epochs or paper.epochs
         if hasattr(args, "seeds"):
-            args.seeds = max(args.seeds or 0, paper["seeds"])
+            args.seeds = max(args.seeds or 0, paper.paper_seeds)
 
 
 def format_epoch(rec: dict, task: str) -> str:
@@ -154,11 +155,7 @@ def cmd_compare(args) -> int:
     from .comparison import compare, format_table, summary_rows
     from .training import distributed_env
 
-    _apply_paper(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _prepare(args)
     out = Path(args.out or f"results/{args.task}")
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if args.device != "cpu":
@@ -184,11 +181,7 @@ def cmd_train(args) -> int:
     from .comparison import format_table, summary_rows
     from .training import distributed_env, train
 
-    _apply_paper(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _prepare(args)
     out = Path(args.out or f"runs/{args.task}/{args.model}/seed{args.seed}")
     cfg = _base_config(args, model=args.model, seed=args.seed)
     rank = distributed_env()[0]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from .tables import text_table
+
 DEFAULT_SOLVERS = ("DP5", "BS3", "RK4", "scipy:Radau", "scipy:LSODA")
 
 
@@ -166,15 +168,7 @@ def format_stiffness_table(reports: dict) -> str:
                 "-" if hb is None else f"{hb:.3g}",
             ]
         )
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)
-    ]
-    lines = [
-        "  ".join(h.ljust(w) for h, w in zip(head, widths)),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    return text_table(head, rows)
 
 
 def _write_json(path: Path, data) -> None:
@@ -225,13 +219,7 @@ def solver_table() -> str:
                 ", ".join(offered) or "-",
             ]
         )
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    lines = [
-        "  ".join(h.ljust(w) for h, w in zip(head, widths)),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    return text_table(head, rows)
 
 
 def run_list(args: argparse.Namespace) -> str:

@@ -31,6 +31,7 @@ import torch
 
 from .io import read_json, write_json_atomic
 from .plots import plot_curve, plot_features
+from .tables import text_table
 from .tasks import MODEL_NAMES, check_model_name
 from .training import TrainConfig, distributed_env, train
 
@@ -389,14 +390,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("nfe_backward", "NFE bwd", "{:.1f}"),
         ("s_per_epoch", "s/epoch", "{:.3f}"),
     ]
-    cells = [[h for _, h, _ in cols]] + [[fmt.format(r[k]) for k, _, fmt in cols] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
-    lines = [
-        "  ".join(c[i].rjust(widths[i]) if i else c[i].ljust(widths[i]) for i in range(len(cols)))
-        for c in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    body = [[fmt.format(r[k]) for k, _, fmt in cols] for r in rows]
+    return text_table([h for _, h, _ in cols], body, numbers_right=True)
 
 
 __all__ = ["compare", "format_table", "summary_rows", "write_plots"]

@@ -275,15 +275,7 @@ def train(
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
 
-    model = task.build_model(
-        cfg.model,
-        solver=cfg.solver,
-        rtol=cfg.tol,
-        atol=cfg.tol,
-        sensitivity=cfg.sensitivity,
-        engine=cfg.engine,
-        **cfg.model_options,
-    ).to(device)
+    model = _build_model(task, cfg.model, cfg.identity()).to(device)
     params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
@@ -334,6 +326,7 @@ def train(
             progress and is_main,
         )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
+        correct = torch.zeros((), device=device)  # summed on the device: no sync per batch
         start = time.perf_counter()
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -350,7 +343,7 @@ def train(
                     f"(now {cfg.lr}) or the tolerance"
                 )
             sums[0] += loss_value * len(y)
-            sums[1] += float(task.correct(output.detach(), y))
+            correct += task.correct(output.detach(), y)
             sums[2] += len(y)
             sums[3] += stats.nfe_forward
             sums[4] += stats.nfe_backward
@@ -361,6 +354,7 @@ def train(
             bar.update()
         bar.close()
         seconds = time.perf_counter() - start
+        sums[1] = float(correct)
         loss_n, correct, n, nfe_f, nfe_b, batches = _all_reduce_sum(sums, device, world)
         record = {
             "epoch": epoch,
@@ -384,6 +378,20 @@ def train(
         if on_epoch is not None and is_main:
             on_epoch(record)
     return RunResult(model=model, params=params, history=history, config=cfg)
+
+
+def _build_model(task: Task, model: str, config: dict[str, Any]) -> TaskModel:
+    """The task's model with a run's solve options (``TrainConfig.identity()``, as saved
+    in every checkpoint)."""
+    return task.build_model(
+        model,
+        solver=config["solver"],
+        rtol=config["tol"],
+        atol=config["tol"],
+        sensitivity=config["sensitivity"],
+        engine=config["engine"],
+        **config.get("model_options", {}),
+    )
 
 
 def _save(out: Path, model: nn.Module, optimizer, history: list[dict], cfg: TrainConfig) -> None:
@@ -413,15 +421,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
     state = torch.load(path, map_location=device, weights_only=False)
     cfg = state["config"]
     task = get_task(state["task"])
-    model = task.build_model(
-        state["model_name"],
-        solver=cfg["solver"],
-        rtol=cfg["tol"],
-        atol=cfg["tol"],
-        sensitivity=cfg["sensitivity"],
-        engine=cfg["engine"],
-        **cfg.get("model_options", {}),
-    )
+    model = _build_model(task, state["model_name"], cfg)
     model.load_state_dict(state["model"])
     return model.to(device)
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..solve import EngineNotInstalledError, SolverError, resolve, solve
+from ..tables import text_table
 
 
 @dataclass
@@ -223,12 +224,7 @@ def format_table(comparison: Comparison | Sequence[ComparisonRow]) -> str:
                 r.status if len(r.status) < 60 else r.status[:57] + "...",
             ]
         )
-    widths = [
-        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
-    ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    lines = [text_table(head, body)]
     if isinstance(comparison, Comparison):
         lines.append(
             f"reference: {comparison.reference} at tol {comparison.reference_tol:.0e} in "

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import abc
 import importlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .. import dynamics as D
 from ..layers import ODEBlock
 
 #: Model names in the paper's order (Table 1), as used by the CLI and results files.
@@ -32,6 +32,40 @@ def check_model_name(name: str) -> str:
     if key not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
     return key
+
+
+#: build_model options that configure the ODEBlock, and those that configure the dynamics.
+BLOCK_OPTIONS = ("solver", "rtol", "atol", "sensitivity", "engine", "dt", "max_steps", "ts")
+DYNAMICS_OPTIONS = ("r", "xi", "learn_xi", "sigma")
+
+
+def make_dynamics(
+    model: str,
+    f: nn.Module,
+    *,
+    augment_dim: int = 0,
+    r: float = 3.0,
+    xi: float = 0.0,
+    learn_xi: bool = False,
+    sigma: nn.Module | None = None,
+) -> nn.Module:
+    """The dynamics of ``model`` (MATH.md's table) around the network ``f``. ``augment_dim``
+    is ANODE's p; r is the Nesterov factor; ξ and σ apply to the models that have them."""
+    key = check_model_name(model)
+    g = {} if sigma is None else {"sigma": sigma}
+    if key == "node":
+        return D.NODE(f)
+    if key == "anode":
+        return D.ANODE(f, augment_dim=augment_dim)
+    if key == "sonode":
+        return D.SONODE(f)
+    if key == "hbnode":
+        return D.HBNODE(f, xi=xi, learn_xi=learn_xi)
+    if key == "ghbnode":
+        return D.GHBNODE(f, xi=xi, learn_xi=learn_xi, **g)
+    if key == "nesterovnode":
+        return D.NesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi)
+    return D.GNesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi, **g)
 
 
 class TaskModel(nn.Module):
@@ -101,7 +135,9 @@ class TaskDefaults:
     solver: str = "DP5"
     sensitivity: str = "adjoint"
     ts: tuple[float, float] = (1.0, 2.0)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: the paper's protocol (``--paper``): epochs and seeds
+    paper_epochs: int | None = None
+    paper_seeds: int = 1
 
 
 class Task(abc.ABC):
@@ -112,6 +148,34 @@ class Task(abc.ABC):
     loss: str = "cross_entropy"
     defaults: TaskDefaults
     models: tuple[str, ...] = MODEL_NAMES
+    #: (ξ, learnable) per model that carries a ξ term in this task (others: ξ = 0).
+    xi_defaults: dict[str, tuple[float, bool]] = {}
+
+    def split_options(self, model: str, options: dict) -> tuple[str, dict, dict]:
+        """``(key, dynamics options, block options)`` from build_model's options: unknown
+        names refused, ξ defaulted per model, the block's defaults from ``defaults``."""
+        key = check_model_name(model)
+        unknown = set(options) - set(BLOCK_OPTIONS) - set(DYNAMICS_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"unknown options {sorted(unknown)} for build_model; valid: "
+                f"{', '.join(BLOCK_OPTIONS + DYNAMICS_OPTIONS)}"
+            )
+        given = {k: v for k, v in options.items() if v is not None}
+        dyn = {k: given.pop(k) for k in DYNAMICS_OPTIONS if k in given}
+        xi0, learn0 = self.xi_defaults.get(key, (0.0, False))
+        dyn.setdefault("xi", xi0)
+        dyn.setdefault("learn_xi", learn0)
+        d = self.defaults
+        for name, value in (
+            ("rtol", d.tol),
+            ("atol", d.tol),
+            ("solver", d.solver),
+            ("sensitivity", d.sensitivity),
+            ("ts", d.ts),
+        ):
+            given.setdefault(name, value)
+        return key, dyn, given
 
     @abc.abstractmethod
     def build_model(self, model: str, **options) -> TaskModel:

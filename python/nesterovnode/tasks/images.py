@@ -65,12 +65,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset, Subset
 
-from .. import dynamics as D
 from ..layers import ODEBlock
-from .base import InputAsPosition, Task, TaskDefaults, TaskModel, check_model_name
-
-_BLOCK_KEYS = ("solver", "rtol", "atol", "sensitivity", "engine", "dt", "max_steps", "ts")
-_DYNAMICS_KEYS = ("r", "xi", "learn_xi", "sigma")
+from .base import InputAsPosition, Task, TaskDefaults, TaskModel, make_dynamics
 
 #: ξ = softplus(2): the start of the paper's learnable ``corr = 2`` (MNIST G models).
 XI_SOFTPLUS_2 = math.log1p(math.exp(2.0))
@@ -169,8 +165,6 @@ class ImageTask(Task):
     classes: int = 10
     #: (n, h) per model: state channels and hidden channels.
     widths: dict[str, tuple[int, int]] = {}
-    #: (ξ, learnable) of the models that have a ξ term.
-    xi_defaults: dict[str, tuple[float, bool]] = {}
 
     def __init__(
         self,
@@ -185,64 +179,18 @@ class ImageTask(Task):
         self.test_limit = test_limit
 
     # -- models ----------------------------------------------------------------------------
-    def build_dynamics(
-        self,
-        model: str,
-        r: float = 3.0,
-        xi: float | None = None,
-        learn_xi: bool | None = None,
-        sigma: nn.Module | None = None,
-    ):
-        """The dynamics of ``model`` with its ODE network, at this task's widths."""
-        key = check_model_name(model)
+    def build_model(self, model: str, **options) -> TaskModel:
+        """The paper's architecture for ``model`` (module docstring). Options: solver, rtol,
+        atol, sensitivity, engine, dt, max_steps, ts (the ODEBlock; rtol and atol default to
+        the task's 1e-5, ts to (1, 2)) and r, xi, learn_xi, sigma (the dynamics)."""
+        key, dyn_opts, block_opts = self.split_options(model, options)
         n, hidden = self.widths[key]
         c = self.in_channels
         if key == "node" and n != c:
             raise ValueError(f"NODE's state is the image itself: n must be {c}, got {n}")
         f = ImageODEField(2 * n if key == "sonode" else n, hidden, n)
-        xi0, learn0 = self.xi_defaults.get(key, (0.0, False))
-        xi = xi0 if xi is None else float(xi)
-        learn_xi = learn0 if learn_xi is None else bool(learn_xi)
-        g = {} if sigma is None else {"sigma": sigma}
-        if key == "node":
-            return D.NODE(f)
-        if key == "anode":
-            return D.ANODE(f, augment_dim=n - c)
-        if key == "sonode":
-            return D.SONODE(f)
-        if key == "hbnode":
-            if xi == 0.0 and not learn_xi:
-                return D.HBNODE(f)
-            return D.HBNODE(f, xi=xi, learn_xi=learn_xi)
-        if key == "ghbnode":
-            return D.GHBNODE(f, xi=xi, learn_xi=learn_xi, **g)
-        if key == "nesterovnode":
-            return D.NesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi)
-        return D.GNesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi, **g)
-
-    def build_model(self, model: str, **options) -> TaskModel:
-        """The paper's architecture for ``model`` (module docstring). Options: solver, rtol,
-        atol, sensitivity, engine, dt, max_steps, ts (the ODEBlock; rtol and atol default to
-        the task's 1e-5, ts to (1, 2)) and r, xi, learn_xi, sigma (the dynamics)."""
-        key = check_model_name(model)
-        unknown = set(options) - set(_BLOCK_KEYS) - set(_DYNAMICS_KEYS)
-        if unknown:
-            raise TypeError(
-                f"unknown options {sorted(unknown)} for build_model; valid: "
-                f"{', '.join(_BLOCK_KEYS + _DYNAMICS_KEYS)}"
-            )
-        dyn_opts = {k: options.pop(k) for k in _DYNAMICS_KEYS if k in options}
-        if "r" in dyn_opts and dyn_opts["r"] is None:
-            dyn_opts.pop("r")
-        dyn = self.build_dynamics(key, **dyn_opts)
-        block_opts = {k: v for k, v in options.items() if v is not None}
-        block_opts.setdefault("rtol", self.defaults.tol)
-        block_opts.setdefault("atol", self.defaults.tol)
-        block_opts.setdefault("solver", self.defaults.solver)
-        block_opts.setdefault("sensitivity", self.defaults.sensitivity)
-        block_opts.setdefault("ts", self.defaults.ts)
+        dyn = make_dynamics(key, f, augment_dim=n - c, **dyn_opts)
         block = ODEBlock(dyn, **block_opts)
-        n, hidden = self.widths[key]
         if key in ("node", "anode"):
             encoder: nn.Module = InputAsPosition()
         else:
@@ -301,7 +249,7 @@ class MNISTTask(ImageTask):
         lr=5e-4,
         batch_size=64,
         tol=1e-5,
-        extra={"test_batch_size": 64, "normalisation": "[0, 1] (pixel / 255)"},
+        paper_epochs=40,
     )
 
     def load(self, data_dir, train):
@@ -337,7 +285,7 @@ class CIFAR10Task(ImageTask):
         lr=1e-3,
         batch_size=256,
         tol=1e-5,
-        extra={"test_batch_size": 256, "normalisation": "[0, 1] (pixel / 255)"},
+        paper_epochs=40,
     )
 
     def load(self, data_dir, train):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from .. import dynamics as D
 from ..data.pointcloud import point_cloud
 from ..layers import ODEBlock
 from .base import (
@@ -21,6 +20,7 @@ from .base import (
     TaskDefaults,
     TaskModel,
     check_model_name,
+    make_dynamics,
 )
 from .networks import TimeConcat, mlp
 
@@ -35,26 +35,21 @@ WIDTHS = {
     "gnesterovnode": (2, 14),
 }
 
-_BLOCK_KEYS = ("solver", "rtol", "atol", "sensitivity", "engine", "dt", "max_steps", "ts")
+
+#: ξ = 2 fixed for the generalised models (the paper's Table 6).
+XI_DEFAULTS = {"ghbnode": (2.0, False), "gnesterovnode": (2.0, False)}
 
 
-def build_dynamics(model: str, n: int, hidden: int, r: float = 3.0, xi: float = 2.0):
-    """The point-cloud dynamics of ``model`` with its ODE network (t as an input)."""
-    n_in = 2 * n if model == "sonode" else n
+def build_dynamics(model: str, n: int, hidden: int, **options) -> nn.Module:
+    """The point-cloud dynamics of ``model``: ODE network ``[input_(n*), t] -> fc_h -> ELU
+    -> fc_h -> ELU -> fc_n`` inside the model's equations; ``options``: r, xi, learn_xi,
+    sigma (ξ defaults to ``XI_DEFAULTS``)."""
+    key = check_model_name(model)
+    xi, learn = XI_DEFAULTS.get(key, (0.0, False))
+    options = {"xi": xi, "learn_xi": learn, **options}
+    n_in = 2 * n if key == "sonode" else n
     f = TimeConcat(mlp([n_in + 1, hidden, hidden, n], nn.ELU))
-    if model == "node":
-        return D.NODE(f)
-    if model == "anode":
-        return D.ANODE(f, augment_dim=n - 2)
-    if model == "sonode":
-        return D.SONODE(f)
-    if model == "hbnode":
-        return D.HBNODE(f)
-    if model == "ghbnode":
-        return D.GHBNODE(f, xi=xi)
-    if model == "nesterovnode":
-        return D.NesterovNODE(f, r=r)
-    return D.GNesterovNODE(f, r=r, xi=xi)
+    return make_dynamics(key, f, augment_dim=n - 2, **options)
 
 
 class PointCloudTask(Task):
@@ -62,21 +57,17 @@ class PointCloudTask(Task):
 
     name = "pointcloud"
     loss = "smoothl1"
-    defaults = TaskDefaults(epochs=100, lr=1e-2, batch_size=50, tol=1e-7)
+    defaults = TaskDefaults(
+        epochs=100, lr=1e-2, batch_size=50, tol=1e-7, paper_epochs=200, paper_seeds=5
+    )
+    xi_defaults = XI_DEFAULTS
 
     def build_model(self, model: str, **options) -> TaskModel:
         """The paper's point-cloud architecture; options: solver, rtol, atol, sensitivity,
-        engine, dt, max_steps, ts (block) and r, xi (dynamics)."""
-        key = check_model_name(model)
-        unknown = set(options) - set(_BLOCK_KEYS) - {"r", "xi"}
-        if unknown:
-            raise TypeError(f"unknown options {sorted(unknown)} for build_model")
+        engine, dt, max_steps, ts (block) and r, xi, learn_xi, sigma (dynamics)."""
+        key, dyn_opts, block_opts = self.split_options(model, options)
         n, hidden = WIDTHS[key]
-        dyn = build_dynamics(key, n, hidden, r=options.pop("r", 3.0), xi=options.pop("xi", 2.0))
-        block_opts = {k: v for k, v in options.items() if v is not None}
-        block_opts.setdefault("rtol", self.defaults.tol)
-        block_opts.setdefault("atol", self.defaults.tol)
-        block = ODEBlock(dyn, **block_opts)
+        block = ODEBlock(build_dynamics(key, n, hidden, **dyn_opts), **block_opts)
         if key in ("node", "anode"):
             encoder = InputAsPosition()
         else:
