@@ -132,6 +132,7 @@ def test_list_shows_models_solvers_and_engines(capsys):
     assert "gnesterovnode" in out and "DP5" in out and "torch=dopri5" in out and "torch" in out
 
 
+@pytest.mark.slow  # signals between processes: kept out of the default run on loaded machines
 def test_ctrl_c_stops_a_parallel_comparison_and_leaves_resumable_runs(tmp_path):
     import os
     import signal

@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)  # handlers may return their results for library use
         return rc if isinstance(rc, int) else 0
     except KeyboardInterrupt:
-        return 130
+        return 130  # checkpoints are written atomically; the message says how to resume
     except (
         ValueError,
         FileExistsError,

@@ -272,11 +272,13 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
             child.join(timeout=3)
             if child.is_alive():
                 child.terminate()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        # The workers are gone: nothing left to wait for (joining the pool's threads after
+        # killed workers can block).
         bar.close()
-        queue.close()
+        raise
+    pool.shutdown(wait=True)
+    bar.close()
+    queue.close()
 
 
 def _write_results(out: Path | None, results: dict, models, seeds: int, entries: dict) -> dict:
