@@ -2,14 +2,17 @@
 # GPU check of the MNIST path, sized for one device call (ends within ~9 minutes).
 #
 #   (i)   the machine: nvidia-smi -L, python, torch, CUDA, cuDNN, torchdiffeq versions;
-#   (ii)  benchmarks/images.py --device cuda on real MNIST batches: s/iteration, images/s,
-#         forward/backward NFE per batch for hbnode, nesterovnode, gnesterovnode, node;
-#   (iii) `nesterovnode train mnist` on the GPU for GNesterovNODE, NesterovNODE and HBNODE
-#         at the paper's settings (DP5 at rtol = atol = 1e-5, adjoint, batch 64, Adam at
-#         lr 5e-4, the task defaults), one epoch each truncated to MAX_ITERS iterations
-#         (--max-iters; a full epoch is 938 iterations, ~190 s per model at ~0.2 s/it on an
-#         H200, too long for three models in one call), then test accuracy on the whole
-#         10000-image test set; per model: test accuracy, s/iteration, images/s, NFE.
+#   (ii)  benchmarks/graph_check.py: the rk engine's CUDA-graph path against its eager
+#         path and torchdiffeq on real MNIST batches (NFE, loss, gradients); GRAPHS_OK;
+#   (iii) benchmarks/images.py --device cuda on real MNIST batches, once on the torch
+#         engine (torchdiffeq, the published code's solver) and once on the rk engine
+#         (CUDA graphs): s/iteration, images/s, forward/backward NFE per batch, share of
+#         time in the network f, for hbnode, nesterovnode, gnesterovnode, node;
+#   (iv)  `nesterovnode train mnist` on the GPU for GNesterovNODE, NesterovNODE and HBNODE
+#         at the paper's settings (DP5 at rtol = atol = 1e-5 on the rk engine, adjoint,
+#         batch 64, Adam at lr 5e-4: the task defaults), one whole epoch each (938
+#         iterations; cut to MAX_ITERS when the graph check failed), then test accuracy on
+#         the 10000-image test set; per model: test accuracy, s/iteration, images/s, NFE.
 #
 # Every step runs under `timeout`, capped by what is left of a DEADLINE_S budget (default
 # 530 s) measured from the script's start, so the script ends in time even when a step
@@ -29,13 +32,13 @@
 # installed: the package runs from the checkout with PYTHONPATH=python.
 #
 # Files written to $OUT (the tool brings back at most 8): log.txt (everything printed),
-# bench_images.json, train_<model>.jsonl (the epoch record of each run: loss, accuracy,
+# graph_check.txt, bench_images_torch.json, bench_images.json (rk), train_<model>.jsonl (the epoch record of each run: loss, accuracy,
 # test_accuracy, nfe_forward, nfe_backward, seconds, iterations, samples_per_second =
 # images/s) and summary.json (the table printed at the end).
 #
 # Knobs (environment): MNIST_DIR (default .device/mnist), DEVICE (cuda; cpu for a dry
-# run), MAX_ITERS (300; 0 = the whole epoch), BENCH_ITERS (3), BENCH_WARMUP (1),
-# DEADLINE_S (530), MODELS ("gnesterovnode nesterovnode hbnode"),
+# run), MAX_ITERS (0 = the whole epoch; 300 when the graph check failed), BENCH_ITERS
+# (3; the rk engine runs 3x as many), BENCH_WARMUP (1), DEADLINE_S (530), MODELS ("gnesterovnode nesterovnode hbnode"),
 # BENCH_MODELS ("hbnode,nesterovnode,gnesterovnode,node").
 #
 # Dry run on a CPU with synthetic data (checks the script, not the GPU):
@@ -50,7 +53,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-results/gpu_mnist_check}
 MNIST_DIR=${MNIST_DIR:-.device/mnist}
 DEVICE=${DEVICE:-cuda}
-MAX_ITERS=${MAX_ITERS:-300}
+MAX_ITERS=${MAX_ITERS:-0}
 BENCH_ITERS=${BENCH_ITERS:-3}
 BENCH_WARMUP=${BENCH_WARMUP:-1}
 DEADLINE_S=${DEADLINE_S:-530}
@@ -116,16 +119,28 @@ else:
     print("torch sees no CUDA device")
 EOF
 
-# (ii) one iteration per model: forward + adjoint backward + Adam, on real MNIST batches
-step "benchmarks/images.py" 120 30 "$PY" benchmarks/images.py --device "$DEVICE" \
-  --models "$BENCH_MODELS" --iters "$BENCH_ITERS" --warmup "$BENCH_WARMUP" \
-  --data-dir "$MNIST_DIR" --json "$OUT/bench_images.json"
+# (ii) the rk engine's CUDA graphs against its eager path and torchdiffeq (same batch)
+step "benchmarks/graph_check.py" 120 30 "$PY" benchmarks/graph_check.py --device "$DEVICE" \
+  --models "$BENCH_MODELS" --data-dir "$MNIST_DIR" | tee "$OUT/graph_check.txt"
+graphs_ok=0
+grep -q GRAPHS_OK "$OUT/graph_check.txt" 2>/dev/null && graphs_ok=1
 
-# (iii) training at the paper's settings, one (truncated) epoch per model
+# (iii) one iteration per model: forward + adjoint backward + Adam, on real MNIST batches,
+# on torchdiffeq (the published code's solver) and on the rk engine (CUDA graphs)
+step "benchmarks/images.py --engine torch" 120 30 "$PY" benchmarks/images.py \
+  --device "$DEVICE" --engine torch --models "$BENCH_MODELS" --iters "$BENCH_ITERS" \
+  --warmup "$BENCH_WARMUP" --data-dir "$MNIST_DIR" --json "$OUT/bench_images_torch.json"
+step "benchmarks/images.py --engine rk" 120 30 "$PY" benchmarks/images.py \
+  --device "$DEVICE" --engine rk --models "$BENCH_MODELS" --iters $((BENCH_ITERS * 3)) \
+  --warmup $((BENCH_WARMUP + 1)) --data-dir "$MNIST_DIR" --json "$OUT/bench_images.json"
+
+# (iv) training at the paper's settings, one epoch per model (truncated to MAX_ITERS when
+# the graphs failed and steps run eagerly: a whole epoch would not fit the budget)
 iters=()
+((graphs_ok == 0 && MAX_ITERS == 0)) && MAX_ITERS=300
 ((MAX_ITERS > 0)) && iters=(--max-iters "$MAX_ITERS")
 for model in $MODELS; do
-  step "train $model" 200 45 "$PY" -m nesterovnode.cli train mnist --model "$model" \
+  step "train $model" 150 45 "$PY" -m nesterovnode.cli train mnist --model "$model" \
     --device "$DEVICE" --data-dir "$MNIST_DIR" --epochs 1 "${iters[@]}" \
     --out "$RUNS/$model" --no-progress
   [[ -f $RUNS/$model/log.jsonl ]] && cp "$RUNS/$model/log.jsonl" "$OUT/train_$model.jsonl"
@@ -151,13 +166,15 @@ for m in models:
         "nfe_forward": r["nfe_forward"], "nfe_backward": r["nfe_backward"],
         "seconds": r["seconds"],
     })
-bench = out / "bench_images.json"
 summary = {"train": rows}
-if bench.exists():
-    b = json.loads(bench.read_text())
-    summary["environment"] = b["environment"]
-    summary["bench"] = [{k: r[k] for k in ("model", "s_per_iter", "images_per_s",
-                         "nfe_forward", "nfe_backward", "f_share")} for r in b["results"]]
+for key, name in (("bench", "bench_images.json"), ("bench_torch", "bench_images_torch.json")):
+    bench = out / name
+    if bench.exists():
+        b = json.loads(bench.read_text())
+        summary["environment"] = b["environment"]
+        summary[key] = [{k: r.get(k) for k in ("model", "engine", "cuda_graphs", "s_per_iter",
+                         "images_per_s", "nfe_forward", "nfe_backward", "f_share")}
+                        for r in b["results"]]
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print(f"\n{'model':<14}{'iters':>6}{'loss':>8}{'test acc':>9}{'s/it':>8}{'img/s':>8}"
       f"{'NFE f':>7}{'NFE b':>7}")

@@ -133,16 +133,97 @@ def make_batches(task, args, device, count: int):
     ], "random"
 
 
+class ShapeProbe(nn.Module):
+    """Wraps f and remembers the (t, h) of its first call; adds nothing to a captured
+    graph (used instead of ``FieldTimer`` when steps are CUDA graphs, where a Python
+    wrapper runs only at capture)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.example: tuple | None = None
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        if self.example is None:
+            self.example = (t.detach().clone(), h.detach().clone())
+        return self.inner(t, h)
+
+
+def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[float, float]:
+    """Seconds of one evaluation of f, and of one evaluation with its vector-Jacobian
+    product (w.r.t. h and f's parameters), each replayed as a CUDA graph: the network's
+    own cost with no launch overhead, which the graphed solver also pays per NFE."""
+    t, h = example
+    params = [p for p in f.parameters() if p.requires_grad]
+    # a fixed cotangent (no random numbers: the generator must not advance here)
+    a = torch.linspace(-1.0, 1.0, h.numel(), device=h.device, dtype=h.dtype).view_as(h)
+
+    def forward_only():
+        with torch.no_grad():
+            return f(t, h)
+
+    names = [n for n, p in f.named_parameters() if p.requires_grad]
+
+    def with_vjp():
+        with torch.enable_grad():
+            h_ = h.detach().requires_grad_(True)
+            # fresh parameter aliases, as the rk engine uses (see rk_engine.py)
+            leaves = [p.detach().requires_grad_(True) for p in params]
+            out = torch.func.functional_call(f, dict(zip(names, leaves)), (t, h_))
+            return torch.autograd.grad(out, [h_, *leaves], a, allow_unused=True)
+
+    seconds = []
+    for fn in (forward_only, with_vjp):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        graph.replay()
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            graph.replay()
+        end.record()
+        torch.cuda.synchronize()
+        seconds.append(start.elapsed_time(end) / 1e3 / reps)
+    return seconds[0], seconds[1]
+
+
 def bench_model(name: str, task, args, device) -> dict:
     torch.manual_seed(args.seed)
-    model = task.build_model(name, rtol=args.tol, atol=args.tol, sensitivity=args.sensitivity)
+    options = None if args.cuda_graphs is None else {"cuda_graphs": args.cuda_graphs == "on"}
+    model = task.build_model(
+        name,
+        rtol=args.tol,
+        atol=args.tol,
+        sensitivity=args.sensitivity,
+        engine=args.engine,
+        options=options,
+    )
     model.to(device)
     clock = PhaseClock(device)
     dyn = model.dynamics
     f = dyn.f
     if args.compile:
         f = torch.compile(f)
-    dyn.f = FieldTimer(f, clock)
+    engine = model.block.solve_options["engine"]
+    graphed = (
+        device.type == "cuda"
+        and engine == "rk"
+        and args.cuda_graphs != "off"
+        and args.sensitivity != "backprop"
+    )
+    probe = None
+    if graphed:
+        dyn.f = probe = ShapeProbe(f)
+    else:
+        dyn.f = FieldTimer(f, clock)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr or task.defaults.lr)
     batches, source = make_batches(task, args, device, args.warmup + args.iters)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -190,11 +271,21 @@ def bench_model(name: str, task, args, device) -> dict:
     def mean(key):
         return sum(r[key] for r in rows) / len(rows)
 
+    if probe is not None:
+        # Inside graphs f cannot be bracketed: its share is estimated as NFE times the
+        # cost of f (forward; with its VJP in the backward) replayed alone as a graph.
+        f_one, f_vjp = graphed_network_seconds(probe.inner, probe.example)
+        for r in rows:
+            r["f_fwd"] = r["nfe_forward"] * f_one
+            r["f_bwd"] = r["nfe_backward"] * f_vjp
     total = mean("total")
     fb = mean("fwd") + mean("bwd")
     f_time = mean("f_fwd") + mean("f_bwd")
     return {
         "model": name,
+        "engine": engine or "torch",
+        "cuda_graphs": graphed,
+        "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
         "params": count_parameters(model),
         "data": source,
         "s_per_iter": total,
@@ -223,6 +314,8 @@ def environment(device: torch.device, args) -> dict:
         "batch_size": args.batch_size,
         "tol": args.tol,
         "sensitivity": args.sensitivity,
+        "engine": args.engine,
+        "cuda_graphs": args.cuda_graphs,
         "compile": args.compile,
     }
     if device.type == "cuda":
@@ -238,7 +331,8 @@ def environment(device: torch.device, args) -> dict:
 def print_table(results: list[dict], env: dict) -> None:
     print(
         f"\n{env['task']} on {env['device']} ({env['device_name']}), batch {env['batch_size']}, "
-        f"DP5 tol {env['tol']:g}, {env['sensitivity']}, torch {env['torch']}"
+        f"DP5 tol {env['tol']:g}, {env['sensitivity']}, engine {env['engine'] or 'task default'}, "
+        f"torch {env['torch']}"
         + (
             f", tf32 conv={env['tf32_cudnn']} matmul={env['tf32_matmul']}"
             if "tf32_cudnn" in env
@@ -246,14 +340,16 @@ def print_table(results: list[dict], env: dict) -> None:
         )
     )
     head = (
-        f"{'model':<14}{'params':>8}{'s/iter':>9}{'img/s':>9}{'NFE f':>7}{'NFE b':>7}"
+        f"{'model':<14}{'engine':>9}{'params':>8}{'s/iter':>9}{'img/s':>9}{'NFE f':>7}{'NFE b':>7}"
         f"{'fwd s':>8}{'bwd s':>8}{'f% fwd':>8}{'f% bwd':>8}{'f% all':>8}"
     )
     print(head)
     print("-" * len(head))
     for r in results:
+        engine = r["engine"] + ("+g" if r["cuda_graphs"] else "")
         print(
-            f"{r['model']:<14}{r['params']:>8}{r['s_per_iter']:>9.3f}{r['images_per_s']:>9.1f}"
+            f"{r['model']:<14}{engine:>9}{r['params']:>8}{r['s_per_iter']:>9.3f}"
+            f"{r['images_per_s']:>9.1f}"
             f"{r['nfe_forward']:>7.1f}{r['nfe_backward']:>7.1f}{r['forward_s']:>8.3f}"
             f"{r['backward_s']:>8.3f}{100 * r['f_share_forward']:>7.1f}%"
             f"{100 * r['f_share_backward']:>7.1f}%{100 * r['f_share']:>7.1f}%"
@@ -261,7 +357,8 @@ def print_table(results: list[dict], env: dict) -> None:
     print(
         "f%: share of forward / backward / forward+backward wall time spent inside the ODE "
         "network f (calls and their backward); the rest is solver, dynamics arithmetic, "
-        "encoder/head and overhead."
+        "encoder/head and overhead. Engine +g: steps replayed as CUDA graphs; there f% is "
+        "estimated as NFE x the cost of f (with its VJP in the backward) replayed alone."
     )
 
 
@@ -288,6 +385,15 @@ def main(argv=None) -> list[dict]:
         "--data-dir",
         default=None,
         help="read real batches from here (else random images of the task's shape)",
+    )
+    p.add_argument(
+        "--engine", default=None, help="solver engine: rk or torch (default: the task's, rk)"
+    )
+    p.add_argument(
+        "--cuda-graphs",
+        choices=["on", "off"],
+        default=None,
+        help="rk engine: replay steps as CUDA graphs (default on, on CUDA)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the ODE network f")

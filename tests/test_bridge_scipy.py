@@ -218,7 +218,7 @@ def test_a_solver_name_no_engine_offers_is_an_error_listing_the_names():
 
 
 def test_a_name_the_chosen_engine_lacks_says_which_engines_have_it():
-    with pytest.raises(ValueError, match="engines that have it: torch, julia"):
+    with pytest.raises(ValueError, match="engines that have it: torch, rk, julia"):
         resolve("scipy:RK4")
 
 

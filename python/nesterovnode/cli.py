@@ -45,7 +45,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tol", type=float, help="rtol = atol of the adaptive solver (task default)")
     p.add_argument("--dt", type=float, help="step size of a fixed-step solver (Euler, RK4, ...)")
     p.add_argument("--sensitivity", choices=["adjoint", "adjoint-seminorm", "backprop"])
-    p.add_argument("--engine", help="solver engine: torch, scipy, julia (default: by solver name)")
+    p.add_argument(
+        "--engine",
+        help="solver engine: torch, rk, scipy, julia (default: the task's, else by solver name)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
     p.add_argument(
         "--data-dir",

@@ -21,7 +21,8 @@ class ODEBlock(nn.Module):
         dynamics: one of the models in ``nesterovnode.dynamics``.
         ts: output times; the default ``(1.0, 2.0)`` is the paper's span.
         return_trajectory: return ``[len(ts), B, *D]`` instead of ``[B, *D]`` at T.
-        solver, rtol, atol, sensitivity, engine, dt, max_steps: passed to ``solve``.
+        solver, rtol, atol, sensitivity, engine, dt, max_steps, options: passed to
+            ``solve`` (``options`` are the engine's, e.g. ``{"cuda_graphs": False}``).
     """
 
     def __init__(
@@ -37,6 +38,7 @@ class ODEBlock(nn.Module):
         engine: str | None = None,
         dt: float | None = None,
         max_steps: int | None = 100_000,
+        options: dict | None = None,
     ):
         super().__init__()
         self.dynamics = dynamics
@@ -54,6 +56,7 @@ class ODEBlock(nn.Module):
             engine=engine,
             dt=dt,
             max_steps=max_steps,
+            options=options,
         )
         self.stats: SolveStats | None = None
 

@@ -88,6 +88,8 @@ class TrainConfig:
         out.solver = d.solver if self.solver is None else self.solver
         out.tol = d.tol if self.tol is None else self.tol
         out.sensitivity = d.sensitivity if self.sensitivity is None else self.sensitivity
+        if self.engine is None and out.solver == d.solver:
+            out.engine = d.engine  # the task's engine goes with its default solver
         for name in ("epochs", "batch_size"):
             if getattr(out, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(out, name)}")

@@ -73,6 +73,7 @@ SOLVERS: dict[str, SolverInfo] = {
 #: must not break ``import nesterovnode``). Earlier engines win when a name is shared.
 ENGINE_ORDER: dict[str, str] = {
     "torch": "nesterovnode.solve.torch_engine:TorchEngine",
+    "rk": "nesterovnode.solve.rk_engine:RKEngine",
     "scipy": "nesterovnode.solve.scipy_engine:ScipyEngine",
     "julia": "nesterovnode.solve.julia_engine:JuliaEngine",
 }

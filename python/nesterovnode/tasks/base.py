@@ -35,7 +35,17 @@ def check_model_name(name: str) -> str:
 
 
 #: build_model options that configure the ODEBlock, and those that configure the dynamics.
-BLOCK_OPTIONS = ("solver", "rtol", "atol", "sensitivity", "engine", "dt", "max_steps", "ts")
+BLOCK_OPTIONS = (
+    "solver",
+    "rtol",
+    "atol",
+    "sensitivity",
+    "engine",
+    "dt",
+    "max_steps",
+    "ts",
+    "options",
+)
 DYNAMICS_OPTIONS = ("r", "xi", "learn_xi", "sigma")
 
 
@@ -134,6 +144,8 @@ class TaskDefaults:
     tol: float
     solver: str = "DP5"
     sensitivity: str = "adjoint"
+    #: the engine for the default solver (None: the first installed engine offering it)
+    engine: str | None = None
     ts: tuple[float, float] = (1.0, 2.0)
     #: the paper's protocol (``--paper``): epochs and seeds
     paper_epochs: int | None = None
@@ -175,6 +187,8 @@ class Task(abc.ABC):
             ("ts", d.ts),
         ):
             given.setdefault(name, value)
+        if "solver" not in options or options["solver"] in (None, d.solver):
+            given.setdefault("engine", d.engine)  # the task's engine goes with its solver
         return key, dyn, given
 
     @abc.abstractmethod

@@ -1,0 +1,177 @@
+"""Runners: how a step function of the ``rk`` engine is executed.
+
+A step function (``rk.py``) takes and returns (nested tuples of) tensors; the time and
+the step size come in as Python floats. A runner calls it:
+
+- ``EagerRunner`` runs the Python function every time (CPU, autograd through the solver,
+  or a GPU where capture is off or failed).
+- ``GraphRunner`` (CUDA) captures one call as a CUDA graph on first use, with its inputs
+  in static buffers, and from then on copies the new inputs into those buffers and
+  replays the graph: the whole step — every stage's network evaluation (and, for the
+  adjoint, its vector-Jacobian product), the stage sums and the error norm — is one
+  launch instead of hundreds, which is where the time of small networks goes. Its
+  outputs are static too: they are overwritten by the next replay, so a caller keeps
+  what it needs by passing it back in (the loops do) or by cloning it.
+
+``RunnerCache`` keeps one runner per key (model, shapes, dtype, device, parameter
+storage, tolerances); a graph whose capture fails is replaced by an eager runner and a
+warning says why, once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import torch
+from torch.utils import _pytree as pytree
+
+
+def _leaf_tensors(args, dtype: torch.dtype, device: torch.device):
+    """Flatten ``args``; Python numbers become 0-dim tensors of ``dtype``."""
+    leaves, spec = pytree.tree_flatten(args)
+    tensors = [
+        x if isinstance(x, torch.Tensor) else torch.full((), float(x), dtype=dtype, device=device)
+        for x in leaves
+    ]
+    return leaves, tensors, spec
+
+
+class EagerRunner:
+    """Calls ``fn`` directly; numbers in the arguments become 0-dim tensors."""
+
+    graphed = False
+
+    def __init__(self, fn: Callable, dtype: torch.dtype, device: torch.device):
+        self.fn, self.dtype, self.device = fn, dtype, device
+
+    def __call__(self, *args):
+        _, tensors, spec = _leaf_tensors(args, self.dtype, self.device)
+        return self.fn(*pytree.tree_unflatten(tensors, spec))
+
+
+class _StaticInputs:
+    """Inputs kept in static buffers: a call copies new values into them."""
+
+    def __init__(self, args, dtype: torch.dtype, device: torch.device):
+        self.dtype, self.device = dtype, device
+        _, tensors, self._spec = _leaf_tensors(args, dtype, device)
+        self._static = [x.detach().clone() for x in tensors]
+        self._static_args = pytree.tree_unflatten(self._static, self._spec)
+
+    def _load(self, args) -> None:
+        leaves, _ = pytree.tree_flatten(args)
+        if len(leaves) != len(self._static):
+            raise ValueError("a static step was called with a different argument structure")
+        for buffer, x in zip(self._static, leaves):
+            if isinstance(x, torch.Tensor):
+                if x is not buffer:
+                    buffer.copy_(x)
+            else:
+                buffer.fill_(float(x))
+
+
+class GraphRunner(_StaticInputs):
+    """Captures ``fn(*args)`` as a CUDA graph (after warm-up calls on a side stream, as
+    capture requires) and replays it on new inputs; see the module docstring."""
+
+    graphed = True
+    #: calls before capture: cuDNN picks its algorithms and autograd its streams here
+    WARMUP = 3
+
+    def __init__(self, fn: Callable, args, dtype: torch.dtype, device: torch.device):
+        super().__init__(args, dtype, device)
+        # The graph reads every tensor fn closes over (buffers, index tensors) by address:
+        # keeping fn keeps them alive as long as the graph.
+        self._fn = fn
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                fn(*self._static_args)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: a DataLoader's pin-memory thread may allocate while we capture
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self._out = fn(*self._static_args)
+
+    def __call__(self, *args):
+        self._load(args)
+        self.graph.replay()
+        return self._out
+
+
+class StaticRunner(_StaticInputs):
+    """A graph's buffer semantics without a graph, on any device: inputs are copied into
+    static buffers and results into static outputs that the next call overwrites. Tests
+    use it on the CPU to check that the loops never read an output after the next call
+    (``options={"cuda_graphs": "emulate"}``)."""
+
+    graphed = False
+
+    def __init__(self, fn: Callable, args, dtype: torch.dtype, device: torch.device):
+        super().__init__(args, dtype, device)
+        self.fn = fn
+        self._out = None
+
+    def __call__(self, *args):
+        self._load(args)
+        out = self.fn(*self._static_args)
+        if self._out is None:
+            self._out = pytree.tree_map(lambda x: x.detach().clone(), out)
+        else:
+            for buffer, x in zip(pytree.tree_leaves(self._out), pytree.tree_leaves(out)):
+                buffer.copy_(x)
+        return self._out
+
+
+class RunnerCache:
+    """Runners by key, least recently used dropped beyond ``size`` (a dropped graph frees
+    its memory pool)."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._runners: OrderedDict[Hashable, EagerRunner | GraphRunner] = OrderedDict()
+        self._warned: set[str] = set()
+
+    def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str):
+        """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA)
+        or "emulate" (``StaticRunner``)."""
+        if mode == "eager":
+            return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
+        runner = self._runners.get(key)
+        if runner is not None:
+            self._runners.move_to_end(key)
+            return runner
+        if mode == "emulate":
+            runner = StaticRunner(fn, args, dtype, device)
+        else:
+            runner = self._capture(fn, args, dtype, device)
+        self._runners[key] = runner
+        while len(self._runners) > self.size:
+            self._runners.popitem(last=False)
+        return runner
+
+    def _capture(self, fn, args, dtype, device):
+        try:
+            return GraphRunner(fn, args, dtype, device)
+        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
+            torch.cuda.synchronize(device)
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            if reason not in self._warned:
+                self._warned.add(reason)
+                warnings.warn(
+                    f"CUDA graph capture of an ODE step failed ({reason}); this step runs "
+                    f"eagerly (slower, same numbers). Pass options={{'cuda_graphs': False}} "
+                    f"to skip capture.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return EagerRunner(fn, dtype, device)
+
+    def clear(self) -> None:
+        self._runners.clear()
+
+    def __len__(self) -> int:
+        return len(self._runners)
