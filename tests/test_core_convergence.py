@@ -36,6 +36,7 @@ def fitted_order(solver: str, dts) -> float:
     return float(slope)
 
 
+@pytest.mark.parametrize("engine", ["torch", "rk"])
 @pytest.mark.parametrize(
     "solver, order, dts",
     [
@@ -44,12 +45,12 @@ def fitted_order(solver: str, dts) -> float:
         ("RK4", 4, [0.2, 0.1, 0.05, 0.025]),
     ],
 )
-def test_fixed_step_solvers_converge_at_their_order(solver, order, dts):
-    slope = fitted_order(solver, dts)
+def test_fixed_step_solvers_converge_at_their_order(engine, solver, order, dts):
+    slope = fitted_order(f"{engine}:{solver}", dts)
     assert abs(slope - order) < 0.3, f"{solver}: fitted order {slope:.2f}, expected {order}"
 
 
-@pytest.mark.parametrize("solver", ["Heun", "BS3", "DP5", "DP8"])
+@pytest.mark.parametrize("solver", ["Heun", "BS3", "DP5", "DP8", "rk:BS3", "rk:DP5"])
 def test_adaptive_solvers_error_at_T_falls_with_the_tolerance(solver):
     # Final-time error: torchdiffeq's dense output of BS3/DP8 between steps is of lower
     # order than the step itself, so interpolated outputs are not compared here.

@@ -1,6 +1,6 @@
 """The rk engine: its tableaux, its steps (the same as torchdiffeq's), closed forms,
-convergence orders, adjoint gradients, NFE counts, the static-buffer semantics of its
-CUDA graphs (emulated on the CPU) and its errors."""
+adjoint gradients, NFE counts, the static-buffer semantics of its CUDA graphs (emulated
+on the CPU) and its errors. Its convergence orders are in test_core_convergence.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from nesterovnode.solve.registry import resolve
 from nesterovnode.solve.rk import fixed_grid, next_step_size
 from nesterovnode.solve.tableaux import TABLEAUX
 from test_core_closed_form import nesterov_closed_form_error
-from test_core_convergence import fitted_order
+from test_core_gradients import inputs
 from test_core_stats import CallCounter
 
 
@@ -163,18 +163,6 @@ def test_rk_matches_the_bessel_closed_form(r):
     assert err < loose / 100
 
 
-@pytest.mark.parametrize(
-    "solver, order, dts",
-    [
-        ("rk:Euler", 1, [0.02, 0.01, 0.005, 0.0025]),
-        ("rk:Midpoint", 2, [0.04, 0.02, 0.01, 0.005]),
-        ("rk:RK4", 4, [0.2, 0.1, 0.05, 0.025]),
-    ],
-)
-def test_rk_fixed_step_methods_converge_at_their_order(solver, order, dts):
-    assert abs(fitted_order(solver, dts) - order) < 0.3
-
-
 def loss_and_stats(dyn, h0, v0, engine, sensitivity, options=None):
     ts = torch.tensor([1.0, 1.5, 2.0])
     y0 = dyn.initial_state(ts[0], h0, v0)
@@ -196,13 +184,8 @@ def loss_and_stats(dyn, h0, v0, engine, sensitivity, options=None):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_rk_adjoint_gradients_agree_with_backprop_and_finite_differences(name, float64):
     dyn = make_dynamics(name)
-    g = torch.Generator().manual_seed(1)
-    h0 = torch.randn(2, 3, generator=g).requires_grad_()
-    v0 = (
-        None
-        if name in ("node", "anode")
-        else (0.5 * torch.randn(2, 3, generator=g)).requires_grad_()
-    )
+    h0, v0 = inputs(name)
+    g = torch.Generator().manual_seed(2)
     leaves = [*dyn.parameters(), h0] + ([v0] if v0 is not None else [])
     grads = {}
     for engine, sens in [
