@@ -149,6 +149,19 @@ class ShapeProbe(nn.Module):
         return self.inner(t, h)
 
 
+class ChannelsLast(nn.Module):
+    """Runs the ODE network f in the channels-last memory format (NHWC, the layout cuDNN's
+    tensor-core convolutions use natively); state in and out stay in the default layout."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner.to(memory_format=torch.channels_last)
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        out = self.inner(t, h.contiguous(memory_format=torch.channels_last))
+        return out.contiguous()
+
+
 def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[float, float]:
     """Seconds of one evaluation of f, and of one evaluation with its vector-Jacobian
     product (w.r.t. h and f's parameters), each replayed as a CUDA graph: the network's
@@ -210,6 +223,8 @@ def bench_model(name: str, task, args, device) -> dict:
     clock = PhaseClock(device)
     dyn = model.dynamics
     f = dyn.f
+    if args.channels_last:
+        f = ChannelsLast(f)
     if args.compile:
         f = torch.compile(f)
     engine = model.block.solve_options["engine"]
@@ -219,7 +234,7 @@ def bench_model(name: str, task, args, device) -> dict:
         and args.cuda_graphs != "off"
         and args.sensitivity != "backprop"
     )
-    probe = None
+    probe, network_ms = None, {}
     if graphed:
         dyn.f = probe = ShapeProbe(f)
     else:
@@ -275,6 +290,7 @@ def bench_model(name: str, task, args, device) -> dict:
         # Inside graphs f cannot be bracketed: its share is estimated as NFE times the
         # cost of f (forward; with its VJP in the backward) replayed alone as a graph.
         f_one, f_vjp = graphed_network_seconds(probe.inner, probe.example)
+        network_ms = {"f_ms": 1e3 * f_one, "f_with_vjp_ms": 1e3 * f_vjp}
         for r in rows:
             r["f_fwd"] = r["nfe_forward"] * f_one
             r["f_bwd"] = r["nfe_backward"] * f_vjp
@@ -286,6 +302,7 @@ def bench_model(name: str, task, args, device) -> dict:
         "engine": engine or "torch",
         "cuda_graphs": graphed,
         "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
+        **network_ms,
         "params": count_parameters(model),
         "data": source,
         "s_per_iter": total,
@@ -317,6 +334,7 @@ def environment(device: torch.device, args) -> dict:
         "engine": args.engine,
         "cuda_graphs": args.cuda_graphs,
         "compile": args.compile,
+        "channels_last": args.channels_last,
     }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
@@ -354,6 +372,12 @@ def print_table(results: list[dict], env: dict) -> None:
             f"{r['backward_s']:>8.3f}{100 * r['f_share_forward']:>7.1f}%"
             f"{100 * r['f_share_backward']:>7.1f}%{100 * r['f_share']:>7.1f}%"
         )
+    for r in results:
+        if "f_ms" in r:
+            print(
+                f"{r['model']}: f alone, replayed as a graph: {r['f_ms']:.3f} ms, "
+                f"with its VJP {r['f_with_vjp_ms']:.3f} ms"
+            )
     print(
         "f%: share of forward / backward / forward+backward wall time spent inside the ODE "
         "network f (calls and their backward); the rest is solver, dynamics arithmetic, "
@@ -397,6 +421,9 @@ def main(argv=None) -> list[dict]:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the ODE network f")
+    p.add_argument(
+        "--channels-last", action="store_true", help="run f in the channels-last memory format"
+    )
     p.add_argument(
         "--tf32",
         choices=["on", "off"],

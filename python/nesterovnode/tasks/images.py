@@ -77,9 +77,15 @@ XI_SOFTPLUS_2 = math.log1p(math.exp(2.0))
 
 
 def tpad(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """``[x, t·1]``: x ``[B, C, H, W]`` with one channel filled with t appended (last)."""
+    """``[x, t·1]``: x ``[B, C, H, W]`` with one channel filled with t appended (last).
+
+    The result keeps x's memory format (channels-last stays channels-last, so the next
+    convolution runs without a layout change)."""
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    return torch.cat([x, t.reshape(1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[-2:])], dim=1)
+    out = torch.cat([x, t.reshape(1, 1, 1, 1).expand(x.shape[0], 1, *x.shape[-2:])], dim=1)
+    if x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)  # a no-op when cat kept it
+    return out
 
 
 class TimeConv2d(nn.Conv2d):
