@@ -343,6 +343,25 @@ def test_rk_errors_say_what_to_do():
         nn_.solve(dyn, y0, [0.0, 1.0], solver="DP8", engine="rk")
 
 
+def test_rk_refuses_gradients_with_respect_to_the_output_times():
+    ts = torch.tensor([0.0, 1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="does not differentiate with respect to the output"):
+        nn_.solve(nn_.NODE(TinyField(3)), torch.randn(2, 3), ts, engine="rk")
+
+
+def test_rk_adjoint_of_a_field_without_parameters_gives_the_exact_gradient(float64):
+    # y' = -y: y(T) = y0 e^{-T}, so d(sum y(T))/dy0 = e^{-T}
+    class Decay(torch.nn.Module):
+        def forward(self, t, y):
+            return -y
+
+    y0 = torch.randn(3, 2).requires_grad_()
+    sol = nn_.solve(nn_.NODE(Decay()), y0, [0.0, 0.5, 2.0], engine="rk", rtol=1e-10, atol=1e-10)
+    sol.ys[-1].sum().backward()
+    assert torch.allclose(y0.grad, torch.full_like(y0, torch.e**-2.0), rtol=1e-8)
+    assert sol.stats.nfe_backward > 0
+
+
 class Blowup(torch.nn.Module):
     def forward(self, t, y):
         return y**2  # y(t) = 1/(1 - t) for y0 = 1: infinite at t = 1

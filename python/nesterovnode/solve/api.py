@@ -119,7 +119,7 @@ def solve(
     ts = as_time_grid(ts, like=y0)
     check_time = getattr(dynamics, "check_time", None)
     if check_time is not None:
-        check_time(float(ts[0]))
+        check_time(float(ts[0].detach()))
 
     eng, info, method = resolve(solver, engine)
     if sensitivity not in eng.sensitivities:

@@ -70,6 +70,11 @@ class RKEngine(Engine):
                 f"the rk engine has no option {', '.join(map(repr, unknown))}; "
                 f"its options: {', '.join(OPTIONS)}"
             )
+        if ts.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "the rk engine does not differentiate with respect to the output times ts; "
+                "pass ts without requires_grad, or use engine='torch'"
+            )
         plan = _Plan(self, field, y0, ts, request)
         if request.sensitivity == "backprop":
             return plan.forward(y0)
