@@ -435,3 +435,22 @@ def test_rk_counts_two_start_evaluations_without_a_first_step():
     assert s.nfe_forward == 2 + 6 * (s.steps_accepted + s.steps_rejected)
     # the adjoint restarts at each output time: 2 intervals, 2 evaluations each
     assert s.nfe_backward == 2 * 2 + 6 * (s.steps_accepted_backward + s.steps_rejected_backward)
+
+
+def test_a_training_run_releases_the_engines_cached_steps():
+    from nesterovnode.solve.registry import get_engine
+    from nesterovnode.tasks.base import TaskDefaults
+    from nesterovnode.tasks.pointcloud import PointCloudTask
+    from nesterovnode.training import TrainConfig, train
+
+    class Task(PointCloudTask):  # the point cloud on the rk engine, graph buffers emulated
+        defaults = TaskDefaults(epochs=1, lr=1e-2, batch_size=60, tol=1e-3, engine="rk")
+
+    engine = get_engine("rk")
+    engine.runners.clear()
+    task = Task()
+    config = TrainConfig(model="hbnode", model_options={"options": {"cuda_graphs": "emulate"}})
+    seen = []
+    train(config, task=task, progress=False, on_epoch=lambda r: seen.append(len(engine.runners)))
+    assert seen and seen[0] > 0  # cached while training
+    assert len(engine.runners) == 0  # released at the end

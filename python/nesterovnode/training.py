@@ -47,6 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .io import read_json, save_torch_atomic, write_json_atomic, write_text_atomic
+from .solve import clear_engine_caches
 from .tasks import Task, TaskModel, count_parameters, get_task
 
 
@@ -379,6 +380,9 @@ def train(
             torch.distributed.barrier()
         if on_epoch is not None and is_main:
             on_epoch(record)
+    # A finished run's CUDA graphs would keep its model and their memory alive while the
+    # next run of a comparison trains; using the model again just captures anew.
+    clear_engine_caches()
     return RunResult(model=model, params=params, history=history, config=cfg)
 
 

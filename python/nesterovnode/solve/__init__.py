@@ -7,6 +7,7 @@ from .errors import EngineNotInstalledError, SolverError
 from .registry import (
     SOLVERS,
     SolverInfo,
+    clear_engine_caches,
     engines,
     get_engine,
     register_engine,
@@ -30,6 +31,7 @@ __all__ = [
     "SolverInfo",
     "as_time_grid",
     "bridge_solve",
+    "clear_engine_caches",
     "engines",
     "get_engine",
     "register_engine",

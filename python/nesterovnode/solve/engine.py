@@ -56,6 +56,11 @@ class Engine(abc.ABC):
         """Why ``available()`` is false (shown to the user with the install hint)."""
         return f"the {cls.name} engine is not installed"
 
+    def clear_caches(self) -> None:
+        """Drop whatever the engine keeps between solves (the rk engine's CUDA graphs and
+        the models they hold). Solving again rebuilds it."""
+        return None  # most engines keep nothing
+
     @abc.abstractmethod
     def solve(
         self, field: CountedField, y0: torch.Tensor, ts: torch.Tensor, request: SolveRequest

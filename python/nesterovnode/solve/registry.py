@@ -123,6 +123,13 @@ def get_engine(name: str) -> Engine:
     return _ENGINE_INSTANCES[name]
 
 
+def clear_engine_caches() -> None:
+    """Release what the engines in use keep between solves (captured CUDA graphs hold
+    their models and GPU memory); called at the end of a training run."""
+    for engine in _ENGINE_INSTANCES.values():
+        engine.clear_caches()
+
+
 def engines() -> dict[str, type[Engine]]:
     """Engine classes known to this installation (installed or not)."""
     out = {}

@@ -61,6 +61,9 @@ class RKEngine(Engine):
     def __init__(self):
         self.runners = RunnerCache()
 
+    def clear_caches(self) -> None:
+        self.runners.clear()
+
     def solve(
         self, field: CountedField, y0: torch.Tensor, ts: torch.Tensor, request: SolveRequest
     ) -> torch.Tensor:
