@@ -43,6 +43,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from nesterovnode.solve.graphs import GraphRunner
+from nesterovnode.solve.rk_engine import field_with_vjp
 from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 
 
@@ -164,10 +166,12 @@ class ChannelsLast(nn.Module):
 
 def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[float, float]:
     """Seconds of one evaluation of f, and of one evaluation with its vector-Jacobian
-    product (w.r.t. h and f's parameters), each replayed as a CUDA graph: the network's
-    own cost with no launch overhead, which the graphed solver also pays per NFE."""
+    product (w.r.t. h and f's parameters, as the rk engine's adjoint takes it), each
+    captured by the rk engine's ``GraphRunner`` and replayed: the network's own cost with
+    no launch overhead, which the graphed solver also pays per NFE."""
     t, h = example
-    params = [p for p in f.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in f.named_parameters() if p.requires_grad]
+    names, params = [n for n, _ in named], [p for _, p in named]
     # a fixed cotangent (no random numbers: the generator must not advance here)
     a = torch.linspace(-1.0, 1.0, h.numel(), device=h.device, dtype=h.dtype).view_as(h)
 
@@ -175,33 +179,18 @@ def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[floa
         with torch.no_grad():
             return f(t, h)
 
-    names = [n for n, p in f.named_parameters() if p.requires_grad]
-
     def with_vjp():
-        with torch.enable_grad():
-            h_ = h.detach().requires_grad_(True)
-            # fresh parameter aliases, as the rk engine uses (see rk_engine.py)
-            leaves = [p.detach().requires_grad_(True) for p in params]
-            out = torch.func.functional_call(f, dict(zip(names, leaves)), (t, h_))
-            return torch.autograd.grad(out, [h_, *leaves], a, allow_unused=True)
+        return field_with_vjp(f, names, params, t, h, a)
 
     seconds = []
     for fn in (forward_only, with_vjp):
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                fn()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        graph.replay()
+        runner = GraphRunner(fn, (), h.dtype, h.device)
+        runner()
         torch.cuda.synchronize()
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         for _ in range(reps):
-            graph.replay()
+            runner()
         end.record()
         torch.cuda.synchronize()
         seconds.append(start.elapsed_time(end) / 1e3 / reps)

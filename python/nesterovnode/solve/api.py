@@ -12,6 +12,7 @@ from torch import nn
 from .engine import SolveRequest
 from .errors import SolverError
 from .registry import resolve
+from .rk import fixed_step_count
 from .stats import CountedField, SolveStats, mark_backward_end, mark_backward_start
 
 SENSITIVITIES = ("backprop", "adjoint", "adjoint-seminorm")
@@ -136,9 +137,7 @@ def solve(
             )
         if not (dt > 0):
             raise ValueError(f"dt must be > 0, got {dt}")
-        from .torch_engine import fixed_step_count
-
-        n_steps = fixed_step_count(ts, dt)
+        n_steps = fixed_step_count(ts.detach().cpu().tolist(), dt)
         if max_steps is not None and n_steps > max_steps:
             raise ValueError(
                 f"{info.name} with dt={dt} takes {n_steps} steps over "

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from .stats import SolveStats
 
+#: what to change when an explicit solver's state becomes NaN/Inf (every engine says this)
+NONFINITE_HINT = (
+    "the state became NaN/Inf; the dynamics may blow up on this interval (for NesterovNODE "
+    "k(t) grows like e^(t/2): try GNesterovNODE or a shorter span), or the tolerance is too "
+    "loose"
+)
+#: what to change when the step size underflows
+UNDERFLOW_HINT = (
+    "the step size underflowed: the solution may blow up there (a finite-time singularity), "
+    "or the problem is stiff (try solver='RadauIIA5' or 'BDF' on the scipy engine)"
+)
+
 
 class SolverError(RuntimeError):
     """A solve failed: non-finite state, step size underflow, too many steps, or an

@@ -35,19 +35,17 @@ def _leaf_tensors(args, dtype: torch.dtype, device: torch.device):
         x if isinstance(x, torch.Tensor) else torch.full((), float(x), dtype=dtype, device=device)
         for x in leaves
     ]
-    return leaves, tensors, spec
+    return tensors, spec
 
 
 class EagerRunner:
     """Calls ``fn`` directly; numbers in the arguments become 0-dim tensors."""
 
-    graphed = False
-
     def __init__(self, fn: Callable, dtype: torch.dtype, device: torch.device):
         self.fn, self.dtype, self.device = fn, dtype, device
 
     def __call__(self, *args):
-        _, tensors, spec = _leaf_tensors(args, self.dtype, self.device)
+        tensors, spec = _leaf_tensors(args, self.dtype, self.device)
         return self.fn(*pytree.tree_unflatten(tensors, spec))
 
 
@@ -55,10 +53,9 @@ class _StaticInputs:
     """Inputs kept in static buffers: a call copies new values into them."""
 
     def __init__(self, args, dtype: torch.dtype, device: torch.device):
-        self.dtype, self.device = dtype, device
-        _, tensors, self._spec = _leaf_tensors(args, dtype, device)
+        tensors, spec = _leaf_tensors(args, dtype, device)
         self._static = [x.detach().clone() for x in tensors]
-        self._static_args = pytree.tree_unflatten(self._static, self._spec)
+        self._static_args = pytree.tree_unflatten(self._static, spec)
 
     def _load(self, args) -> None:
         leaves, _ = pytree.tree_flatten(args)
@@ -76,7 +73,6 @@ class GraphRunner(_StaticInputs):
     """Captures ``fn(*args)`` as a CUDA graph (after warm-up calls on a side stream, as
     capture requires) and replays it on new inputs; see the module docstring."""
 
-    graphed = True
     #: calls before capture: cuDNN picks its algorithms and autograd its streams here
     WARMUP = 3
 
@@ -107,8 +103,6 @@ class StaticRunner(_StaticInputs):
     static buffers and results into static outputs that the next call overwrites. Tests
     use it on the CPU to check that the loops never read an output after the next call
     (``options={"cuda_graphs": "emulate"}``)."""
-
-    graphed = False
 
     def __init__(self, fn: Callable, args, dtype: torch.dtype, device: torch.device):
         super().__init__(args, dtype, device)

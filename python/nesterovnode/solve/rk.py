@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import SolverError
+from .errors import NONFINITE_HINT, UNDERFLOW_HINT, SolverError
 from .tableaux import Tableau
 
 State = tuple[torch.Tensor, ...]
@@ -199,6 +199,11 @@ def fixed_grid(times: Sequence[float], dt: float) -> list[list[float]]:
     return grids
 
 
+def fixed_step_count(times: Sequence[float], dt: float) -> int:
+    """Steps ``fixed_grid`` takes over ``times``."""
+    return sum(len(grid) - 1 for grid in fixed_grid(times, dt))
+
+
 # -- the host loops ------------------------------------------------------------------------
 class Phase:
     """What the loops report to: step attempts (``max_steps``), accepted/rejected steps
@@ -276,12 +281,7 @@ def integrate_adaptive(
             phase.evaluations(per_step)
             ratio = ratio_t.detach().item()  # the one host-device synchronisation per step
             if not math.isfinite(ratio):
-                raise phase.fail(
-                    t,
-                    "the state or its error estimate became NaN/Inf; the dynamics may blow "
-                    "up on this interval (for NesterovNODE k(t) grows like e^(t/2): try "
-                    "GNesterovNODE or a shorter span), or the tolerance is too loose",
-                )
+                raise phase.fail(t, NONFINITE_HINT)
             if ratio <= 1.0:
                 phase.accepted(t, direction * size)
                 t = end
@@ -289,12 +289,7 @@ def integrate_adaptive(
                 phase.rejected(t, direction * size)
             h = next_step_size(size, ratio, tableau.order)
             if t + direction * h == t:
-                raise phase.fail(
-                    t,
-                    f"the step size underflowed (h = {h:.3g}): the solution may blow up "
-                    "there (a finite-time singularity), or the problem is stiff (try "
-                    "solver='RadauIIA5' or 'BDF' on the scipy engine)",
-                )
+                raise phase.fail(t, f"{UNDERFLOW_HINT} (h = {h:.3g})")
         state, changed = at_output(i, state)
         if changed:
             k = None

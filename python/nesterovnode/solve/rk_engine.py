@@ -84,6 +84,24 @@ class RKEngine(Engine):
         return _AdjointSolve.apply(y0, plan, *plan.params)
 
 
+def field_with_vjp(module, names, params, t, y, a):
+    """``f = module(t, y)`` and the vector-Jacobian products ``(aᵀ∂f/∂y, aᵀ∂f/∂θ_1, …)``
+    (None where f does not depend on an input); ``names`` are the parameters' names in
+    ``module``.
+
+    The products are taken with respect to fresh aliases of the parameters (same storage,
+    so optimiser updates are seen): the parameters' own AccumulateGrad nodes live on the
+    stream they were created on, and reaching them from a graph being captured on another
+    stream breaks the capture.
+    """
+    with torch.enable_grad():
+        y_ = y.detach().requires_grad_(True)
+        leaves = tuple(p.detach().requires_grad_(True) for p in params)
+        f = torch.func.functional_call(module, dict(zip(names, leaves)), (t, y_))
+        grads = torch.autograd.grad(f, (y_, *leaves), a, allow_unused=True)
+    return f.detach(), grads
+
+
 class _Plan:
     """One solve: the method, the times, the runners' keys, and the forward and adjoint
     integrations."""
@@ -120,29 +138,35 @@ class _Plan:
             tuple(p.data_ptr() for p in self.params),
         )
 
-    def _runner(self, kind: str, fn, args):
-        return self.engine.runners.get(
-            (kind, *self.key), fn, args, self.dtype, self.device, self.mode
-        )
+    def _runner(self, kind: str, fn):
+        """A callable that runs ``fn`` through the engine's runner for ``kind``: looked up
+        (or captured) on the first call of the solve, which brings example arguments, and
+        reused for every step after it."""
+        runner = None
+
+        def call(*args):
+            nonlocal runner
+            if runner is None:
+                runner = self.engine.runners.get(
+                    (kind, *self.key), fn, args, self.dtype, self.device, self.mode
+                )
+            return runner(*args)
+
+        return call
 
     def _integrate(self, field_fn, norm: Norm, reads, y0, times, phase, at_output, kind):
         tab, req = self.tableau, self.request
         if not tab.adaptive:
-            step_fn = make_fixed_step(tab, field_fn, reads)
-
-            def step(*args):
-                return self._runner(f"{kind}-step", step_fn, args)(*args)
-
+            step = self._runner(f"{kind}-step", make_fixed_step(tab, field_fn, reads))
             return integrate_fixed(tab, step, y0, times, req.dt, phase, at_output)
-        step_fn = make_adaptive_step(tab, field_fn, req.rtol, req.atol, norm, reads)
         direction = 1.0 if times[-1] > times[0] else -1.0
-        init_fn = make_initial_step(tab, field_fn, req.rtol, req.atol, norm, direction)
-
-        def step(*args):
-            return self._runner(f"{kind}-step", step_fn, args)(*args)
-
-        def init(*args):
-            return self._runner(f"{kind}-init", init_fn, args)(*args)
+        step = self._runner(
+            f"{kind}-step", make_adaptive_step(tab, field_fn, req.rtol, req.atol, norm, reads)
+        )
+        init = self._runner(
+            f"{kind}-init",
+            make_initial_step(tab, field_fn, req.rtol, req.atol, norm, direction),
+        )
 
         def first_stage(t, y):
             return field_fn(torch.full((), t, dtype=self.dtype, device=self.device), y)
@@ -177,30 +201,17 @@ class _Plan:
         n = len(ys)
 
         names = self.param_names
-        functional = self.mode != "eager"
 
         def field_fn(t, state):
             y, a = state[0], state[1]
-            with torch.enable_grad():
-                y_ = y.detach().requires_grad_(True)
-                if functional:
-                    # Differentiate w.r.t. fresh aliases of the parameters (same storage,
-                    # so optimiser updates are seen): the parameters' own AccumulateGrad
-                    # nodes live on the default stream, and reaching them from a graph
-                    # being captured on another stream breaks the capture.
-                    leaves = tuple(p.detach().requires_grad_(True) for p in params)
-                    f = torch.func.functional_call(dynamics, dict(zip(names, leaves)), (t, y_))
-                else:
-                    leaves = params
-                    f = dynamics(t, y_)
-                grads = torch.autograd.grad(f, (y_, *leaves), a, allow_unused=True)
+            f, grads = field_with_vjp(dynamics, names, params, t, y, a)
             vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
             vjp_p = [
                 (torch.zeros_like(p) if g is None else g).reshape(-1)
                 for g, p in zip(grads[1:], params)
             ]
             vjp_p = torch.cat(vjp_p) if vjp_p else y.new_zeros(0)
-            return (f.detach(), -vjp_y, -vjp_p)
+            return (f, -vjp_y, -vjp_p)
 
         if self.request.sensitivity == "adjoint" and params:
             ids = torch.repeat_interleave(

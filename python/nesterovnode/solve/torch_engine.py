@@ -8,38 +8,26 @@ does the same but leaves the parameter-gradient channels out of the step-size co
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .engine import Engine, SolveRequest
-from .errors import SolverError
+from .errors import NONFINITE_HINT, UNDERFLOW_HINT, SolverError
+from .rk import fixed_grid
 from .stats import CountedField
 
 _FIXED_STEP = {"euler", "midpoint", "rk4", "heun2", "heun3"}
 
 
 def _grid_constructor(dt: float):
-    """Fixed-step grid that lands on every output time: each interval between output
-    times is split into ceil(length / dt) equal steps, so no step exceeds ``dt`` and no
-    output is interpolated."""
+    """torchdiffeq's fixed-step grid from ``fixed_grid``: every output time is a grid
+    point, so no step exceeds ``dt`` and no output is interpolated."""
 
     def construct(func, y0, t):
-        pieces = [t[:1]]
-        lengths = (t[1:] - t[:-1]).detach().cpu().tolist()
-        for i, length in enumerate(lengths):
-            n = max(1, math.ceil(abs(length) / dt - 1e-9))
-            frac = torch.arange(1, n + 1, dtype=t.dtype, device=t.device) / n
-            pieces.append(t[i] + frac * (t[i + 1] - t[i]))
-        return torch.cat(pieces)
+        grids = fixed_grid(t.detach().cpu().tolist(), dt)
+        points = [grids[0][0]] + [x for grid in grids for x in grid[1:]]
+        return torch.tensor(points, dtype=t.dtype, device=t.device)
 
     return construct
-
-
-def fixed_step_count(ts: torch.Tensor, dt: float) -> int:
-    """Steps the fixed-step grid takes over ``ts`` (see ``_grid_constructor``)."""
-    lengths = (ts[1:] - ts[:-1]).detach().cpu().tolist()
-    return sum(max(1, math.ceil(abs(length) / dt - 1e-9)) for length in lengths)
 
 
 class TorchEngine(Engine):
@@ -111,17 +99,9 @@ class TorchEngine(Engine):
             t = float(ts[0]) if t is None else t
             msg = str(exc)
             if "non-finite" in msg:
-                hint = (
-                    "the state became NaN/Inf; the dynamics may blow up on this interval "
-                    "(for NesterovNODE k(t) grows like e^(t/2): try GNesterovNODE or a shorter "
-                    "span), or the tolerance is too loose"
-                )
+                hint = NONFINITE_HINT
             elif "underflow" in msg:
-                hint = (
-                    "the step size underflowed: the solution may blow up there (a "
-                    "finite-time singularity), or the problem is stiff (try "
-                    "solver='RadauIIA5' or 'BDF')"
-                )
+                hint = UNDERFLOW_HINT
             else:
                 hint = msg
             raise SolverError(
