@@ -74,3 +74,20 @@ def test_stats_have_plain_numbers_for_logs():
     d = sol.stats.as_dict()
     assert d["nfe_forward"] == sol.stats.nfe_forward and d["solver"] == "DP5"
     assert "NFE" in sol.stats.summary()
+
+
+def test_fixed_step_grid_passes_gradients_to_the_output_times():
+    # y' = -y, y(T) = y0 e^{-(T - t0)}: d y(T)/d t0 = y(T), d y(T)/d T = -y(T) (RK4 with
+    # dt = 0.1 is accurate to ~1e-6 here)
+    class Decay(torch.nn.Module):
+        def forward(self, t, y):
+            return -y
+
+    ts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    sol = nn_.solve(nn_.NODE(Decay()), y0, ts, solver="RK4", dt=0.1, sensitivity="backprop")
+    (grad,) = torch.autograd.grad(sol.ys[-1].sum(), ts)
+    exact = torch.exp(torch.tensor(-2.0, dtype=torch.float64))
+    assert grad[0] == pytest.approx(float(exact), rel=1e-5)
+    assert grad[2] == pytest.approx(-float(exact), rel=1e-5)
+    assert abs(float(grad[1])) < 1e-6

@@ -92,7 +92,6 @@ class ODEProblem:
     jac: ArrayFn | None = None  #: exact Jacobian ∂f/∂y, [n, n] (for implicit methods)
     #: number of leading components the error norm sees (None: all) — the seminorm
     error_channels: int | None = None
-    params: np.ndarray | None = None  #: flat θ, for engines with a native vector field
     first_step: float | None = None  #: first step of adaptive methods (forward solve only)
     dt: float | None = None  #: the step size of fixed-step methods (both phases)
     backward: bool = False  #: True for the adjoint solve
@@ -304,7 +303,6 @@ class _BridgeRun:
             rtol=req.rtol,
             atol=req.atol,
             error_channels=error_channels,
-            params=TorchVectorField.to_numpy(self.vf.theta),
             first_step=None if backward else req.dt,
             dt=req.dt,
             backward=backward,

@@ -31,12 +31,7 @@ import shutil
 import numpy as np
 
 from .bridge import ExternalEngine, ODEProblem
-
-#: OrdinaryDiffEq algorithms run without adaptivity (they need ``dt``).
-_FIXED = {"Euler", "Midpoint", "RK4"}
-#: Implicit algorithms: given the exact Jacobian, and no automatic differentiation of the
-#: Python right-hand side (ForwardDiff cannot see through the callback).
-_IMPLICIT = {"RadauIIA5", "Rodas5P", "FBDF", "QNDF"}
+from .registry import SOLVERS
 
 INSTALL_HINT = (
     "install Julia (juliaup: curl -fsSL https://install.julialang.org | sh), then "
@@ -85,7 +80,9 @@ class JuliaEngine(ExternalEngine):
         from diffeqpy import de
 
         method = problem.method
-        implicit = method in _IMPLICIT
+        # implicit methods get the exact Jacobian, and no automatic differentiation of the
+        # Python right-hand side (ForwardDiff cannot see through the callback)
+        implicit = SOLVERS[problem.solver].implicit
 
         def f(u, p, t):
             return problem.fun(float(t), np.asarray(u, dtype=np.float64))
@@ -112,11 +109,8 @@ class JuliaEngine(ExternalEngine):
         kwargs = dict(reltol=problem.rtol, abstol=problem.atol, tstops=list(t))
         if problem.field is not None and problem.field.max_steps is not None:
             kwargs["maxiters"] = int(problem.field.max_steps)
-        if method in _FIXED:
-            dt = problem.dt
-            if dt is None:
-                raise problem.fail(f"{method} is a fixed-step method: pass dt=")
-            kwargs.update(adaptive=False, dt=float(dt))
+        if not SOLVERS[problem.solver].adaptive:  # solve() has required dt
+            kwargs.update(adaptive=False, dt=float(problem.dt))
         elif problem.first_step is not None:
             kwargs["dt"] = float(problem.first_step)
         sol = de.solve(prob, alg, **kwargs)

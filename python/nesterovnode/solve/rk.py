@@ -189,19 +189,24 @@ def next_step_size(h: float, ratio: float, order: int) -> float:
     return h * min(IFACTOR, max(SAFETY / ratio ** (1.0 / order), low))
 
 
+def interval_steps(a: float, b: float, dt: float) -> int:
+    """Steps of a fixed-step method over [a, b]: ceil(length / dt) equal steps, so none is
+    longer than dt and every output time is a grid point (nothing interpolated)."""
+    return max(1, math.ceil(abs(b - a) / dt - 1e-9))
+
+
 def fixed_grid(times: Sequence[float], dt: float) -> list[list[float]]:
-    """Step start and end times per output interval: each interval is split into
-    ceil(length / dt) equal steps (no step longer than dt, outputs never interpolated)."""
+    """Step start and end times per output interval (``interval_steps`` each)."""
     grids = []
     for a, b in zip(times[:-1], times[1:]):
-        n = max(1, math.ceil(abs(b - a) / dt - 1e-9))
+        n = interval_steps(a, b, dt)
         grids.append([a + (b - a) * i / n for i in range(n)] + [b])
     return grids
 
 
 def fixed_step_count(times: Sequence[float], dt: float) -> int:
-    """Steps ``fixed_grid`` takes over ``times``."""
-    return sum(len(grid) - 1 for grid in fixed_grid(times, dt))
+    """Steps ``fixed_grid`` takes over ``times`` (without building it)."""
+    return sum(interval_steps(a, b, dt) for a, b in zip(times[:-1], times[1:]))
 
 
 # -- the host loops ------------------------------------------------------------------------

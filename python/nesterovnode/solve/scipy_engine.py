@@ -42,8 +42,8 @@ import warnings
 import numpy as np
 
 from .bridge import ExternalEngine, ODEProblem
-
-_EXPLICIT = ("RK45", "RK23", "DOP853")
+from .errors import NONFINITE_HINT
+from .registry import SOLVERS
 
 
 class ScipyEngine(ExternalEngine):
@@ -91,7 +91,7 @@ class ScipyEngine(ExternalEngine):
         cls = getattr(si, method)
         t = np.asarray(problem.t, dtype=np.float64)
         n = problem.n
-        explicit = method in _EXPLICIT
+        explicit = not SOLVERS[problem.solver].implicit
         rtol, atol = _tolerances(problem, method)
 
         calls: list[float] = []
@@ -141,11 +141,7 @@ class ScipyEngine(ExternalEngine):
             if method == "LSODA":
                 lsoda_methods.append(int(solver._lsoda_solver._integrator.iwork[18]))
             if not np.all(np.isfinite(solver.y)):
-                raise problem.fail(
-                    "the state became NaN/Inf; the dynamics may blow up on this interval, "
-                    "or the tolerance is too loose",
-                    t_reached=float(t_new),
-                )
+                raise problem.fail(NONFINITE_HINT, t_reached=float(t_new))
             dense = None
             while k < len(t) and direction * (t[k] - t_new) <= 0:
                 if t[k] == t_new:

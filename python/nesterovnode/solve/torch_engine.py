@@ -12,20 +12,23 @@ import torch
 
 from .engine import Engine, SolveRequest
 from .errors import NONFINITE_HINT, UNDERFLOW_HINT, SolverError
-from .rk import fixed_grid
+from .registry import SOLVERS
+from .rk import interval_steps
 from .stats import CountedField
-
-_FIXED_STEP = {"euler", "midpoint", "rk4", "heun2", "heun3"}
 
 
 def _grid_constructor(dt: float):
-    """torchdiffeq's fixed-step grid from ``fixed_grid``: every output time is a grid
-    point, so no step exceeds ``dt`` and no output is interpolated."""
+    """torchdiffeq's fixed-step grid: each interval between output times is split into
+    ``interval_steps`` equal steps. Built from ``t`` by tensor arithmetic, so gradients
+    with respect to the output times flow through it (backprop)."""
 
     def construct(func, y0, t):
-        grids = fixed_grid(t.detach().cpu().tolist(), dt)
-        points = [grids[0][0]] + [x for grid in grids for x in grid[1:]]
-        return torch.tensor(points, dtype=t.dtype, device=t.device)
+        pieces = [t[:1]]
+        for i, (a, b) in enumerate(zip(t[:-1].tolist(), t[1:].tolist())):
+            n = interval_steps(a, b, dt)
+            frac = torch.arange(1, n + 1, dtype=t.dtype, device=t.device) / n
+            pieces.append(t[i] + frac * (t[i + 1] - t[i]))
+        return torch.cat(pieces)
 
     return construct
 
@@ -58,7 +61,7 @@ class TorchEngine(Engine):
     ) -> torch.Tensor:
         import torchdiffeq
 
-        fixed = request.method in _FIXED_STEP
+        fixed = not SOLVERS[request.solver].adaptive
         options = dict(request.options)
         if fixed:
             options.setdefault("grid_constructor", _grid_constructor(request.dt))
