@@ -32,7 +32,7 @@ import torch
 from .io import read_json, write_json_atomic
 from .plots import plot_curve, plot_features
 from .tables import text_table
-from .tasks import MODEL_NAMES, check_model_name
+from .tasks import MODEL_NAMES, check_model_name, get_task
 from .training import TrainConfig, distributed_env, train
 
 
@@ -128,8 +128,6 @@ def _run_one(
 
 
 def _train_one(config: TrainConfig, out: str, progress: bool, queue) -> dict[str, Any]:
-    from .tasks import get_task
-
     task = get_task(config.task)
     path = run_dir(Path(out), config.model, config.seed)
 
@@ -167,8 +165,6 @@ def compare(
 
     Returns the ``results.json`` content.
     """
-    from .tasks import get_task
-
     task = get_task(base.task)
     base = base.resolved(task)
     models = [check_model_name(m) for m in (models or MODEL_NAMES)]
@@ -194,11 +190,10 @@ def compare(
     def collect(entry):
         nonlocal labels
         entries[(entry["model"], entry["seed"])] = entry
-        if "features" in entry and entry["seed"] == 0:
-            features[entry["model"]] = entry.pop("features")
-            labels = entry.pop("labels")
-        entry.pop("features", None)
-        entry.pop("labels", None)
+        entry_features, entry_labels = entry.pop("features", None), entry.pop("labels", None)
+        if entry_features is not None and entry["seed"] == 0:
+            features[entry["model"]] = entry_features
+            labels = entry_labels
         if is_main:
             _write_results(out, results, models, seeds, entries)
 

@@ -12,7 +12,9 @@ from typing import Any
 import torch
 
 
-def _atomic(path: Path, write) -> None:
+def write_atomic(path: str | Path, write) -> None:
+    """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``:
+    readers see the old file or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -30,17 +32,17 @@ def _atomic(path: Path, write) -> None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (write a temporary file, then rename)."""
-    _atomic(Path(path), lambda fh: fh.write(text.encode()))
+    write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_torch_atomic(path: str | Path, obj: Any) -> None:
     """``torch.save`` atomically."""
-    _atomic(Path(path), lambda fh: torch.save(obj, fh))
+    write_atomic(path, lambda fh: torch.save(obj, fh))
 
 
 def read_json(path: str | Path) -> Any:

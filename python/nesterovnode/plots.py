@@ -37,10 +37,10 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    from .io import _atomic
+    from .io import write_atomic
 
     path = Path(path)
-    _atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=120, bbox_inches="tight"))
     _pyplot().close(fig)
     return path
 

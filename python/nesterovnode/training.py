@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .io import read_json, save_torch_atomic, write_json_atomic, write_text_atomic
+from .io import save_torch_atomic, write_json_atomic, write_text_atomic
 from .solve import clear_engine_caches
 from .tasks import Task, TaskModel, count_parameters, get_task
 
@@ -89,8 +89,7 @@ class TrainConfig:
         out.solver = d.solver if self.solver is None else self.solver
         out.tol = d.tol if self.tol is None else self.tol
         out.sensitivity = d.sensitivity if self.sensitivity is None else self.sensitivity
-        if self.engine is None and out.solver == d.solver:
-            out.engine = d.engine  # the task's engine goes with its default solver
+        out.engine = d.engine_for(out.solver, self.engine)
         for name in ("epochs", "batch_size"):
             if getattr(out, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(out, name)}")
@@ -329,7 +328,6 @@ def train(
             progress and is_main,
         )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
-        correct = torch.zeros((), device=device)  # summed on the device: no sync per batch
         start = time.perf_counter()
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -346,18 +344,21 @@ def train(
                     f"(now {cfg.lr}) or the tolerance"
                 )
             sums[0] += loss_value * len(y)
-            correct += task.correct(output.detach(), y)
+            # loss.item() has already waited for the batch: reading this adds no stall
+            sums[1] += int(task.correct(output.detach(), y))
             sums[2] += len(y)
             sums[3] += stats.nfe_forward
             sums[4] += stats.nfe_backward
             sums[5] += 1
-            bar.set_postfix(
-                loss=f"{loss_value:.4f}", nfe_f=stats.nfe_forward, nfe_b=stats.nfe_backward
+            bar.set_postfix(  # drawn at tqdm's own rate by update(), not every batch
+                loss=f"{loss_value:.4f}",
+                nfe_f=stats.nfe_forward,
+                nfe_b=stats.nfe_backward,
+                refresh=False,
             )
             bar.update()
         bar.close()
         seconds = time.perf_counter() - start
-        sums[1] = float(correct)
         loss_n, correct, n, nfe_f, nfe_b, batches = _all_reduce_sum(sums, device, world)
         record = {
             "epoch": epoch,
@@ -454,7 +455,3 @@ def read_log(out_dir: str | Path) -> list[dict[str, float]]:
     """The epoch records of a run directory."""
     path = Path(out_dir) / "log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def read_config(out_dir: str | Path) -> dict[str, Any]:
-    return read_json(Path(out_dir) / "config.json")

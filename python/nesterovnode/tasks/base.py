@@ -23,7 +23,6 @@ from ..layers import ODEBlock
 
 #: Model names in the paper's order (Table 1), as used by the CLI and results files.
 MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
-SECOND_ORDER = ("sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
 
 
 def check_model_name(name: str) -> str:
@@ -62,7 +61,6 @@ def make_dynamics(
     """The dynamics of ``model`` (MATH.md's table) around the network ``f``. ``augment_dim``
     is ANODE's p; r is the Nesterov factor; ξ and σ apply to the models that have them."""
     key = check_model_name(model)
-    g = {} if sigma is None else {"sigma": sigma}
     if key == "node":
         return D.NODE(f)
     if key == "anode":
@@ -72,10 +70,10 @@ def make_dynamics(
     if key == "hbnode":
         return D.HBNODE(f, xi=xi, learn_xi=learn_xi)
     if key == "ghbnode":
-        return D.GHBNODE(f, xi=xi, learn_xi=learn_xi, **g)
+        return D.GHBNODE(f, xi=xi, learn_xi=learn_xi, sigma=sigma)
     if key == "nesterovnode":
         return D.NesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi)
-    return D.GNesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi, **g)
+    return D.GNesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi, sigma=sigma)
 
 
 class TaskModel(nn.Module):
@@ -151,6 +149,13 @@ class TaskDefaults:
     paper_epochs: int | None = None
     paper_seeds: int = 1
 
+    def engine_for(self, solver: str | None, engine: str | None) -> str | None:
+        """The engine to use: the one asked for, else the task's engine when the solver is
+        the task's (None or ``self.solver``), else None (the first engine offering it)."""
+        if engine is None and solver in (None, self.solver):
+            return self.engine
+        return engine
+
 
 class Task(abc.ABC):
     """Data + the paper's model builders + loss and metric."""
@@ -159,7 +164,6 @@ class Task(abc.ABC):
     #: "smoothl1" (regression on ±1 labels) or "cross_entropy" (classification)
     loss: str = "cross_entropy"
     defaults: TaskDefaults
-    models: tuple[str, ...] = MODEL_NAMES
     #: (ξ, learnable) per model that carries a ξ term in this task (others: ξ = 0).
     xi_defaults: dict[str, tuple[float, bool]] = {}
 
@@ -187,8 +191,7 @@ class Task(abc.ABC):
             ("ts", d.ts),
         ):
             given.setdefault(name, value)
-        if "solver" not in options or options["solver"] in (None, d.solver):
-            given.setdefault("engine", d.engine)  # the task's engine goes with its solver
+        given["engine"] = d.engine_for(options.get("solver"), given.get("engine"))
         return key, dyn, given
 
     @abc.abstractmethod
