@@ -27,15 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from ._images import ImageDataset, check_split
 from .paths import resolve_data_dir, torchvision_download
 
 CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_BATCH = "test_batch"
 CIFAR10_SHAPE = (3, 32, 32)
-CIFAR10_SIZES = {"train": 50000, "test": 10000}
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -133,7 +132,7 @@ def find_cifar10_dir(root: str | os.PathLike | None = None, split: str = "train"
 
     Raises FileNotFoundError saying which files are expected where and how to get them.
     """
-    split = _check_split(split)
+    split = check_split("CIFAR-10", split, _SPLITS)
     root = resolve_data_dir(root)
     for folder in _candidate_dirs(root):
         if all((folder / name).is_file() for name in _SPLITS[split]):
@@ -147,12 +146,6 @@ def find_cifar10_dir(root: str | os.PathLike | None = None, split: str = "train"
         f"and internet), or download {CIFAR10_URL} and unpack it into {root}; set the "
         f"directory with data_dir= / --data-dir or the NESTEROVNODE_DATA environment variable."
     )
-
-
-def _check_split(split: str) -> str:
-    if split not in _SPLITS:
-        raise ValueError(f"unknown CIFAR-10 split {split!r}; valid: {', '.join(_SPLITS)}")
-    return split
 
 
 def download_cifar10(root: str | os.PathLike | None = None) -> Path:
@@ -172,7 +165,7 @@ def read_cifar10(
     root: str | os.PathLike | None = None, split: str = "train", download: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """CIFAR-10 ``split``: images uint8 ``[N, 3, 32, 32]`` and labels int64 ``[N]``."""
-    split = _check_split(split)
+    split = check_split("CIFAR-10", split, _SPLITS)
     try:
         folder = find_cifar10_dir(root, split)
     except FileNotFoundError:
@@ -186,7 +179,7 @@ def read_cifar10(
     return torch.from_numpy(images), torch.from_numpy(labels)
 
 
-class CIFAR10(Dataset):
+class CIFAR10(ImageDataset):
     """CIFAR-10 as ``(image, label)``: image float32 ``[3, 32, 32]`` in [0, 1] (pixel / 255),
     label int64 0–9.
 
@@ -198,43 +191,11 @@ class CIFAR10(Dataset):
             default, as in the paper's code.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        train: bool = True,
-        download: bool = False,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ):
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
-        self.split = "train" if train else "test"
-        self.images, self.targets = read_cifar10(root, self.split, download=download)
-        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        if self.std is not None and not bool((self.std > 0).all()):
-            raise ValueError(f"std must be > 0, got {std}")
+    channels = 3
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def _convert(self, raw: torch.Tensor) -> torch.Tensor:
-        x = raw.to(torch.float32).div_(255.0)
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        return x
-
-    def __getitem__(self, index: int):
-        return self._convert(self.images[index]), self.targets[index]
-
-    def __getitems__(self, indices: list[int]):
-        """Batched fetch (used by DataLoader): one conversion for the whole batch."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        x = self._convert(self.images[idx])
-        return list(zip(x.unbind(0), self.targets[idx].unbind(0)))
-
-    def extra_repr(self) -> str:
-        return f"split={self.split}, n={len(self)}"
+    @staticmethod
+    def _read(root, split, download):
+        return read_cifar10(root, split, download=download)
 
 
 def write_cifar10_batch(

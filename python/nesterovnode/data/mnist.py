@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from ._images import ImageDataset, check_split
 from .paths import resolve_data_dir, torchvision_download
 
 #: The four files, by split: (images, labels), without the optional ``.gz``.
@@ -34,8 +34,7 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-#: Number of examples in each split of the real data set.
-MNIST_SIZES = {"train": 60000, "test": 10000}
+_ALL_FILES = tuple(name for pair in MNIST_FILES.values() for name in pair)
 MNIST_SHAPE = (28, 28)
 #: Where the files can be downloaded (the mirror torchvision uses, then the original site).
 MNIST_URLS = (
@@ -147,7 +146,7 @@ def find_mnist_files(
 
     Raises FileNotFoundError saying which files are expected where and how to get them.
     """
-    split = _check_split(split)
+    split = check_split("MNIST", split, MNIST_FILES)
     root = resolve_data_dir(root)
     names = MNIST_FILES[split]
     for folder in _candidate_dirs(root):
@@ -159,7 +158,7 @@ def find_mnist_files(
 
 def _missing_message(root: Path, split: str) -> str:
     where = ", ".join(str(d) for d in _candidate_dirs(root))
-    files = ", ".join(f"{n}[.gz]" for pair in MNIST_FILES.values() for n in pair)
+    files = ", ".join(f"{n}[.gz]" for n in _ALL_FILES)
     state = "does not exist" if not root.exists() else "lacks them"
     return (
         f"MNIST {split} files not found: the data directory {root} {state}. Expected the four "
@@ -168,16 +167,6 @@ def _missing_message(root: Path, split: str) -> str:
         f"{MNIST_URLS[0]} into {root}; set the directory with data_dir= / --data-dir or the "
         f"NESTEROVNODE_DATA environment variable."
     )
-
-
-def _all_names() -> str:
-    return ", ".join(name for pair in MNIST_FILES.values() for name in pair)
-
-
-def _check_split(split: str) -> str:
-    if split not in MNIST_FILES:
-        raise ValueError(f"unknown MNIST split {split!r}; valid: {', '.join(MNIST_FILES)}")
-    return split
 
 
 def download_mnist(root: str | os.PathLike | None = None) -> Path:
@@ -193,7 +182,7 @@ def download_mnist(root: str | os.PathLike | None = None) -> Path:
         root,
         fetch,
         by_hand=f"download the four MNIST files from {MNIST_URLS[0]} into {root} by hand.",
-        offline=f"copy the four IDX files ({_all_names()}, gzip or not) into {root}.",
+        offline=f"copy the four IDX files ({', '.join(_ALL_FILES)}, gzip or not) into {root}.",
     )
     return root / "MNIST" / "raw"
 
@@ -206,7 +195,7 @@ def read_mnist(
     With ``download=True`` missing files are fetched with torchvision first. The headers
     are checked (magic numbers, 28×28 images, as many labels as images, labels 0–9).
     """
-    split = _check_split(split)
+    split = check_split("MNIST", split, MNIST_FILES)
     try:
         img_path, lbl_path = find_mnist_files(root, split)
     except FileNotFoundError:
@@ -235,7 +224,7 @@ def read_mnist(
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.copy())
 
 
-class MNIST(Dataset):
+class MNIST(ImageDataset):
     """MNIST as ``(image, label)``: image float32 ``[1, 28, 28]`` in [0, 1] (pixel / 255,
     as torchvision's ToTensor), label int64 0–9.
 
@@ -247,43 +236,13 @@ class MNIST(Dataset):
             (e.g. 0.1307, 0.3081); off by default, as in the paper's code.
     """
 
-    def __init__(
-        self,
-        root: str | os.PathLike | None = None,
-        train: bool = True,
-        download: bool = False,
-        mean: float | None = None,
-        std: float | None = None,
-    ):
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
-        if std is not None and not std > 0:
-            raise ValueError(f"std must be > 0, got {std}")
-        self.split = "train" if train else "test"
-        self.images, labels = read_mnist(root, self.split, download=download)
-        self.targets = labels.long()
-        self.mean, self.std = mean, std
+    channels = 1
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def _convert(self, raw: torch.Tensor) -> torch.Tensor:
-        x = raw.to(torch.float32).div_(255.0)
-        if self.mean is not None:
-            x = x.sub_(self.mean).div_(self.std)
-        return x
-
-    def __getitem__(self, index: int):
-        return self._convert(self.images[index]).unsqueeze(0), self.targets[index]
-
-    def __getitems__(self, indices: list[int]):
-        """Batched fetch (used by DataLoader): one conversion for the whole batch."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        x = self._convert(self.images[idx]).unsqueeze(1)
-        return list(zip(x.unbind(0), self.targets[idx].unbind(0)))
-
-    def extra_repr(self) -> str:
-        return f"split={self.split}, n={len(self)}"
+    @staticmethod
+    def _read(root, split, download):
+        images, labels = read_mnist(root, split, download=download)
+        # A channel axis (a view, no copy) so that images index as [N, C, H, W] like CIFAR10.
+        return images.unsqueeze(1), labels.long()
 
 
 def write_synthetic_mnist(

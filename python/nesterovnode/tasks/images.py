@@ -66,6 +66,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset, Subset
 
+from ..data._images import ImageDataset
+from ..data.cifar10 import CIFAR10
+from ..data.mnist import MNIST
 from ..layers import ODEBlock
 from .base import InputAsPosition, Task, TaskDefaults, TaskModel, make_dynamics
 
@@ -166,9 +169,10 @@ class ClassifierHead(nn.Sequential):
 class ImageTask(Task):
     """Shared builder and data plumbing of MNIST and CIFAR-10."""
 
-    loss = "cross_entropy"
-    in_channels: int = 1
-    image_size: int = 28
+    #: the data set's class, loaded as ``dataset(data_dir, train=..., download=...)``
+    dataset: type[ImageDataset]
+    in_channels: int
+    image_size: int
     classes: int = 10
     #: (n, h) per model: state channels and hidden channels.
     widths: dict[str, tuple[int, int]] = {}
@@ -207,7 +211,7 @@ class ImageTask(Task):
 
     # -- data ------------------------------------------------------------------------------
     def load(self, data_dir: str | None, train: bool) -> Dataset:
-        raise NotImplementedError
+        return self.dataset(data_dir, train=train, download=self.download)
 
     def datasets(self, seed: int = 0, data_dir: str | None = None):
         """``(train, test)``: the standard splits from ``data_dir`` (None: the
@@ -234,6 +238,7 @@ class MNISTTask(ImageTask):
     85462, SONODE 86179, HBNODE 85931, GHBNODE 85931, NesterovNODE 85930, GNesterovNODE 85930."""
 
     name = "mnist"
+    dataset = MNIST
     in_channels = 1
     image_size = 28
     widths = {
@@ -260,11 +265,6 @@ class MNISTTask(ImageTask):
         paper_epochs=40,
     )
 
-    def load(self, data_dir, train):
-        from ..data.mnist import MNIST
-
-        return MNIST(data_dir, train=train, download=self.download)
-
 
 class CIFAR10Task(ImageTask):
     """CIFAR-10, 3×32×32; cross-entropy, accuracy. Table 1 counts: NODE 173611, ANODE
@@ -272,6 +272,7 @@ class CIFAR10Task(ImageTask):
     GNesterovNODE 172915."""
 
     name = "cifar10"
+    dataset = CIFAR10
     in_channels = 3
     image_size = 32
     widths = {
@@ -283,9 +284,9 @@ class CIFAR10Task(ImageTask):
         "nesterovnode": (12, 51),
         "gnesterovnode": (12, 51),
     }
+    # NesterovNODE has no ξ term here (the fallback ξ = 0, fixed; module docstring).
     xi_defaults = {
         "ghbnode": (1.5, False),
-        "nesterovnode": (0.0, False),
         "gnesterovnode": (1.5, False),
     }
     defaults = TaskDefaults(
@@ -296,11 +297,6 @@ class CIFAR10Task(ImageTask):
         engine="rk",
         paper_epochs=40,
     )
-
-    def load(self, data_dir, train):
-        from ..data.cifar10 import CIFAR10
-
-        return CIFAR10(data_dir, train=train, download=self.download)
 
 
 #: Table 1 of the paper: trainable parameters per task and model.
