@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 import torch
 
-from nesterovnode.comparison import compare
+from nesterovnode.comparison import compare, summary_rows
 from nesterovnode.tasks import MODEL_NAMES
 from nesterovnode.training import TrainConfig
 
@@ -35,21 +35,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         results = compare(base, args.models, args.seeds, out, jobs=1, progress=False)
 
-    rows = []
-    for name, entry in results["models"].items():
-        epochs = [e for r in entry["runs"] for e in r["epochs"]]
-        sec = np.array([e["seconds"] for e in epochs])
-        rows.append(
-            {
-                "model": name,
-                "params": entry["params"],
-                "s_per_epoch": float(sec.mean()),
-                "s_per_epoch_std": float(sec.std()),
-                "nfe_forward": float(np.mean([e["nfe_forward"] for e in epochs])),
-                "nfe_backward": float(np.mean([e["nfe_backward"] for e in epochs])),
-                "final_loss": float(np.mean([r["epochs"][-1]["loss"] for r in entry["runs"]])),
-            }
-        )
+    rows = summary_rows(results)
+    for row in rows:
+        runs = results["models"][row["model"]]["runs"]
+        row["s_per_epoch_std"] = float(np.std([e["seconds"] for r in runs for e in r["epochs"]]))
     ref = {r["model"]: r for r in rows}
     print(
         f"point cloud, {args.epochs} epochs x {args.seeds} seeds, DP5 tol {args.tol:g}, "

@@ -1,4 +1,5 @@
-"""Shared fixtures: float64 for numerical comparisons, small stand-in networks."""
+"""Shared fixtures: float64 for numerical comparisons, small stand-in networks and
+helper fields (counting, recording, linear, blowing up) used by several test modules."""
 
 from __future__ import annotations
 
@@ -72,3 +73,58 @@ def make_dynamics(name: str, n: int = 3, seed: int = 0, **kwargs):
 
 
 MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
+
+
+def inputs(name):
+    """Seeded (h0, v0) of shape (2, 3) that require grad; v0 is None for NODE and ANODE."""
+    g = torch.Generator().manual_seed(1)
+    h0 = torch.randn(2, 3, generator=g).requires_grad_()
+    v0 = (
+        None
+        if name in ("node", "anode")
+        else (0.5 * torch.randn(2, 3, generator=g)).requires_grad_()
+    )
+    return h0, v0
+
+
+class CallCounter(torch.nn.Module):
+    """Wraps a network and counts its own calls, as a user would."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.calls = 0
+
+    def forward(self, t, h):
+        self.calls += 1
+        return self.net(t, h)
+
+
+class TimeRecorder(torch.nn.Module):
+    """Wraps a network and records the time of every call in ``times``."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.times = net, []
+
+    def forward(self, t, h):
+        self.times.append(float(t.detach()))
+        return self.net(t, h)
+
+
+class Linear(nn.Module):
+    """y' = y Aᵀ for a batch of row vectors (each sample its own copy of the system)."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
+
+    def forward(self, t, y):
+        return y @ self.a.T
+
+
+class BlowUp(nn.Module):
+    """y' = y²: y(t) = 1/(1 - t) for y0 = 1, infinite at t = 1."""
+
+    def forward(self, t, y):
+        return y**2

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import BlowUp
 from nesterovnode.solve import EngineNotInstalledError, SolverError, resolve, solve
 from nesterovnode.solve.bridge import ExternalEngine, ODEProblem
 from nesterovnode.solve.julia_engine import JuliaEngine
@@ -242,10 +243,6 @@ def test_the_julia_engine_module_imports_nothing_from_julia():
 
 
 def test_a_failed_scipy_solve_raises_with_the_engine_message_and_the_stats_so_far():
-    class BlowUp(nn.Module):  # y' = y², y(0) = 1: y = 1/(1 - t) blows up at t = 1
-        def forward(self, t, y):
-            return y**2
-
     with pytest.raises(SolverError) as exc:
         solve(BlowUp(), torch.ones(1, 1, dtype=torch.float64), [0.0, 2.0], solver="scipy:RK45")
     err = exc.value

@@ -8,18 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 import nesterovnode as nn_
-
-
-class Linear(nn.Module):
-    def __init__(self, A):
-        super().__init__()
-        self.register_buffer("A", A)
-
-    def forward(self, t, y):
-        return y @ self.A.T
+from conftest import Linear
 
 
 def fitted_order(solver: str, dts) -> float:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from conftest import MODEL_NAMES, make_dynamics
+from conftest import MODEL_NAMES, inputs, make_dynamics
 
 TOL = dict(rtol=1e-11, atol=1e-11)
 REL = 1e-5
@@ -20,17 +20,6 @@ def scalar_loss(dyn, h0, v0, sensitivity="backprop"):
     h = dyn.readout(ts, sol.ys)
     w = torch.linspace(-1.0, 1.0, h[1:].numel()).reshape(h[1:].shape)
     return (w * h[1:]).sum() + (h[-1] ** 2).sum(), sol.stats
-
-
-def inputs(name):
-    g = torch.Generator().manual_seed(1)
-    h0 = torch.randn(2, 3, generator=g).requires_grad_()
-    v0 = (
-        None
-        if name in ("node", "anode")
-        else (0.5 * torch.randn(2, 3, generator=g)).requires_grad_()
-    )
-    return h0, v0
 
 
 def rel_err(a, b):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from conftest import MODEL_NAMES, TinyField, make_dynamics
+from conftest import MODEL_NAMES, TimeRecorder, TinyField, make_dynamics
 from nesterovnode.dynamics import nesterov_k
 
 
@@ -104,16 +104,6 @@ def test_hbnode_takes_an_optional_xi_term(float64):
     torch.testing.assert_close(dyn(t, torch.stack([h, m], 1)), expected)
     n_f = sum(p.numel() for p in dyn.f.parameters())
     assert sum(p.numel() for p in dyn.parameters()) == n_f + 2  # γ and ξ
-
-
-class TimeRecorder(torch.nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net, self.times = net, []
-
-    def forward(self, t, h):
-        self.times.append(float(t.detach()))
-        return self.net(t, h)
 
 
 @pytest.mark.parametrize("model", [nn_.NesterovNODE, nn_.GNesterovNODE])

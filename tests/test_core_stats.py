@@ -6,20 +6,7 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from conftest import TinyField
-
-
-class CallCounter(torch.nn.Module):
-    """Wraps a network and counts its own calls, as a user would."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.calls = 0
-
-    def forward(self, t, h):
-        self.calls += 1
-        return self.net(t, h)
+from conftest import CallCounter, TinyField
 
 
 @pytest.mark.parametrize("sensitivity", ["backprop", "adjoint", "adjoint-seminorm"])

@@ -11,15 +11,21 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from conftest import MODEL_NAMES, TinyField, make_dynamics
+from conftest import (
+    MODEL_NAMES,
+    BlowUp,
+    CallCounter,
+    TimeRecorder,
+    TinyField,
+    inputs,
+    make_dynamics,
+)
 from nesterovnode.solve import SolverError
 from nesterovnode.solve.graphs import EagerRunner, RunnerCache, StaticRunner
 from nesterovnode.solve.registry import resolve
 from nesterovnode.solve.rk import fixed_grid, next_step_size
 from nesterovnode.solve.tableaux import TABLEAUX
 from test_core_closed_form import nesterov_closed_form_error
-from test_core_gradients import inputs
-from test_core_stats import CallCounter
 
 
 # -- tableaux ------------------------------------------------------------------------------
@@ -255,23 +261,13 @@ def test_rk_nfe_counts_equal_the_calls_f_observes(solver, sensitivity):
 
 
 def test_nesterov_field_is_evaluated_only_inside_t0_T_forward_and_backward():
-    seen = []
-
-    class Recorder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = TinyField(3)
-
-        def forward(self, t, h):
-            seen.append(float(t))
-            return self.net(t, h)
-
-    dyn = nn_.NesterovNODE(Recorder())
+    f = TimeRecorder(TinyField(3))
+    dyn = nn_.NesterovNODE(f)
     y0 = dyn.initial_state(1.0, torch.randn(4, 3), torch.randn(4, 3))
     sol = nn_.solve(dyn, y0, [1.0, 2.0], engine="rk", rtol=1e-3, atol=1e-3)
     sol.ys[-1].sum().backward()
     assert sol.stats.nfe_backward > 0
-    assert 1.0 <= min(seen) and max(seen) <= 2.0 + 1e-6
+    assert 1.0 <= min(f.times) and max(f.times) <= 2.0 + 1e-6
 
 
 @pytest.mark.parametrize("name", ["hbnode", "nesterovnode", "gnesterovnode"])
@@ -362,15 +358,10 @@ def test_rk_adjoint_of_a_field_without_parameters_gives_the_exact_gradient(float
     assert sol.stats.nfe_backward > 0
 
 
-class Blowup(torch.nn.Module):
-    def forward(self, t, y):
-        return y**2  # y(t) = 1/(1 - t) for y0 = 1: infinite at t = 1
-
-
 def test_rk_reports_a_blow_up_with_the_time_reached():
     y0 = torch.ones(1, 1, dtype=torch.float64)
     with pytest.raises(SolverError) as exc:
-        nn_.solve(nn_.NODE(Blowup()), y0, [0.0, 2.0], engine="rk", sensitivity="backprop")
+        nn_.solve(nn_.NODE(BlowUp()), y0, [0.0, 2.0], engine="rk", sensitivity="backprop")
     assert 0.9 < exc.value.t_reached < 1.001
     assert "DP5 failed at t = " in str(exc.value)
 

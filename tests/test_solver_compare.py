@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -11,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nesterovnode import cli_solvers
+from nesterovnode import cli, cli_solvers
 from nesterovnode.diagnostics import compare_solvers, format_table, plot_work_precision
 
 
@@ -78,9 +77,7 @@ def test_the_table_and_the_work_precision_plot(comparison, tmp_path):
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="nesterovnode")
-    cli_solvers.add_parsers(parser.add_subparsers(dest="command"))
-    return parser
+    return cli.build_parser()
 
 
 def test_the_solvers_list_command_shows_names_properties_and_engines(capsys):

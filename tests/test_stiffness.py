@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from conftest import Linear
 from nesterovnode.diagnostics import (
     jacobian,
     plot_spectra,
@@ -27,17 +27,6 @@ def rotated(eigs, seed=0):
     """Q diag(eigs) Qᵀ with a random orthogonal Q: symmetric, known spectrum."""
     q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(eigs), len(eigs))))
     return q @ np.diag(eigs) @ q.T
-
-
-class Linear(nn.Module):
-    """y' = y Aᵀ for a batch of row vectors (each sample its own copy of the system)."""
-
-    def __init__(self, a):
-        super().__init__()
-        self.register_buffer("a", torch.as_tensor(a, dtype=torch.float64))
-
-    def forward(self, t, y):
-        return y @ self.a.T
 
 
 def test_diagnostics_return_the_exact_spectrum_of_a_rotated_diagonal_system():

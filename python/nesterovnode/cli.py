@@ -238,12 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper", action="store_true", help="the paper's number of epochs")
     p.set_defaults(func=cmd_train)
 
-    try:
-        from .cli_solvers import add_parsers
-    except ImportError:  # pragma: no cover - the solver tools are part of the package
-        add_parsers = None
-    if add_parsers is not None:
-        add_parsers(sub)
+    from .cli_solvers import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -17,14 +17,16 @@ reuses it), and ``--epochs 0`` takes the untrained model (fixed seed).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from .cli import _model_arg, _task_arg
+from .io import write_json_atomic
 from .tables import text_table
+from .tasks import MODEL_NAMES
 
 DEFAULT_SOLVERS = ("DP5", "BS3", "RK4", "scipy:Radau", "scipy:LSODA")
 
@@ -181,7 +183,7 @@ def _write_json(path: Path, data) -> None:
             return [clean(x) for x in v]
         return v
 
-    path.write_text(json.dumps(clean(data), indent=1))
+    write_json_atomic(path, clean(data))
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -262,13 +264,14 @@ def run_compare(args: argparse.Namespace) -> dict:
     )
     print(format_table(comparison))
     stem = f"compare_{args.task}_{args.model}"
+    json_path = out / f"{stem}.json"
     png = plot_work_precision(
         comparison,
         out / f"{stem}.png",
         title=f"{args.task} {args.model} ({trained}): work-precision",
     )
     _write_json(
-        out / f"{stem}.json",
+        json_path,
         {
             "task": args.task,
             "model": args.model,
@@ -277,8 +280,8 @@ def run_compare(args: argparse.Namespace) -> dict:
             **comparison.as_dict(),
         },
     )
-    print(f"wrote {png} and {out / (stem + '.json')}")
-    return {"comparison": comparison, "png": png, "json": str(out / f"{stem}.json")}
+    print(f"wrote {png} and {json_path}")
+    return {"comparison": comparison, "png": png, "json": str(json_path)}
 
 
 def run_stiffness(args: argparse.Namespace) -> dict:
@@ -316,9 +319,10 @@ def run_stiffness(args: argparse.Namespace) -> dict:
     )
     print(format_stiffness_table(reports))
     stem = f"stiffness_{args.task}"
+    json_path = out / f"{stem}.json"
     png = plot_spectra(reports, out / f"{stem}.png", title=f"{args.task} ({trained})")
     _write_json(
-        out / f"{stem}.json",
+        json_path,
         {
             "task": args.task,
             "trained": trained == "trained",
@@ -326,13 +330,15 @@ def run_stiffness(args: argparse.Namespace) -> dict:
             "models": {k: r.as_dict() for k, r in reports.items()},
         },
     )
-    print(f"wrote {png} and {out / (stem + '.json')}")
-    return {"reports": reports, "png": png, "json": str(out / f"{stem}.json")}
+    print(f"wrote {png} and {json_path}")
+    return {"reports": reports, "png": png, "json": str(json_path)}
 
 
 # -- parsers ---------------------------------------------------------------------------------
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", default="pointcloud", help="task name (default: pointcloud)")
+    p.add_argument(
+        "--task", default="pointcloud", type=_task_arg, help="task name (default: pointcloud)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of data, model and training")
     p.add_argument(
         "--points",
@@ -344,8 +350,6 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(subparsers) -> None:
     """Add ``solvers compare`` and ``stiffness`` to the CLI's subparsers."""
-    from .tasks import MODEL_NAMES
-
     solvers = subparsers.add_parser(
         "solvers",
         help="solver engines: compare named solvers on a model's ODE",
@@ -363,7 +367,12 @@ def add_parsers(subparsers) -> None:
         "reference and time; write a work-precision PNG and JSON.",
     )
     _model_args(c)
-    c.add_argument("--model", default="nesterovnode", choices=MODEL_NAMES)
+    c.add_argument(
+        "--model",
+        default="nesterovnode",
+        type=_model_arg,
+        help=f"one of: {', '.join(MODEL_NAMES)} (default: nesterovnode)",
+    )
     c.add_argument("--checkpoint", default=None, help="a trained run (directory or .pt)")
     c.add_argument(
         "--epochs",
@@ -414,7 +423,13 @@ def add_parsers(subparsers) -> None:
         "solver's stability bound along the trajectory; print a table, write PNG and JSON.",
     )
     _model_args(s)
-    s.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    s.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODEL_NAMES),
+        type=_model_arg,
+        help=f"any of: {', '.join(MODEL_NAMES)} (default: all)",
+    )
     s.add_argument(
         "--epochs",
         type=int,

@@ -110,11 +110,7 @@ def compare_solvers(
     """Run every solver at every tolerance (fixed-step solvers at every ``dt``) and measure
     NFE, steps, rejections, error against the reference and time. ``y0`` and the dynamics
     are used in their own dtype; the reference always runs in float64."""
-    ts = (
-        torch.as_tensor(ts, dtype=y0.dtype, device=y0.device)
-        if not isinstance(ts, torch.Tensor)
-        else ts.to(dtype=y0.dtype, device=y0.device)
-    )
+    ts = torch.as_tensor(ts, dtype=y0.dtype, device=y0.device)
     ref = reference_solution(dynamics, y0, ts.to(torch.float64), reference, reference_tol)
     ref_ys = ref.ys.to("cpu")
     dts = [] if dt is None else ([dt] if isinstance(dt, (int, float)) else list(dt))
