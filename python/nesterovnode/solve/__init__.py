@@ -1,10 +1,13 @@
-"""How an ODE is solved: ``solve()``, the solver registry, engines and statistics."""
+"""How an ODE is solved: ``solve()``, ``SolveConfig``, the solver and engine registry,
+the one adjoint, statistics and errors. Engines live in ``solve/engines``."""
 
-from .api import SENSITIVITIES, Solution, as_time_grid, solve
-from .bridge import ExternalEngine, ODEProblem, bridge_solve
-from .engine import Engine, SolveRequest
-from .errors import EngineNotInstalledError, SolverError
+from .api import Solution, as_time_grid, solve
+from .config import SolveConfig
+from .engines.base import Engine, IntegrateRequest, Option
+from .engines.external import ExternalEngine, ODEProblem
+from .errors import HINTS, EngineNotInstalledError, SolverError
 from .registry import (
+    GENERIC_SENSITIVITIES,
     SOLVERS,
     SolverInfo,
     clear_engine_caches,
@@ -12,30 +15,34 @@ from .registry import (
     get_engine,
     register_engine,
     resolve,
+    sensitivity_names,
     solver_names,
 )
-from .stats import CountedField, SolveStats
+from .stats import Recorder, SolveStats
 
 __all__ = [
-    "SENSITIVITIES",
+    "GENERIC_SENSITIVITIES",
+    "HINTS",
     "SOLVERS",
-    "CountedField",
     "Engine",
     "EngineNotInstalledError",
     "ExternalEngine",
+    "IntegrateRequest",
     "ODEProblem",
-    "SolveRequest",
+    "Option",
+    "Recorder",
+    "SolveConfig",
     "SolveStats",
     "Solution",
     "SolverError",
     "SolverInfo",
     "as_time_grid",
-    "bridge_solve",
     "clear_engine_caches",
     "engines",
     "get_engine",
     "register_engine",
     "resolve",
+    "sensitivity_names",
     "solve",
     "solver_names",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,13 +10,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .engine import SolveRequest
+from . import adjoint
+from .config import FIELDS, SolveConfig, check_tolerance_for_dtype
+from .engines.base import IntegrateRequest
 from .errors import SolverError
-from .registry import resolve
-from .rk import fixed_step_count
-from .stats import CountedField, SolveStats, mark_backward_end, mark_backward_start
-
-SENSITIVITIES = ("backprop", "adjoint", "adjoint-seminorm")
+from .stats import Recorder, SolveStats
 
 
 @dataclass
@@ -39,7 +38,9 @@ class Solution:
 def as_time_grid(ts, like: torch.Tensor | None = None) -> torch.Tensor:
     """Check output times and return them as a 1-D tensor (y0's dtype and device).
 
-    ``ts`` must be a 1-D, finite, strictly increasing sequence of at least two times.
+    ``ts`` must be a 1-D, finite, strictly increasing sequence of at least two times. A
+    tensor ``ts`` keeps its autograd history (gradients with respect to the output times
+    flow on every engine).
     """
     if isinstance(ts, torch.Tensor):
         t_cpu = ts.detach().cpu()
@@ -64,24 +65,31 @@ def as_time_grid(ts, like: torch.Tensor | None = None) -> torch.Tensor:
     if like is None:
         return ts if isinstance(ts, torch.Tensor) else t_cpu
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    if isinstance(ts, torch.Tensor) and ts.device == like.device and ts.dtype == dtype:
-        return ts
+    if isinstance(ts, torch.Tensor):
+        return ts.to(device=like.device, dtype=dtype)
     return t_cpu.to(device=like.device, dtype=dtype)
+
+
+def _check_plain_callables(dynamics: nn.Module, sensitivity: str) -> None:
+    """A network given as a plain callable hides its parameters from the adjoint."""
+    f = getattr(dynamics, "f", None)
+    if f is None or isinstance(f, nn.Module) or sensitivity == "backprop":
+        return
+    raise TypeError(
+        f"{type(dynamics).__name__}'s network f is a plain callable "
+        f"({getattr(f, '__name__', type(f).__name__)}), so an adjoint cannot see its "
+        f"parameters and they would never train. Pass the nn.Module itself (a module whose "
+        f"forward takes (t, h), or one input h), or wrap the callable in an nn.Module that "
+        f"registers the network; or use sensitivity='backprop'"
+    )
 
 
 def solve(
     dynamics: nn.Module,
     y0: torch.Tensor,
     ts: torch.Tensor | Sequence[float],
-    *,
-    solver: str = "DP5",
-    rtol: float = 1e-7,
-    atol: float = 1e-7,
-    sensitivity: str = "adjoint",
-    engine: str | None = None,
-    dt: float | None = None,
-    max_steps: int | None = 100_000,
-    options: dict | None = None,
+    config: SolveConfig | None = None,
+    **changes,
 ) -> Solution:
     """Solve ``y' = dynamics(t, y)``, ``y(ts[0]) = y0``, and return the states at ``ts``.
 
@@ -90,92 +98,108 @@ def solve(
             ``nesterovnode.dynamics`` or any ``nn.Module``).
         y0: the initial state, e.g. from ``dynamics.initial_state(t0, h0, v0)``.
         ts: output times, strictly increasing, ``ts[0]`` the start time.
-        solver: canonical name (``"DP5"``, ``"RK4"``, ``"RadauIIA5"``…), or
-            ``"engine:name"`` (``"scipy:Radau"``, ``"torch:dopri5"``).
-        rtol, atol: tolerances of adaptive solvers.
-        sensitivity: ``"backprop"`` (autograd through the solver), ``"adjoint"``
-            (backsolve adjoint) or ``"adjoint-seminorm"`` (adjoint whose step control
-            ignores the parameter-gradient channels).
-        engine: ``"torch"`` (default for the explicit Runge–Kutta methods), ``"scipy"``,
-            ``"julia"``; None picks the first installed engine that offers ``solver``.
-        dt: step size, required by fixed-step solvers (Euler, Midpoint, RK4); for
-            adaptive ones it is the first step.
-        max_steps: bound on step attempts of each of the forward and backward solves.
-        options: engine-specific options passed through.
+        config: how to solve (``SolveConfig``; its defaults when None).
+        **changes: fields of ``SolveConfig`` to change (``solver="Tsit5"``, ``rtol=1e-5``,
+            ``sensitivity="adjoint-seminorm"``, ``dt=0.01``…).
 
     Returns:
-        ``Solution(ts, ys, stats)`` with ``ys`` of shape ``[len(ts), *y0.shape]``.
+        ``Solution(ts, ys, stats)`` with ``ys`` of shape ``[len(ts), *y0.shape]``,
+        differentiable with respect to ``y0``, the trainable parameters of ``dynamics``
+        and ``ts`` under the configured sensitivity.
     """
+    config = SolveConfig() if config is None else config
+    if changes:
+        unknown = set(changes) - set(FIELDS)
+        if unknown:
+            raise TypeError(
+                f"solve() got unknown arguments {sorted(unknown)}; SolveConfig's fields: "
+                f"{', '.join(FIELDS)}"
+            )
+        config = config.replace(**changes)
     if not isinstance(y0, torch.Tensor):
         raise TypeError(f"y0 must be a torch.Tensor, got {type(y0).__name__}")
     if not y0.is_floating_point():
         raise TypeError(f"y0 must be a floating-point tensor, got dtype {y0.dtype}")
-    if sensitivity not in SENSITIVITIES:
-        raise ValueError(f"unknown sensitivity {sensitivity!r}; valid: {', '.join(SENSITIVITIES)}")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if not (tol > 0):
-            raise ValueError(f"{name} must be > 0, got {tol}")
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer or None, got {max_steps}")
+    if not torch.isfinite(y0).all():
+        raise ValueError(
+            "y0 contains NaN or Inf: the initial state must be finite (check the input "
+            "data and the encoder that builds the initial state)"
+        )
     ts = as_time_grid(ts, like=y0)
     check_time = getattr(dynamics, "check_time", None)
     if check_time is not None:
         check_time(float(ts[0].detach()))
-
-    eng, info, method = resolve(solver, engine)
-    if sensitivity not in eng.sensitivities:
-        raise ValueError(
-            f"the {eng.name} engine does not support sensitivity={sensitivity!r}; "
-            f"it supports {', '.join(eng.sensitivities)}"
-        )
-    if not info.adaptive:
-        if dt is None:
+    check_tolerance_for_dtype(config, y0.dtype)
+    plan = config.resolve()
+    _check_plain_callables(dynamics, plan.sensitivity)
+    times = ts.detach().cpu().tolist()
+    if config.dt is not None and config.max_steps is not None:
+        n_steps = sum(math.ceil(abs(b - a) / config.dt - 1e-9) for a, b in zip(times, times[1:]))
+        if n_steps > config.max_steps:
             raise ValueError(
-                f"{info.name} is a fixed-step solver: pass dt= (the step size), e.g. "
-                f"dt={float(ts[-1] - ts[0]) / 100:.3g} for 100 steps, or use an adaptive "
-                f"solver such as 'DP5'"
-            )
-        if not (dt > 0):
-            raise ValueError(f"dt must be > 0, got {dt}")
-        n_steps = fixed_step_count(ts.detach().cpu().tolist(), dt)
-        if max_steps is not None and n_steps > max_steps:
-            raise ValueError(
-                f"{info.name} with dt={dt} takes {n_steps} steps over "
-                f"[{float(ts[0])}, {float(ts[-1])}], more than max_steps={max_steps}; "
+                f"{plan.info.name} with dt={config.dt} takes {n_steps} steps over "
+                f"[{times[0]}, {times[-1]}], more than max_steps={config.max_steps}; "
                 f"raise dt or max_steps"
             )
 
-    stats = SolveStats(solver=info.name, engine=eng.name, method=method, sensitivity=sensitivity)
-    field = CountedField(dynamics, stats, max_steps=max_steps)
-    request = SolveRequest(
-        solver=info.name,
-        method=method,
-        rtol=float(rtol),
-        atol=float(atol),
-        sensitivity=sensitivity,
-        dt=None if dt is None else float(dt),
-        max_steps=max_steps,
-        stats=stats,
-        options=dict(options or {}),
+    eng = plan.engine
+    stats = SolveStats(
+        solver=plan.info.name, engine=eng.name, method=plan.method, sensitivity=config.sensitivity
     )
-    # Phase marks only where a backward pass can follow, so inference outputs stay plain.
+
+    def request(backward: bool, channels=None) -> IntegrateRequest:
+        return IntegrateRequest(
+            solver=plan.info.name,
+            method=plan.method,
+            rtol=config.rtol,
+            atol=config.atol,
+            dt=config.dt,
+            error_channels=channels,
+            recorder=Recorder(stats, backward=backward, max_steps=config.max_steps),
+            options=plan.options,
+        )
+
     needs_grad = torch.is_grad_enabled() and (
         y0.requires_grad or any(p.requires_grad for p in dynamics.parameters())
     )
+    time_grad = torch.is_grad_enabled() and ts.requires_grad
+    backward_recorder = Recorder(stats, backward=True)
+    if time_grad:
+        y0 = adjoint.with_start_time_gradient(y0, ts, dynamics, backward_recorder)
     start = time.perf_counter()
     try:
-        ys = eng.solve(field, mark_backward_end(y0, field) if needs_grad else y0, ts, request)
+        if plan.native:
+            ys = eng.solve_native(plan.sensitivity, dynamics, y0, ts.detach(), request(False))
+        elif plan.sensitivity == "backprop" or not (needs_grad or time_grad):
+            (ys,) = eng.integrate(adjoint.DynamicsField(dynamics), (y0,), times, request(False))
+        else:
+            run = adjoint.Backsolve(
+                eng,
+                dynamics,
+                times,
+                request(False),
+                request(True, adjoint.error_channels(plan.sensitivity)),
+            )
+            ys = adjoint.backsolve(run, y0)
     finally:
         stats.wall_time_forward = time.perf_counter() - start
-    field.backward_phase = True
-    if not info.adaptive and not torch.isfinite(ys[-1]).all():
-        # Adaptive engines check every step; a fixed-step solve is checked once at the end.
-        bad = (~torch.isfinite(ys.flatten(1))).any(dim=1).nonzero()
-        t_bad = float(ts[int(bad[0])])
-        raise SolverError(
-            f"{info.name} produced a non-finite state by t = {t_bad:.6g}: reduce dt "
-            f"(now {dt}) or use an adaptive solver",
-            stats=stats,
-            t_reached=t_bad,
-        )
-    return Solution(ts=ts, ys=mark_backward_start(ys, field), stats=stats)
+    if config.dt is not None:
+        _check_fixed_step_result(ys, times, stats, config.dt)
+    if time_grad:
+        ys = adjoint.with_output_time_gradients(ys, ts, dynamics, backward_recorder)
+    return Solution(ts=ts, ys=ys, stats=stats)
+
+
+def _check_fixed_step_result(ys: torch.Tensor, times, stats: SolveStats, dt: float) -> None:
+    """Adaptive solves check every step; a fixed-step solve is checked at the outputs."""
+    finite = torch.isfinite(ys.detach().flatten(1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    t_bad = times[int((~finite).nonzero()[0])]
+    raise SolverError(
+        f"{stats.solver} ({stats.engine}) with dt = {dt:g} produced a non-finite state by "
+        f"t = {t_bad:.6g}",
+        stats=stats,
+        t_reached=t_bad,
+        reason="fixed_nonfinite",
+    )

@@ -1,33 +1,61 @@
-"""Errors of the solve layer. Each says what went wrong and what to change."""
+"""Errors of the solve layer, and the one table of failure reasons with what to change.
+
+Every engine reports a failure through ``SolverError(reason=...)`` with a key of
+``HINTS``, so the same failure reads the same on every engine.
+"""
 
 from __future__ import annotations
 
-from .stats import SolveStats
+from typing import Any
 
-#: what to change when an explicit solver's state becomes NaN/Inf (every engine says this)
-NONFINITE_HINT = (
-    "the state became NaN/Inf; the dynamics may blow up on this interval (for NesterovNODE "
-    "k(t) grows like e^(t/2): try GNesterovNODE or a shorter span), or the tolerance is too "
-    "loose"
-)
-#: what to change when the step size underflows
-UNDERFLOW_HINT = (
-    "the step size underflowed: the solution may blow up there (a finite-time singularity), "
-    "or the problem is stiff (try solver='RadauIIA5' or 'BDF' on the scipy engine)"
-)
+#: failure reason -> what went wrong and what to change (every engine says this)
+HINTS: dict[str, str] = {
+    "nonfinite": (
+        "the state became NaN/Inf; the dynamics may blow up on this interval (for "
+        "NesterovNODE k(t) grows like e^(t/2): try GNesterovNODE or a shorter span), or the "
+        "tolerance or step is too loose"
+    ),
+    "underflow": (
+        "the step size underflowed: the solution may blow up there (a finite-time "
+        "singularity), or the problem is stiff (try solver='RadauIIA5' or 'BDF', engine "
+        "scipy)"
+    ),
+    "stalled": (
+        "time stopped advancing (accepted steps of zero length): the solution blows up near "
+        "this time (a finite-time singularity); shorten the span or change the dynamics"
+    ),
+    "max_steps": (
+        "the problem may be stiff (try solver='RadauIIA5' or 'BDF', engine scipy), the "
+        "tolerance too tight, or raise max_steps"
+    ),
+    "fixed_nonfinite": (
+        "a fixed-step solve produced a non-finite state: reduce dt or use an adaptive "
+        "solver (dt=None)"
+    ),
+}
 
 
 class SolverError(RuntimeError):
-    """A solve failed: non-finite state, step size underflow, too many steps, or an
-    external engine's failure. ``stats`` holds what was counted up to the failure and
-    ``t_reached`` the time the solve got to."""
+    """A solve failed: non-finite state, step size underflow, too many steps, stalled
+    time, or an external engine's failure. ``stats`` holds what was counted up to the
+    failure, ``t_reached`` the time the solve got to, ``reason`` a key of ``HINTS``
+    (or None for an engine's own message)."""
 
-    def __init__(self, message: str, stats: SolveStats | None = None, t_reached=None):
+    def __init__(
+        self,
+        message: str,
+        stats: Any = None,
+        t_reached: float | None = None,
+        reason: str | None = None,
+    ):
+        if reason is not None and HINTS[reason] not in message:
+            message = f"{message}: {HINTS[reason]}"
         if stats is not None:
             message = f"{message}\n  stats so far: {stats.summary()}"
         super().__init__(message)
         self.stats = stats
         self.t_reached = t_reached
+        self.reason = reason
 
 
 class EngineNotInstalledError(ImportError):

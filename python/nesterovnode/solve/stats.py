@@ -1,18 +1,19 @@
 """What every solve reports: function evaluations, steps, step sizes, wall time.
 
-Counting happens here, in the solve layer, never inside a model: ``CountedField`` wraps
-the dynamics handed to an engine and tallies every call into a ``SolveStats``, split into
-the forward solve and the backward (adjoint) solve.
+Counting happens in the solve layer, never inside a model: every engine reports to a
+``Recorder`` handed to it (one per phase: the forward solve, the backward/adjoint solve),
+which tallies into one ``SolveStats``. The NFE an engine reports is the number of calls
+the vector field observes (the engine contract suite checks this on every engine).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
+
+from .errors import SolverError
 
 
 @dataclass
@@ -20,8 +21,10 @@ class SolveStats:
     """Statistics of one solve, forward and backward.
 
     ``nfe_backward`` and the ``*_backward`` fields fill in when ``.backward()`` runs through
-    the solve (an adjoint solve); with ``sensitivity="backprop"`` autograd replays the stored
-    graph and no function is evaluated, so they stay 0. Step sizes are kept as tensors until
+    the solve: the evaluations of the adjoint solve (the augmented field, one evaluation
+    per stage) plus, when gradients with respect to the output times are asked for, one
+    evaluation of f per output time. With ``sensitivity="backprop"`` autograd replays the
+    stored graph and no function is evaluated, so they stay 0. Step sizes are kept as tensors until
     read, so that recording them never synchronises a GPU.
     """
 
@@ -116,97 +119,59 @@ def _detached(x):
     return x.detach() if isinstance(x, torch.Tensor) else x
 
 
-class CountedField(nn.Module):
-    """The dynamics as engines see them: ``forward(t, y)`` evaluates the vector field and
-    counts the call into ``stats`` (forward or backward phase).
+class Recorder:
+    """What an engine reports to during one phase of a solve (forward or backward).
 
-    Engines report steps through ``on_step``/``on_accept``/``on_reject`` (torchdiffeq's
-    callbacks are bound to them by the torch engine). ``max_steps`` bounds the step
-    attempts of each phase.
+    ``evaluations(n)``: n calls of the vector field; ``attempt(t, h)``: a step attempt
+    starts (raises ``SolverError`` past ``max_steps``); ``accepted``/``rejected``: its
+    outcome; ``fail(t, reason)``: the error to raise. Forward steps are also kept as a
+    history (``SolveStats.step_times``/``step_sizes``/``rejected_steps``).
     """
 
-    def __init__(self, dynamics: nn.Module, stats: SolveStats, max_steps: int | None = None):
-        super().__init__()
-        self.dynamics = dynamics
-        self.stats = stats
-        self.max_steps = max_steps
-        self.backward_phase = False
-        self._attempts = [0, 0]  # forward, backward
-        self._clock: float | None = None
+    def __init__(self, stats: SolveStats, backward: bool = False, max_steps: int | None = None):
+        self.stats, self.backward, self.max_steps = stats, backward, max_steps
+        self.attempts = 0
 
-    def forward(self, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if not self.backward_phase:
-            self.stats.nfe_forward += 1
-            return self.dynamics(t, y)
-        self.stats.nfe_backward += 1
-        out = self.dynamics(t, y)
-        # Keeps a running backward time for when the input mark is not reached (a gradient
-        # taken only with respect to the parameters); the input mark then closes it exactly.
-        if self._clock is not None:
-            self.stats.wall_time_backward = time.perf_counter() - self._clock
-        return out
+    @property
+    def phase(self) -> str:
+        return "backward (adjoint) solve" if self.backward else "solve"
 
-    def on_step(self, t0, y0, dt, backward: bool | None = None) -> None:
-        """A step attempt starts; enforces ``max_steps``."""
-        phase = int(self.backward_phase if backward is None else backward)
-        self._attempts[phase] += 1
-        if self.max_steps is not None and self._attempts[phase] > self.max_steps:
-            from .errors import SolverError
+    def evaluations(self, n: int = 1) -> None:
+        if self.backward:
+            self.stats.nfe_backward += n
+        else:
+            self.stats.nfe_forward += n
 
-            which = "backward (adjoint)" if phase else "forward"
-            raise SolverError(
-                f"the {which} solve took more than max_steps = {self.max_steps} steps "
-                f"(t = {float(t0):.6g}, dt = {float(dt):.3g}); the problem may be stiff "
-                f"(try solver='RadauIIA5' or 'BDF' on the scipy engine), the tolerance too "
-                f"tight, or raise max_steps",
-                stats=self.stats,
-                t_reached=float(t0),
+    def attempt(self, t, h) -> None:
+        self.attempts += 1
+        if self.max_steps is not None and self.attempts > self.max_steps:
+            raise self.fail(
+                t, "max_steps", f"took more than max_steps = {self.max_steps} steps (dt = "
+                f"{float(h):.3g})"
             )
 
-    def on_accept(self, t0, y0, dt, backward: bool | None = None) -> None:
-        self.stats.record_accepted(t0, dt, self.backward_phase if backward is None else backward)
+    def accepted(self, t, h) -> None:
+        self.stats.record_accepted(t, h, self.backward)
 
-    def on_reject(self, t0, y0, dt, backward: bool | None = None) -> None:
-        self.stats.record_rejected(t0, dt, self.backward_phase if backward is None else backward)
+    def rejected(self, t, h) -> None:
+        self.stats.record_rejected(t, h, self.backward)
 
+    def add(self, key: str, value) -> None:
+        """Add ``value`` to ``stats.extra[key]`` (``key + "_backward"`` when backward)."""
+        key = key + "_backward" if self.backward else key
+        self.stats.extra[key] = self.stats.extra.get(key, 0) + value
 
-class _BackwardClock(torch.autograd.Function):
-    """Identity whose backward marks phases: on the solve's output it runs first in the
-    backward pass (starts the clock, switches counting to the backward phase); on its input
-    it runs last (stops the clock)."""
+    def set(self, key: str, value) -> None:
+        self.stats.extra[key + "_backward" if self.backward else key] = value
 
-    @staticmethod
-    def forward(ctx, x, anchor, field, start):
-        ctx.field, ctx.start = field, start
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        field = ctx.field
-        if ctx.start:
-            field.backward_phase = True
-            field._clock = time.perf_counter()
-        elif field._clock is not None:
-            field.stats.wall_time_backward = time.perf_counter() - field._clock
-            field._clock = None
-        return grad, None, None, None
-
-
-def mark_backward_end(y0: torch.Tensor, field: CountedField) -> torch.Tensor:
-    """Wrap the solve's input so the backward clock stops when its gradient is formed."""
-    anchor = _ANCHOR
-    if not torch.is_grad_enabled():
-        return y0
-    return _BackwardClock.apply(y0, anchor, field, False)
-
-
-def mark_backward_start(ys: torch.Tensor, field: CountedField) -> torch.Tensor:
-    """Wrap the solve's output so the backward clock starts with its gradient."""
-    if not ys.requires_grad:
-        return ys
-    return _BackwardClock.apply(ys, None, field, True)
-
-
-# A leaf that requires grad, so the input mark always joins the graph (and its backward
-# runs) even when y0 itself needs no gradient.
-_ANCHOR = torch.zeros((), requires_grad=True)
+    def fail(self, t, reason: str | None, detail: str = "") -> SolverError:
+        """The ``SolverError`` for a failure at ``t`` (``reason`` a key of ``HINTS``)."""
+        t = None if t is None else float(t)
+        where = "" if t is None else f" at t = {t:.6g}"
+        what = f" ({detail})" if detail else ""
+        return SolverError(
+            f"{self.stats.solver} ({self.stats.engine}) failed{where} in the {self.phase}{what}",
+            stats=self.stats,
+            t_reached=t,
+            reason=reason,
+        )

@@ -11,14 +11,14 @@ The repository's ``Project.toml`` pins the compat bounds of OrdinaryDiffEq and
 SciMLSensitivity used with this engine; point ``JULIA_PROJECT`` (or juliapkg's project)
 at it to reproduce them.
 
-How it runs: the bridge (``bridge.py``) gives the engine a NumPy vector field evaluated by
+How it runs: the bridge (``external.py``) gives the engine a NumPy vector field evaluated by
 torch and, in backward, the adjoint system ``[y, a, dL/dθ]`` with its exact Jacobians;
 ``integrate`` builds an ``ODEProblem`` with a Python right-hand side (``f(u, p, t)``) and
 solves it with the named OrdinaryDiffEq algorithm at the output times. The adjoint is thus
 the bridge's backsolve adjoint run by a Julia solver; a Julia-side vector field with
 SciMLSensitivity's adjoints (parameters passed as one flat vector) is the next step and is
-not part of this engine yet. ``"adjoint-seminorm"`` equals ``"adjoint"`` here
-(``supports_seminorm = False``).
+not part of this engine yet. The seminorm is not passed to Julia's norm:
+``"adjoint-seminorm"`` runs as ``"adjoint"`` here.
 
 This engine cannot be tested where Julia is absent; its tests are marked ``julia``.
 """
@@ -30,8 +30,8 @@ import shutil
 
 import numpy as np
 
-from .bridge import ExternalEngine, ODEProblem
-from .registry import SOLVERS
+from ..registry import SOLVERS
+from .external import ExternalEngine, ODEProblem
 
 INSTALL_HINT = (
     "install Julia (juliaup: curl -fsSL https://install.julialang.org | sh), then "
@@ -48,7 +48,7 @@ class JuliaEngine(ExternalEngine):
         "Euler": "Euler",
         "Midpoint": "Midpoint",
         "Heun": "Heun",
-        "RK4": "RK4",
+        "RK4": "RK4",  # the classical method, as the rk engine's RK4
         "BS3": "BS3",
         "DP5": "DP5",
         "Tsit5": "Tsit5",
@@ -60,7 +60,6 @@ class JuliaEngine(ExternalEngine):
         "BDF": "QNDF",
     }
     install_hint = INSTALL_HINT
-    supports_seminorm = False
 
     @classmethod
     def available(cls) -> bool:
@@ -75,7 +74,7 @@ class JuliaEngine(ExternalEngine):
         missing = [m for m in ("juliacall", "diffeqpy") if importlib.util.find_spec(m) is None]
         return f"the julia engine needs the Python packages {', '.join(missing)}"
 
-    def integrate(self, problem: ODEProblem) -> np.ndarray:  # pragma: no cover - needs Julia
+    def integrate_arrays(self, problem: ODEProblem) -> np.ndarray:  # pragma: no cover
         """Solve with ``OrdinaryDiffEq.<method>`` and save at ``problem.t``."""
         from diffeqpy import de
 
@@ -107,12 +106,10 @@ class JuliaEngine(ExternalEngine):
         alg = ctor() if alg is None else alg
         # Every step is saved (to record it) and lands on the output times (tstops).
         kwargs = dict(reltol=problem.rtol, abstol=problem.atol, tstops=list(t))
-        if problem.field is not None and problem.field.max_steps is not None:
-            kwargs["maxiters"] = int(problem.field.max_steps)
-        if not SOLVERS[problem.solver].adaptive:  # solve() has required dt
+        if problem.recorder.max_steps is not None:
+            kwargs["maxiters"] = int(problem.recorder.max_steps)
+        if problem.dt is not None:  # a fixed step, for any method
             kwargs.update(adaptive=False, dt=float(problem.dt))
-        elif problem.first_step is not None:
-            kwargs["dt"] = float(problem.first_step)
         sol = de.solve(prob, alg, **kwargs)
         retcode = str(sol.retcode)
         stats = sol.stats
@@ -125,5 +122,5 @@ class JuliaEngine(ExternalEngine):
             problem.on_accept(float(t0), float(t1 - t0))
         if not retcode.endswith("Success"):
             t_reached = float(times[-1]) if len(times) else float(t[0])
-            raise problem.fail(f"Julia returned retcode {retcode}", t_reached=t_reached)
+            raise problem.fail(None, t_reached, f"Julia returned retcode {retcode}")
         return np.array([np.asarray(sol(float(ti)), dtype=np.float64) for ti in t])

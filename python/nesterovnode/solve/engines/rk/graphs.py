@@ -1,6 +1,6 @@
 """Runners: how a step function of the ``rk`` engine is executed.
 
-A step function (``rk.py``) takes and returns (nested tuples of) tensors; the time and
+A step function (``step.py``) takes and returns (nested tuples of) tensors; the time and
 the step size come in as Python floats. A runner calls it:
 
 - ``EagerRunner`` runs the Python function every time (CPU, autograd through the solver,
@@ -132,7 +132,7 @@ class RunnerCache:
     def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str):
         """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA)
         or "emulate" (``StaticRunner``)."""
-        if mode == "eager":
+        if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self._runners.get(key)
         if runner is not None:

@@ -33,6 +33,8 @@ class Tableau:
     a: tuple[tuple[float, ...], ...]
     b: tuple[float, ...]
     b_error: tuple[float, ...] = ()
+    b_error_low: tuple[float, ...] | None = None
+    dense: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def stages(self) -> int:
@@ -104,3 +106,8 @@ DP5 = _tableau(
 
 #: the engine's native names
 TABLEAUX: dict[str, Tableau] = {t.name: t for t in (EULER, MIDPOINT, RK4, BS3, DP5)}
+
+
+def dense_weights(tableau: Tableau, theta: float) -> tuple[float, ...]:
+    """b_i(θ) of the tableau's dense output."""
+    return tuple(sum(c * theta ** (k + 1) for k, c in enumerate(row)) for row in tableau.dense)

@@ -16,7 +16,7 @@ accepted step is recorded (``stats.step_times``/``step_sizes``) and outputs betw
 come from the solver's dense output. Implicit methods get the exact Jacobian from torch
 autograd (the bridge's ``jac``/``adjoint_jac``), never finite differences.
 
-Statistics (``request.stats``): NFE through the ``CountedField``; accepted steps; rejected
+Statistics: NFE through the bridge (every call of the field); accepted steps; rejected
 steps of the explicit Runge–Kutta methods (each attempt costs exactly ``n_stages``
 evaluations, the last at ``t + h``, which gives the count and the size of every rejected
 attempt; SciPy does not report the rejections of Radau, BDF and LSODA, and
@@ -28,10 +28,12 @@ each accepted forward step: 1 = Adams, 2 = BDF, read from ODEPACK's ``MUSED``),
 Seminorm: SciPy's error norm is the RMS of ``err / (atol + rtol |y|)`` over all
 components; the parameter channels get ``atol = inf`` (weight 0) and the remaining
 tolerances are scaled by ``sqrt(m / N)``, so the norm is exactly the RMS over the ``m``
-state and adjoint channels (LSODA's norm is a max-norm: no scaling). Unlike torchdiffeq's
-norm (the max over tensors of their RMS), from which dropping channels can only loosen
-the step control, an RMS over fewer channels can be the stricter one: the seminorm here
-does not always take fewer backward steps.
+state and adjoint channels (LSODA's norm is a max-norm: no scaling). An RMS over fewer
+channels can be the stricter one: the seminorm does not always take fewer backward steps.
+
+A blow-up where the solver's accepted steps stop advancing time (LSODA near a
+finite-time singularity) is detected after ``STALL_STEPS`` such steps and reported as
+``SolverError`` (reason "stalled") instead of running to max_steps.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ import warnings
 
 import numpy as np
 
-from .bridge import ExternalEngine, ODEProblem
-from .errors import NONFINITE_HINT
-from .registry import SOLVERS
+from ..registry import SOLVERS
+from .base import Option
+from .external import ExternalEngine, ODEProblem
+
+#: accepted steps in a row of (relatively) zero length before time counts as stalled
+STALL_STEPS = 5
 
 
 class ScipyEngine(ExternalEngine):
@@ -59,7 +64,13 @@ class ScipyEngine(ExternalEngine):
         "LSODA": "LSODA",
     }
     install_hint = "pip install scipy"
-    supports_seminorm = True
+    options = {
+        **ExternalEngine.options,
+        "max_step": Option((int, float), None, "SciPy's max_step"),
+        "min_step": Option((int, float), None, "SciPy's min_step"),
+        "blas_threads": Option(int, None, "OpenBLAS threads during the solve (default 1 up to "
+                               "2000 equations)"),
+    }
 
     @classmethod
     def available(cls) -> bool:
@@ -73,14 +84,20 @@ class ScipyEngine(ExternalEngine):
     def unavailable_reason(cls) -> str:
         return "the scipy engine needs SciPy, which is not installed"
 
-    def integrate(self, problem: ODEProblem) -> np.ndarray:
+    def integrate_arrays(self, problem: ODEProblem) -> np.ndarray:
         """Step ``scipy.integrate.<method>`` from ``t[0]`` to ``t[-1]``; states at ``t``.
 
         ``problem.options``: ``max_step``/``min_step`` (passed to SciPy), ``blas_threads``
         (OpenBLAS threads during the solve; default 1 for systems up to 2000 equations,
         where a multi-threaded LU only competes with torch for the cores).
         """
-        threads = problem.options.get("blas_threads", 1 if problem.n <= 2000 else None)
+        if problem.dt is not None:
+            raise ValueError(
+                f"SciPy's solvers have no fixed-step mode; for {problem.solver} at a fixed dt "
+                f"use engine='rk'"
+            )
+        threads = problem.options.get("blas_threads")
+        threads = (1 if problem.n <= 2000 else None) if threads is None else threads
         with _BlasThreads(threads):
             return self._integrate(problem)
 
@@ -101,12 +118,10 @@ class ScipyEngine(ExternalEngine):
             return problem.fun(tt, y)
 
         kwargs = dict(rtol=rtol, atol=atol)
-        if problem.first_step is not None:
-            kwargs["first_step"] = problem.first_step
         if not explicit and problem.jac is not None:
             kwargs["jac"] = problem.jac
         for key in ("max_step", "min_step"):
-            if key in problem.options:
+            if problem.options.get(key) is not None:
                 kwargs[key] = problem.options[key]
         solver = cls(fun, t[0], np.array(problem.y0, dtype=np.float64), t[-1], **kwargs)
 
@@ -116,6 +131,7 @@ class ScipyEngine(ExternalEngine):
         direction = 1.0 if t[-1] > t[0] else -1.0
         lsoda_methods: list[int] = []
         n_stages = getattr(cls, "n_stages", None)
+        stalled = 0
         while k < len(t):
             t_old = solver.t
             calls.clear()
@@ -124,8 +140,9 @@ class ScipyEngine(ExternalEngine):
                 message = solver.step()
             if solver.status == "failed":
                 details = "; ".join(str(w.message) for w in caught) or message
-                details = _explain(details or "unknown failure", explicit)
-                raise problem.fail(details, t_reached=float(t_old))
+                if "step size" in details.lower():
+                    raise problem.fail("underflow", float(t_old), details)
+                raise problem.fail(None, float(t_old), details or "unknown failure")
             for w in caught:  # pass on warnings that are not failures
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             t_new = solver.t
@@ -141,7 +158,12 @@ class ScipyEngine(ExternalEngine):
             if method == "LSODA":
                 lsoda_methods.append(int(solver._lsoda_solver._integrator.iwork[18]))
             if not np.all(np.isfinite(solver.y)):
-                raise problem.fail(NONFINITE_HINT, t_reached=float(t_new))
+                raise problem.fail("nonfinite", float(t_new))
+            # A solver whose accepted steps no longer advance time (LSODA at a blow-up)
+            # would run to max_steps, or forever: that is a blow-up, say so.
+            stalled = stalled + 1 if abs(h) <= 1e-12 * max(1.0, abs(t_old)) else 0
+            if stalled >= STALL_STEPS:
+                raise problem.fail("stalled", float(t_new), f"{stalled} steps of size {h:.3g}")
             dense = None
             while k < len(t) and direction * (t[k] - t_new) <= 0:
                 if t[k] == t_new:
@@ -151,7 +173,7 @@ class ScipyEngine(ExternalEngine):
                     out[k] = dense(t[k])
                 k += 1
             if solver.status == "finished" and k < len(t):
-                raise problem.fail(f"the solver stopped at t = {t_new} before t = {t[k]}")
+                raise problem.fail(None, float(t_new), f"the solver stopped before t = {t[k]}")
 
         problem.set_extra("rejections_reported", int(explicit))
         if not explicit:
@@ -161,8 +183,8 @@ class ScipyEngine(ExternalEngine):
             switches = int(sum(a != b for a, b in zip(lsoda_methods[:-1], lsoda_methods[1:])))
             problem.add_count("lsoda_switches", switches)
             problem.add_count("lsoda_bdf_steps", int(sum(m == 2 for m in lsoda_methods)))
-            if not problem.backward and problem.stats is not None:
-                problem.stats.extra.setdefault("lsoda_methods", []).extend(lsoda_methods)
+            if not problem.backward:
+                problem.recorder.stats.extra.setdefault("lsoda_methods", []).extend(lsoda_methods)
         return out
 
 
@@ -175,17 +197,6 @@ def _tolerances(problem: ODEProblem, method: str):
     atol = np.full(n, np.inf)
     atol[:m] = problem.atol * c
     return problem.rtol * c, atol
-
-
-def _explain(message: str, explicit: bool) -> str:
-    if "step size" not in message.lower():
-        return message
-    if explicit:
-        return (
-            f"{message} (the step size underflowed: the solution may blow up near this time, "
-            f"or the problem is stiff for an explicit method: try solver='RadauIIA5' or 'BDF')"
-        )
-    return f"{message} (the step size underflowed: the solution may blow up near this time)"
 
 
 _OPENBLAS_SYMBOLS = (

@@ -1,0 +1,256 @@
+"""The sensitivity layer: the one augmented field and the one backsolve adjoint.
+
+For ``y' = f(t, y; θ)`` and a loss L of the states at the output times t_0 < … < t_N,
+the adjoint system is integrated from t_N back to t_0,
+
+    y' = f(t, y),   a' = −aᵀ ∂f/∂y,   g' = −aᵀ ∂f/∂θ,
+    a(t_N) = ∂L/∂y(t_N),   g(t_N) = 0,
+
+one output interval at a time: on reaching t_i, y is reset to the stored forward state and
+∂L/∂y(t_i) is added to a, and the method restarts (an interval whose a is zero
+contributes nothing and is skipped). Then a(t_0) = dL/dy_0 and g(t_0) = dL/dθ. Any engine
+that can ``integrate`` runs it; ``AugmentedField`` is the one place where the
+vector–Jacobian products are formed.
+
+Backward NFE is defined here, once: the evaluations of the augmented field (one per
+stage, each a call of f with its vector–Jacobian product), plus one evaluation of f per
+output time when gradients with respect to the output times are asked for.
+
+Error norm: ``"adjoint"`` takes one RMS over the whole augmented state [y, a, g];
+``"adjoint-seminorm"`` leaves g out (Kidger, Chen & Lyons, 2021): g never feeds back into
+the dynamics, so its error does not compound.
+
+Gradients with respect to the output times (every sensitivity, every engine):
+dL/dt_i = ∂L/∂y(t_i) · f(t_i, y(t_i)) for i ≥ 1, and dL/dt_0 = −(a(t_0) − ∂L/∂y(t_0)) ·
+f(t_0, y_0) (``with_start_time_gradient``, ``with_output_time_gradients``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from .engines.base import Engine, IntegrateRequest, State
+
+
+def trainable(dynamics: nn.Module) -> tuple[list[str], tuple[torch.Tensor, ...]]:
+    """Names and tensors of the parameters of ``dynamics`` that require gradients."""
+    named = [(n, p) for n, p in dynamics.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], tuple(p for _, p in named)
+
+
+class DynamicsField:
+    """The forward field on the state ``(y,)``: ``(f(t, y),)``."""
+
+    reads = (0,)
+
+    def __init__(self, dynamics: nn.Module):
+        self.dynamics = dynamics
+        params = tuple(dynamics.parameters())
+        self.key = ("f", id(dynamics), dynamics.training, tuple(p.data_ptr() for p in params))
+
+    def __call__(self, t: torch.Tensor, state: State) -> State:
+        return (self.dynamics(t, state[0]),)
+
+
+class AugmentedField:
+    """The adjoint system's field on ``(y, a, g)``: ``(f, −aᵀ∂f/∂y, −aᵀ∂f/∂θ)``, with g
+    the flat concatenation of the trainable parameters' gradients (``trainable`` order).
+
+    The products are taken with respect to fresh aliases of the parameters (same storage,
+    so optimiser updates are seen): the parameters' own AccumulateGrad nodes live on the
+    stream they were created on, and reaching them from a CUDA graph being captured on
+    another stream breaks the capture (the rk engine captures this field).
+    """
+
+    reads = (0, 1)
+
+    def __init__(self, dynamics: nn.Module):
+        self.dynamics = dynamics
+        self.names, self.params = trainable(dynamics)
+        self.sizes = [p.numel() for p in self.params]
+        self.key = (
+            "adjoint",
+            id(dynamics),
+            dynamics.training,
+            tuple(p.data_ptr() for p in self.params),
+        )
+
+    def vjp(self, t, y, a):
+        """``f(t, y)`` and ``(aᵀ∂f/∂y, aᵀ∂f/∂θ_1, …)`` (None where f does not depend on an
+        input)."""
+        with torch.enable_grad():
+            y_ = y.detach().requires_grad_(True)
+            leaves = tuple(p.detach().requires_grad_(True) for p in self.params)
+            f = torch.func.functional_call(self.dynamics, dict(zip(self.names, leaves)), (t, y_))
+            grads = torch.autograd.grad(f, (y_, *leaves), a, allow_unused=True)
+        return f.detach(), grads
+
+    def __call__(self, t: torch.Tensor, state: State) -> State:
+        y, a = state[0], state[1]
+        f, grads = self.vjp(t, y, a)
+        vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
+        flat = [
+            (torch.zeros_like(p) if g is None else g).reshape(-1)
+            for g, p in zip(grads[1:], self.params)
+        ]
+        vjp_p = torch.cat(flat) if flat else y.new_zeros(0)
+        return (f, -vjp_y, -vjp_p.to(y.dtype))
+
+    def functional(self, t: torch.Tensor, y: torch.Tensor, a: torch.Tensor) -> State:
+        """The same values as ``__call__`` through ``torch.func`` (so that it can itself be
+        differentiated, e.g. for the exact Jacobian implicit methods need)."""
+        theta = tuple(p.detach() for p in self.params)
+
+        def f(yy, th):
+            return torch.func.functional_call(self.dynamics, dict(zip(self.names, th)), (t, yy))
+
+        out, vjp_fn = torch.func.vjp(f, y, theta)
+        gy, gth = vjp_fn(a)
+        flat = torch.cat([g.reshape(-1) for g in gth]) if gth else y.new_zeros(0)
+        return (out, -gy, -flat.to(y.dtype))
+
+
+def dense_jacobian(fn, y: torch.Tensor) -> torch.Tensor:
+    """∂fn/∂y as a dense ``[fn(y).numel(), y.numel()]`` matrix (forward-mode autograd,
+    reverse mode for ops without a forward rule). The one Jacobian of the package: the
+    implicit methods of external engines and the stiffness diagnostics use it."""
+
+    def flat(v):
+        return fn(v.view_as(y)).reshape(-1)
+
+    v = y.detach().reshape(-1)
+    try:
+        return torch.func.jacfwd(flat)(v)
+    except (RuntimeError, NotImplementedError):
+        return torch.func.jacrev(flat)(v)
+
+
+def error_channels(sensitivity: str) -> tuple[int, ...] | None:
+    """Components of the augmented state ``(y, a, g)`` in the adjoint's error norm."""
+    return (0, 1) if sensitivity == "adjoint-seminorm" else None
+
+
+class Backsolve:
+    """One adjoint solve: the forward solve through ``engine.integrate`` without autograd,
+    and the backward pass integrating the augmented system interval by interval."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        dynamics: nn.Module,
+        times: Sequence[float],
+        forward: IntegrateRequest,
+        backward: IntegrateRequest,
+    ):
+        self.engine, self.dynamics, self.times = engine, dynamics, list(times)
+        self.forward_request, self.backward_request = forward, backward
+        self.field = AugmentedField(dynamics)
+
+    def solve_forward(self, y0: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            (ys,) = self.engine.integrate(
+                DynamicsField(self.dynamics), (y0,), self.times, self.forward_request
+            )
+        return ys
+
+    def solve_backward(self, ys: torch.Tensor, grad_ys: torch.Tensor):
+        """``(dL/dy0, dL/dθ per trainable parameter)`` from the adjoint system."""
+        field, times = self.field, self.times
+        a = grad_ys[-1]
+        g = ys.new_zeros(sum(field.sizes))
+        for i in range(len(times) - 1, 0, -1):
+            if bool(torch.any(a != 0)):  # a = 0 stays 0 over the interval: nothing to do
+                _, a_path, g_path = self.engine.integrate(
+                    field, (ys[i], a, g), [times[i], times[i - 1]], self.backward_request
+                )
+                a, g = a_path[-1], g_path[-1]
+            a = a + grad_ys[i - 1]
+        grads = torch.split(g, field.sizes) if field.params else ()
+        return a, tuple(gp.view_as(p) for gp, p in zip(grads, field.params))
+
+
+class _BacksolveFunction(torch.autograd.Function):
+    """ys = solve(y0; θ), with the backsolve adjoint as its backward."""
+
+    @staticmethod
+    def forward(ctx, y0, run: Backsolve, *params):
+        ys = run.solve_forward(y0)
+        ctx.run = run
+        ctx.save_for_backward(ys)
+        return ys
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ys):
+        (ys,) = ctx.saved_tensors
+        run: Backsolve = ctx.run
+        start = time.perf_counter()
+        try:
+            grad_y0, grad_params = run.solve_backward(ys, grad_ys)
+        finally:
+            run.backward_request.stats.wall_time_backward += time.perf_counter() - start
+        return (grad_y0, None, *grad_params)
+
+
+def backsolve(run: Backsolve, y0: torch.Tensor) -> torch.Tensor:
+    """``[len(times), *y0.shape]``, differentiable w.r.t. ``y0`` and the trainable
+    parameters of the dynamics by the backsolve adjoint."""
+    return _BacksolveFunction.apply(y0, run, *run.field.params)
+
+
+class _TimeGradient(torch.autograd.Function):
+    """Identity on ys whose backward gives dL/dt_i = ∂L/∂y(t_i)·f(t_i, y_i) for every i
+    (for i = 0 this cancels the ∂L/∂y(t_0) part of ``_StartTimeGradient``'s term)."""
+
+    @staticmethod
+    def forward(ctx, ys, ts, dynamics, recorder):
+        ctx.dynamics, ctx.recorder = dynamics, recorder
+        ctx.save_for_backward(ys, ts)
+        return ys.view_as(ys)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_ys):
+        ys, ts = ctx.saved_tensors
+        with torch.no_grad():
+            out = torch.zeros_like(ts)
+            for i in range(len(ts)):
+                out[i] = (grad_ys[i] * ctx.dynamics(ts[i], ys[i])).sum()
+            ctx.recorder.evaluations(len(ts))
+        return grad_ys, out, None, None
+
+
+class _StartTimeGradient(torch.autograd.Function):
+    """Identity on y0 whose backward gives dL/dt_0 from the total a(t_0) (see above); the
+    ∂L/∂y(t_0) part is undone by adding it back here (ys[0] is y0, whatever t_0)."""
+
+    @staticmethod
+    def forward(ctx, y0, t0, dynamics, recorder):
+        ctx.dynamics, ctx.recorder = dynamics, recorder
+        ctx.save_for_backward(y0, t0)
+        return y0.view_as(y0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y0):
+        y0, t0 = ctx.saved_tensors
+        with torch.no_grad():
+            f = ctx.dynamics(t0, y0)
+            ctx.recorder.evaluations(1)
+            grad_t0 = -(grad_y0 * f).sum()
+        return grad_y0, grad_t0.reshape(t0.shape), None, None
+
+
+def with_start_time_gradient(y0, ts, dynamics, recorder):
+    """y0 that carries dL/dt_0 back to ``ts`` (only when ``ts`` requires grad)."""
+    return _StartTimeGradient.apply(y0, ts[0], dynamics, recorder)
+
+
+def with_output_time_gradients(ys, ts, dynamics, recorder):
+    """ys that carry dL/dt_i back to ``ts`` (only when ``ts`` requires grad)."""
+    return _TimeGradient.apply(ys, ts, dynamics, recorder)

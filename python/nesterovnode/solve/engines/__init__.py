@@ -1,0 +1,2 @@
+"""Solver engines: one module each (``rk`` a package). ``base`` states the protocol every
+engine follows; ``external`` is the bridge for engines that integrate NumPy arrays."""

@@ -1,0 +1,127 @@
+"""The ``rk`` engine: the library's own explicit Runge–Kutta solver, built for the GPU.
+
+Methods (``tableaux.py``), steps (``step.py``), step-size control (``controller.py``)
+and the host loops (``loop.py``) are apart, so every method runs adaptively under every
+controller or at a fixed dt. Each step is a pure tensor function run by a runner
+(``graphs.py``): on a CUDA device a step — all stages, the error estimate, the
+accept/reject choice — is captured once as a CUDA graph and replayed, and the host reads
+one number per step. Small networks (the paper's image models) are bound by launch
+overhead, not arithmetic; replaying a graph removes it.
+
+Options (``SolveConfig.options``):
+
+- ``cuda_graphs``: True (default: graphs on CUDA, except under ``backprop``), False
+  (eager), or "emulate" (the graphs' static-buffer semantics without a graph, on any
+  device; for tests). A captured graph is reused while the field (model, parameter
+  storage, training mode), the state's shape, dtype and device and the tolerances stay
+  the same; if you change a model's Python attributes (not its parameters or buffers)
+  between solves, pass ``cuda_graphs=False``.
+- ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..base import Engine, IntegrateRequest, Option, State
+from .controller import CONTROLLERS, make_controller
+from .graphs import RunnerCache
+from .loop import integrate_adaptive, integrate_fixed, stack
+from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
+from .tableaux import TABLEAUX
+
+
+class RKEngine(Engine):
+    """Explicit Runge–Kutta methods in-process, CUDA-graphed on GPUs."""
+
+    name = "rk"
+    methods = {
+        "Euler": "euler",
+        "Midpoint": "midpoint",
+        "RK4": "rk4",
+        "RK38": "rk38",
+        "BS3": "bs3",
+        "DP5": "dp5",
+        "Tsit5": "tsit5",
+        "DP8": "dp8",
+    }
+    options = {
+        "cuda_graphs": Option(
+            (bool, str), True, "True, False or 'emulate'", choices=(True, False, "emulate")
+        ),
+        "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
+    }
+    differentiable = True
+    install_hint = "part of nesterovnode (needs only torch)"
+
+    def __init__(self):
+        self.runners = RunnerCache()
+
+    def clear_caches(self) -> None:
+        self.runners.clear()
+
+    def integrate(
+        self, field, z0: State, times: Sequence[float], request: IntegrateRequest
+    ) -> State:
+        tab = TABLEAUX[request.method]
+        y = z0[0]
+        dtype, device = y.dtype, y.device
+        graphs = request.options["cuda_graphs"]
+        if torch.is_grad_enabled() or graphs is False:
+            mode = "eager"  # autograd may record the solver's operations (backprop)
+        elif graphs == "emulate":
+            mode = "emulate"
+        else:
+            mode = "graph" if y.is_cuda else "eager"
+        keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
+        channels = tuple(range(len(z0))) if request.error_channels is None else (
+            request.error_channels
+        )
+        key = None if field.key is None else (
+            field.key,
+            request.method,
+            request.rtol,
+            request.atol,
+            channels,
+            tuple(tuple(z.shape) for z in z0),
+            dtype,
+            device,
+        )
+
+        def runner(kind: str, fn, dense=False):
+            """Looked up (or captured) on first call, which brings example arguments."""
+            found = None
+
+            def call(*args):
+                nonlocal found
+                if found is None:
+                    cache_key = None if key is None else (kind, dense, *key)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, mode)
+                return found(*args)
+
+            return call
+
+        if request.dt is not None:
+            step = runner("fixed", make_fixed_step(tab, field, field.reads))
+            outputs = integrate_fixed(tab, step, z0, times, request.dt, request.recorder, keep)
+        else:
+            if not tab.adaptive:
+                raise ValueError(f"{request.solver} has no error estimate: pass dt")
+            norm = Norm(channels)
+            dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
+            direction = 1.0 if times[-1] > times[0] else -1.0
+            step = runner(
+                "step",
+                make_adaptive_step(tab, field, request.rtol, request.atol, norm, field.reads, dense),
+                dense,
+            )
+            init = runner(
+                "init", make_initial_step(tab, field, request.rtol, request.atol, norm, direction)
+            )
+            controller = make_controller(request.options["controller"], tab.order)
+            outputs = integrate_adaptive(
+                tab, step, init, z0, times, request.recorder, controller, keep, dense
+            )
+        return stack(outputs, range(len(z0)))

@@ -1,0 +1,119 @@
+"""The host loops of the rk engine: they drive the pure steps of ``step.py`` (through a
+runner of ``graphs.py``) across the output times, report to the solve's ``Recorder`` and
+keep the time, the step size and the output times as Python floats.
+
+- Adaptive: one read per step (the error ratio). The last step is shortened to end
+  exactly on the final time, so no stage leaves [t0, T]. Methods with a dense output
+  (BS3, DP5, Tsit5) step across interior output times and interpolate there with the
+  method's own continuous extension (its order, no extra evaluation), so the NFE does not
+  grow with the number of output times; the others (DP8, Heun) end a step on every
+  output time.
+- Fixed step: each interval between output times is split into ``interval_steps`` equal
+  steps, so every output time is a grid point; no host synchronisation at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ...stats import Recorder
+from .step import State, fixed_step_evaluations, interpolate
+from .tableaux import Tableau
+
+#: keep(state) -> a copy that the next runner call will not overwrite (identity eagerly)
+Keep = Callable[[State], State]
+
+
+def interval_steps(a: float, b: float, dt: float) -> int:
+    """Steps of a fixed-step solve over [a, b]: ceil(length / dt) equal steps, so none is
+    longer than dt and every output time is a grid point (nothing interpolated)."""
+    return max(1, math.ceil(abs(b - a) / dt - 1e-9))
+
+
+def fixed_grid(times: Sequence[float], dt: float) -> list[list[float]]:
+    """Step start and end times per output interval (``interval_steps`` each)."""
+    grids = []
+    for a, b in zip(times[:-1], times[1:]):
+        n = interval_steps(a, b, dt)
+        grids.append([a + (b - a) * i / n for i in range(n)] + [b])
+    return grids
+
+
+def integrate_fixed(
+    tableau: Tableau, step, y0: State, times: Sequence[float], dt: float, recorder: Recorder,
+    keep: Keep,
+) -> list[State]:
+    """The states at ``times`` of a fixed-step solve."""
+    state, outputs = y0, [keep(y0)]
+    per_step = fixed_step_evaluations(tableau)
+    for grid in fixed_grid(times, dt):
+        for a, b in zip(grid[:-1], grid[1:]):
+            recorder.attempt(a, b - a)
+            state = step(a, b - a, b, state)
+            recorder.evaluations(per_step)
+            recorder.accepted(a, b - a)
+        outputs.append(keep(state))
+    return outputs
+
+
+def integrate_adaptive(
+    tableau: Tableau,
+    step,
+    init,
+    y0: State,
+    times: Sequence[float],
+    recorder: Recorder,
+    controller,
+    keep: Keep,
+    dense: bool,
+) -> list[State]:
+    """The states at ``times`` (increasing or decreasing) of an adaptive solve.
+
+    ``step`` and ``init`` are runners of ``make_adaptive_step`` (with ``dense`` when the
+    step returns its stages) and ``make_initial_step``.
+    """
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    per_step = tableau.new_evaluations_per_step
+    outputs = [keep(y0)]
+    t, end = times[0], times[-1]
+    controller.reset()
+    k, h_t = init(t, abs(end - t) if dense else abs(times[1] - t), y0)
+    recorder.evaluations(2)
+    h = h_t.detach().item()  # one host read per solve
+    state, nxt = y0, 1
+    while nxt < len(times):
+        target = end if dense else times[nxt]
+        remaining = abs(target - t)
+        last = remaining <= h
+        size = remaining if last else h
+        recorder.attempt(t, direction * size)
+        t1 = target if last else t + direction * size
+        out = step(t, direction * size, t1, state, k)
+        recorder.evaluations(per_step)
+        ratio = out[2].detach().item()  # the one host-device synchronisation per step
+        if not math.isfinite(ratio):
+            raise recorder.fail(t, "nonfinite")
+        if ratio <= 1.0:
+            recorder.accepted(t, direction * size)
+            if dense:
+                y_start, ks = out[3]
+                while nxt < len(times) and direction * (times[nxt] - t1) < 0:
+                    theta = (times[nxt] - t) / (direction * size)
+                    outputs.append(keep(interpolate(tableau, y_start, ks, direction * size, theta)))
+                    nxt += 1
+            state, k, t = out[0], out[1], t1
+            if t == times[nxt]:
+                outputs.append(keep(state))
+                nxt += 1
+        h = controller.next_step(size, ratio)
+        if nxt < len(times) and t + direction * h == t:
+            raise recorder.fail(t, "underflow", f"h = {h:.3g}")
+    return outputs
+
+
+def stack(outputs: list[State], components: Sequence[int]) -> State:
+    """One ``[len(outputs), ...]`` tensor per listed component."""
+    return tuple(torch.stack([o[j] for o in outputs]) for j in components)

@@ -1,0 +1,199 @@
+"""The torchdiffeq engine: torchdiffeq's solvers in-process, kept as a reference engine.
+
+Its methods under the canonical names, each the same method as on every other engine:
+Euler, Midpoint, Heun (``adaptive_heun``), BS3 (``bosh3``), DP5 (``dopri5``); its ``rk4``
+is Kutta's 3/8 rule, so it is ``RK38`` here (``RK4`` is the classical method), and its
+``dopri8`` is Prince & Dormand's 8(7) 13M pair, not DOP853, so it is ``DP87``.
+
+How the contract is met:
+
+- steps end on every output time (``step_t``), so outputs never come from torchdiffeq's
+  interpolants (bosh3's is second order) and no step runs past the end;
+- the first step is chosen by the library's own rule (``rk.step.make_initial_step``),
+  whose probe stays inside [t0, T] (torchdiffeq's own probe can leave the interval: a
+  Nesterov field is singular at t = 0);
+- the error norm is one RMS over the covered components together (``norm=``);
+- evaluations and steps are counted through the field and torchdiffeq's callbacks.
+
+Sensitivities: the generic ``adjoint``/``adjoint-seminorm`` (the library's backsolve over
+``integrate``) and ``backprop``; natively ``"torchdiffeq:adjoint"`` and
+``"torchdiffeq:adjoint-seminorm"`` (``odeint_adjoint``). Fixed steps (``dt``) only for
+its fixed-grid methods (Euler, Midpoint, RK38).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import SolverError
+from ..stats import Recorder
+from .base import Engine, IntegrateRequest, State
+from .rk.step import Norm, make_initial_step
+
+#: fixed-grid methods (the others are adaptive only here)
+FIXED = {"Euler", "Midpoint", "RK38"}
+#: the rk tableau whose order sets the first-step rule of each adaptive method
+ORDER_OF = {"adaptive_heun": 2, "bosh3": 3, "dopri5": 5, "dopri8": 8}
+
+
+class _Counted:
+    """The field as torchdiffeq calls it: counts every evaluation and every step."""
+
+    def __init__(self, field, request: IntegrateRequest, fixed: bool, count=None):
+        self.field, self.request, self.fixed = field, request, fixed
+        self.count = request.recorder.evaluations if count is None else count
+
+    def __call__(self, t, z):
+        self.count(1)
+        return self.field(t, z)
+
+    def callback_step(self, t0, y0, dt):
+        self.request.recorder.attempt(float(t0), float(dt))
+        if self.fixed:
+            self.request.recorder.accepted(float(t0), float(dt))
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.request.recorder.accepted(float(t0), float(dt))
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.request.recorder.rejected(float(t0), float(dt))
+
+
+def _rms(channels):
+    """One RMS over the covered components of torchdiffeq's (tuple) state together."""
+    norm = Norm(tuple(channels))
+
+    def rms(x):
+        return norm(tuple(x) if isinstance(x, (tuple, list)) else (x,))
+
+    return rms
+
+
+class TorchdiffeqEngine(Engine):
+    """torchdiffeq's solvers, on the device and dtype of the state."""
+
+    name = "torchdiffeq"
+    methods = {
+        "Euler": "euler",
+        "Midpoint": "midpoint",
+        "Heun": "adaptive_heun",
+        "RK38": "rk4",
+        "BS3": "bosh3",
+        "DP5": "dopri5",
+        "DP87": "dopri8",
+    }
+    differentiable = True
+    native_sensitivities = {
+        "adjoint": "torchdiffeq's odeint_adjoint",
+        "adjoint-seminorm": "torchdiffeq's odeint_adjoint with its seminorm",
+    }
+    install_hint = "pip install torchdiffeq"
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            import torchdiffeq  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def _options(self, field, z0: State, times: Sequence[float], request: IntegrateRequest):
+        """torchdiffeq's options and the grid, for ``integrate`` and ``solve_native``."""
+        fixed = request.solver in FIXED
+        if request.dt is not None and not fixed:
+            raise ValueError(
+                f"the torchdiffeq engine runs {request.solver} adaptively only; for fixed "
+                f"steps of any method use engine='rk'"
+            )
+        y = z0[0]
+        t = torch.tensor(list(times), dtype=y.dtype, device=y.device)
+        if fixed:
+            from .rk.loop import fixed_grid
+
+            grid = torch.tensor(
+                sorted({x for g in fixed_grid(list(times), request.dt) for x in g}),
+                dtype=y.dtype,
+                device=y.device,
+            )
+            return t, {"grid_constructor": lambda *_: grid}
+        channels = range(len(z0)) if request.error_channels is None else request.error_channels
+        direction = 1.0 if times[-1] > times[0] else -1.0
+        norm = Norm(tuple(channels))
+        init = make_initial_step(
+            _Tab(ORDER_OF[request.method]), field, request.rtol, request.atol, norm, direction
+        )
+        with torch.no_grad():
+            _, h = init(t[0], t.new_tensor(abs(times[1] - times[0])), tuple(z.detach() for z in z0))
+        request.recorder.evaluations(2)
+        return t, {"step_t": t, "first_step": float(h), "norm": _rms(channels)}
+
+    def integrate(self, field, z0: State, times: Sequence[float], request: IntegrateRequest):
+        import torchdiffeq
+
+        t, options = self._options(field, z0, times, request)
+        counted = _Counted(field, request, "grid_constructor" in options)
+        try:
+            out = torchdiffeq.odeint(
+                counted, z0, t, rtol=request.rtol, atol=request.atol,
+                method=request.method, options=options,
+            )
+        except AssertionError as exc:
+            raise _failure(exc, request) from exc
+        return tuple(out)
+
+    def solve_native(self, sensitivity, dynamics, y0, ts, request: IntegrateRequest):
+        import torchdiffeq
+
+        from ..adjoint import DynamicsField, trainable
+
+        times = ts.detach().cpu().tolist()
+        field = DynamicsField(dynamics)
+
+        def count(n):
+            # torchdiffeq evaluates the backward (augmented) system with grad enabled
+            (backward if torch.is_grad_enabled() else request.recorder).evaluations(n)
+
+        backward = Recorder(request.stats, backward=True, max_steps=request.recorder.max_steps)
+        t, options = self._options(field, (y0,), times, request)
+        options.pop("norm", None)
+        adjoint_options = dict(options)
+        adjoint_options.pop("step_t", None)
+        adjoint_options.pop("first_step", None)
+        if sensitivity == "adjoint-seminorm":
+            adjoint_options["norm"] = "seminorm"
+        _, params = trainable(dynamics)
+        counted = _Counted(dynamics, request, "grid_constructor" in options, count)
+        for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
+            method = getattr(_Counted(dynamics, _Phase(backward), counted.fixed), name)
+            setattr(counted, name + "_adjoint", method)
+        try:
+            return torchdiffeq.odeint_adjoint(
+                counted, y0, t, rtol=request.rtol, atol=request.atol, method=request.method,
+                options=options, adjoint_params=params, adjoint_options=adjoint_options,
+            )
+        except AssertionError as exc:
+            raise _failure(exc, request) from exc
+
+
+class _Phase:
+    """A stand-in request for the backward callbacks: only the recorder is read."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+
+class _Tab:
+    """What the first-step rule reads of a method: its order."""
+
+    def __init__(self, order: int):
+        self.order = order
+
+
+def _failure(exc: AssertionError, request: IntegrateRequest) -> SolverError:
+    """torchdiffeq signals failures with asserts: say where and what to change."""
+    t = request.stats.t_reached
+    msg = str(exc)
+    reason = "nonfinite" if "non-finite" in msg else "underflow" if "underflow" in msg else None
+    return request.recorder.fail(t, reason, "" if reason else msg)
