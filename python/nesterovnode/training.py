@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .io import save_torch_atomic, write_json_atomic, write_text_atomic
-from .solve import clear_engine_caches
+from .solve import SolveConfig, clear_engine_caches
 from .tasks import Task, TaskModel, count_parameters, get_task
 
 
@@ -86,10 +86,11 @@ class TrainConfig:
         out.epochs = d.epochs if self.epochs is None else self.epochs
         out.lr = d.lr if self.lr is None else self.lr
         out.batch_size = d.batch_size if self.batch_size is None else self.batch_size
-        out.solver = d.solver if self.solver is None else self.solver
+        out.solver = d.solve.solver if self.solver is None else self.solver
         out.tol = d.tol if self.tol is None else self.tol
-        out.sensitivity = d.sensitivity if self.sensitivity is None else self.sensitivity
-        out.engine = d.engine_for(out.solver, self.engine)
+        out.sensitivity = d.solve.sensitivity if self.sensitivity is None else self.sensitivity
+        out.engine = self.engine
+        out.solve_config()  # checks solver, tolerance, sensitivity and engine once, here
         for name in ("epochs", "batch_size"):
             if getattr(out, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(out, name)}")
@@ -100,6 +101,17 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None for all), got {value}")
         return out
+
+    def solve_config(self) -> SolveConfig:
+        """The run's SolveConfig (after ``resolved``)."""
+        return SolveConfig(
+            solver=self.solver,
+            rtol=self.tol,
+            atol=self.tol,
+            sensitivity=self.sensitivity,
+            engine=self.engine,
+            dt=self.model_options.get("dt"),
+        )
 
     def identity(self) -> dict[str, Any]:
         """The fields that make two runs the same experiment (not epochs: a run may be

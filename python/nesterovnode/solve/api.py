@@ -70,17 +70,51 @@ def as_time_grid(ts, like: torch.Tensor | None = None) -> torch.Tensor:
     return t_cpu.to(device=like.device, dtype=dtype)
 
 
+def _hidden_trainables(f) -> list[str]:
+    """Names of trainable modules/tensors a plain callable reaches outside
+    ``parameters()``: its closure, the globals its code names, a bound method's owner."""
+    found = []
+    candidates = []
+    code = getattr(f, "__code__", None)
+    if code is not None:
+        names = code.co_freevars
+        cells = getattr(f, "__closure__", None) or ()
+        candidates += list(zip(names, (c.cell_contents for c in cells if _filled(c))))
+        glob = getattr(f, "__globals__", {})
+        candidates += [(n, glob[n]) for n in code.co_names if n in glob]
+    owner = getattr(f, "__self__", None)
+    if owner is not None:
+        candidates.append((type(owner).__name__, owner))
+    for name, value in candidates:
+        if isinstance(value, nn.Module) and any(p.requires_grad for p in value.parameters()):
+            found.append(name)
+        elif isinstance(value, torch.Tensor) and value.requires_grad:
+            found.append(name)
+    return found
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents  # noqa: B018
+    except ValueError:
+        return False
+    return True
+
+
 def _check_plain_callables(dynamics: nn.Module, sensitivity: str) -> None:
-    """A network given as a plain callable hides its parameters from the adjoint."""
+    """A network given as a plain callable hides its parameters from the adjoint: refuse
+    when it reaches trainable ones (parameter-free callables, exact fields, are fine)."""
     f = getattr(dynamics, "f", None)
     if f is None or isinstance(f, nn.Module) or sensitivity == "backprop":
         return
+    hidden = _hidden_trainables(f)
+    if not hidden:
+        return
     raise TypeError(
-        f"{type(dynamics).__name__}'s network f is a plain callable "
-        f"({getattr(f, '__name__', type(f).__name__)}), so an adjoint cannot see its "
-        f"parameters and they would never train. Pass the nn.Module itself (a module whose "
-        f"forward takes (t, h), or one input h), or wrap the callable in an nn.Module that "
-        f"registers the network; or use sensitivity='backprop'"
+        f"{type(dynamics).__name__}'s network f is a plain callable that uses trainable "
+        f"{', '.join(hidden)}; an adjoint cannot see parameters outside the model, so they "
+        f"would never train. Pass the nn.Module itself (e.g. {type(dynamics).__name__}(net), "
+        f"with net's forward taking (t, h) or h), or use sensitivity='backprop'"
     )
 
 

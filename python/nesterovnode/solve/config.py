@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,15 +182,22 @@ def _resolve(config: SolveConfig) -> ResolvedSolve:
     return ResolvedSolve(eng, info, method, sens, native, options)
 
 
+class ToleranceWarning(UserWarning):
+    """A tolerance below what the state's dtype can resolve."""
+
+
 def check_tolerance_for_dtype(config: SolveConfig, dtype: torch.dtype) -> None:
-    """Refuse a relative tolerance the state's dtype cannot resolve (1e-7 in float32: its
-    machine epsilon is 1.2e-7), saying how to fix it."""
+    """Warn about a relative tolerance the state's dtype cannot resolve (1e-7 in float32:
+    its machine epsilon is 1.2e-7), saying how to fix it. The solve still runs: its
+    steps are then chosen against round-off rather than truncation error."""
     if config.dt is not None or not dtype.is_floating_point:
         return
     eps = torch.finfo(dtype).eps
     if config.rtol < eps:
-        raise ValueError(
+        warnings.warn(
             f"rtol = {config.rtol:g} is below what {str(dtype).replace('torch.', '')} can "
             f"resolve (machine epsilon {eps:.2g}): solve in float64 (model.double() and a "
-            f"float64 input; --dtype float64 on the command line) or use rtol >= {10 * eps:.0e}"
+            f"float64 input; --dtype float64 on the command line) or use rtol >= {10 * eps:.0e}",
+            ToleranceWarning,
+            stacklevel=3,
         )

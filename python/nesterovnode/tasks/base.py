@@ -20,6 +20,8 @@ from torch import nn
 
 from .. import dynamics as D
 from ..layers import ODEBlock
+from ..solve import SolveConfig
+from ..solve.config import FIELDS as SOLVE_FIELDS
 
 #: Model names in the paper's order (Table 1), as used by the CLI and results files.
 MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
@@ -33,18 +35,9 @@ def check_model_name(name: str) -> str:
     return key
 
 
-#: build_model options that configure the ODEBlock, and those that configure the dynamics.
-BLOCK_OPTIONS = (
-    "solver",
-    "rtol",
-    "atol",
-    "sensitivity",
-    "engine",
-    "dt",
-    "max_steps",
-    "ts",
-    "options",
-)
+#: build_model options that configure the ODEBlock (a SolveConfig, its fields, the output
+#: times), and those that configure the dynamics.
+BLOCK_OPTIONS = ("config", *SOLVE_FIELDS, "ts")
 DYNAMICS_OPTIONS = ("r", "xi", "learn_xi", "sigma")
 
 
@@ -139,22 +132,17 @@ class TaskDefaults:
     epochs: int
     lr: float
     batch_size: int
+    #: rtol = atol of the task's solves (every other solve default is SolveConfig's)
     tol: float
-    solver: str = "DP5"
-    sensitivity: str = "adjoint"
-    #: the engine for the default solver (None: the first installed engine offering it)
-    engine: str | None = None
     ts: tuple[float, float] = (1.0, 2.0)
     #: the paper's protocol (``--paper``): epochs and seeds
     paper_epochs: int | None = None
     paper_seeds: int = 1
 
-    def engine_for(self, solver: str | None, engine: str | None) -> str | None:
-        """The engine to use: the one asked for, else the task's engine when the solver is
-        the task's (None or ``self.solver``), else None (the first engine offering it)."""
-        if engine is None and solver in (None, self.solver):
-            return self.engine
-        return engine
+    @property
+    def solve(self) -> SolveConfig:
+        """The task's solve protocol: SolveConfig's defaults at the task's tolerance."""
+        return SolveConfig(rtol=self.tol, atol=self.tol)
 
 
 class Task(abc.ABC):
@@ -169,7 +157,8 @@ class Task(abc.ABC):
 
     def split_options(self, model: str, options: dict) -> tuple[str, dict, dict]:
         """``(key, dynamics options, block options)`` from build_model's options: unknown
-        names refused, ξ defaulted per model, the block's defaults from ``defaults``."""
+        names refused, ξ defaulted per model, the block's ``config`` the task's protocol
+        (``defaults.solve``, or the given ``config``) with the given SolveConfig fields."""
         key = check_model_name(model)
         unknown = set(options) - set(BLOCK_OPTIONS) - set(DYNAMICS_OPTIONS)
         if unknown:
@@ -182,17 +171,10 @@ class Task(abc.ABC):
         xi0, learn0 = self.xi_defaults.get(key, (0.0, False))
         dyn.setdefault("xi", xi0)
         dyn.setdefault("learn_xi", learn0)
-        d = self.defaults
-        for name, value in (
-            ("rtol", d.tol),
-            ("atol", d.tol),
-            ("solver", d.solver),
-            ("sensitivity", d.sensitivity),
-            ("ts", d.ts),
-        ):
-            given.setdefault(name, value)
-        given["engine"] = d.engine_for(options.get("solver"), given.get("engine"))
-        return key, dyn, given
+        config = given.pop("config", None) or self.defaults.solve
+        changes = {k: given.pop(k) for k in SOLVE_FIELDS if k in given}
+        block = {"ts": given.pop("ts", self.defaults.ts), "config": config.replace(**changes)}
+        return key, dyn, block
 
     @abc.abstractmethod
     def build_model(self, model: str, **options) -> TaskModel:

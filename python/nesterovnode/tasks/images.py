@@ -191,9 +191,10 @@ class ImageTask(Task):
 
     # -- models ----------------------------------------------------------------------------
     def build_model(self, model: str, **options) -> TaskModel:
-        """The paper's architecture for ``model`` (module docstring). Options: solver, rtol,
-        atol, sensitivity, engine, dt, max_steps, ts (the ODEBlock; rtol and atol default to
-        the task's 1e-5, ts to (1, 2)) and r, xi, learn_xi, sigma (the dynamics)."""
+        """The paper's architecture for ``model`` (module docstring). Options: ``config``
+        (a SolveConfig) and any of its fields (solver, rtol, atol, dt, sensitivity, engine,
+        max_steps, options; rtol and atol default to the task's 1e-5), ts (default (1, 2))
+        and r, xi, learn_xi, sigma (the dynamics)."""
         key, dyn_opts, block_opts = self.split_options(model, options)
         n, hidden = self.widths[key]
         c = self.in_channels
@@ -261,7 +262,6 @@ class MNISTTask(ImageTask):
         lr=5e-4,
         batch_size=64,
         tol=1e-5,
-        engine="rk",
         paper_epochs=40,
     )
 
@@ -294,7 +294,6 @@ class CIFAR10Task(ImageTask):
         lr=1e-3,
         batch_size=256,
         tol=1e-5,
-        engine="rk",
         paper_epochs=40,
     )
 

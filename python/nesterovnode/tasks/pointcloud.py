@@ -63,8 +63,9 @@ class PointCloudTask(Task):
     xi_defaults = XI_DEFAULTS
 
     def build_model(self, model: str, **options) -> TaskModel:
-        """The paper's point-cloud architecture; options: solver, rtol, atol, sensitivity,
-        engine, dt, max_steps, ts (block) and r, xi, learn_xi, sigma (dynamics)."""
+        """The paper's point-cloud architecture; options: ``config`` (a SolveConfig) and
+        any of its fields (solver, rtol, atol, dt, sensitivity, engine, max_steps,
+        options), ts (the block) and r, xi, learn_xi, sigma (the dynamics)."""
         key, dyn_opts, block_opts = self.split_options(model, options)
         n, hidden = WIDTHS[key]
         block = ODEBlock(build_dynamics(key, n, hidden, **dyn_opts), **block_opts)

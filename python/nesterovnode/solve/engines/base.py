@@ -106,8 +106,19 @@ class Engine(abc.ABC):
     differentiable: bool = False
     #: native sensitivities by name (-> a description), chosen as ``"<engine>:<name>"``
     native_sensitivities: dict[str, str] = {}
+    #: canonical names the engine runs at a fixed ``dt`` (None: every one of its methods)
+    fixed_steps: frozenset[str] | None = None
+    #: canonical names whose outputs between steps come from a dense output of the
+    #: method's accuracy (their NFE does not grow with the number of output times); the
+    #: others end a step on every output time
+    dense_methods: frozenset[str] = frozenset()
     #: what to run when ``available()`` is false
     install_hint: str = ""
+
+    @classmethod
+    def runs_fixed(cls, solver: str) -> bool:
+        """True when canonical ``solver`` can run at a fixed dt on this engine."""
+        return solver in cls.methods and (cls.fixed_steps is None or solver in cls.fixed_steps)
 
     @classmethod
     def available(cls) -> bool:

@@ -38,6 +38,7 @@ finite-time singularity) is detected after ``STALL_STEPS`` such steps and report
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -64,6 +65,11 @@ class ScipyEngine(ExternalEngine):
         "LSODA": "LSODA",
     }
     install_hint = "pip install scipy"
+    fixed_steps = frozenset()
+    #: SciPy's dense outputs: RK45 4th order, RK23 3rd (Hermite), DOP853 7th, BDF and
+    #: LSODA their current order. Radau's collocation polynomial is only of order 3, so
+    #: Radau solves one output interval at a time (its steps end on every output time).
+    dense_methods = frozenset({"DP5", "BS3", "DP8", "BDF", "LSODA"})
     options = {
         **ExternalEngine.options,
         "max_step": Option((int, float), None, "SciPy's max_step"),
@@ -99,7 +105,13 @@ class ScipyEngine(ExternalEngine):
         threads = problem.options.get("blas_threads")
         threads = (1 if problem.n <= 2000 else None) if threads is None else threads
         with _BlasThreads(threads):
-            return self._integrate(problem)
+            if problem.solver in self.dense_methods or len(problem.t) == 2:
+                return self._integrate(problem)
+            out = [np.asarray(problem.y0, dtype=np.float64)]
+            for a, b in zip(problem.t[:-1], problem.t[1:]):  # steps end on every output
+                piece = dataclasses.replace(problem, y0=out[-1], t=np.array([a, b]))
+                out.append(self._integrate(piece)[-1])
+            return np.stack(out)
 
     def _integrate(self, problem: ODEProblem) -> np.ndarray:
         import scipy.integrate as si

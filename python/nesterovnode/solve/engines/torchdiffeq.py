@@ -85,6 +85,7 @@ class TorchdiffeqEngine(Engine):
         "DP87": "dopri8",
     }
     differentiable = True
+    fixed_steps = frozenset(FIXED)
     native_sensitivities = {
         "adjoint": "torchdiffeq's odeint_adjoint",
         "adjoint-seminorm": "torchdiffeq's odeint_adjoint with its seminorm",

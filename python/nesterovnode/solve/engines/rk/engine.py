@@ -54,6 +54,9 @@ class RKEngine(Engine):
         "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
     }
     differentiable = True
+    dense_methods = frozenset(
+        c for c, n in methods.items() if n in TABLEAUX and TABLEAUX[n].dense is not None
+    )
     install_hint = "part of nesterovnode (needs only torch)"
 
     def __init__(self):

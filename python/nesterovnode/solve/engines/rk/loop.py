@@ -108,6 +108,8 @@ def integrate_adaptive(
             if t == times[nxt]:
                 outputs.append(keep(state))
                 nxt += 1
+        else:
+            recorder.rejected(t, direction * size)
         h = controller.next_step(size, ratio)
         if nxt < len(times) and t + direction * h == t:
             raise recorder.fail(t, "underflow", f"h = {h:.3g}")

@@ -1,0 +1,258 @@
+"""The engine contract (solve/engines/base.py), checked once for every registered engine.
+
+Each test is parametrised over every engine of the registry × its solvers × the
+sensitivities it offers, so a new engine gets the whole suite by ``register_engine``.
+Engines that cannot run here (Julia without a ``julia`` executable) are skipped with
+their reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nesterovnode as nn_
+from nesterovnode.solve import SolverError, engines, sensitivity_names
+from nesterovnode.solve.registry import ENGINE_ORDER, SOLVERS, engine_class
+
+from conftest import BlowUp, TimeRecorder, TinyField
+from test_core_closed_form import nesterov_closed_form_error
+
+FIXED_ORDER_SOLVERS = ("Euler", "Midpoint", "RK4", "RK38", "BS3", "DP5", "Tsit5", "DP8", "DP87")
+#: step sizes per order where the float64 error is well above round-off and below 1
+STEPS = {1: (0.02, 0.01, 0.005), 2: (0.04, 0.02, 0.01), 3: (0.1, 0.05, 0.025),
+         4: (0.2, 0.1, 0.05), 5: (0.2, 0.1, 0.05), 8: (0.4, 0.25, 0.2)}
+
+
+def _engine(name):
+    marks = [pytest.mark.julia] if name == "julia" else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+def _available(name):
+    cls = engine_class(name)
+    if cls is None or not cls.available():
+        pytest.skip(f"the {name} engine cannot run here: "
+                    f"{'absent' if cls is None else cls.unavailable_reason()}")
+    return cls
+
+
+def cases(kind):
+    """(engine, solver) pairs: kind "fixed" (methods at a fixed dt), "adaptive"."""
+    out = []
+    for name in ENGINE_ORDER:
+        cls = engine_class(name)
+        if cls is None:
+            continue
+        for solver in cls.methods:
+            info = SOLVERS[solver]
+            if kind == "fixed" and cls.runs_fixed(solver) and solver in FIXED_ORDER_SOLVERS:
+                out.append((name, solver))
+            if kind == "adaptive" and info.adaptive and not info.implicit:
+                out.append((name, solver))
+    marks = lambda e: [pytest.mark.julia] if e == "julia" else []  # noqa: E731
+    return [pytest.param(e, s, marks=marks(e), id=f"{e}-{s}") for e, s in out]
+
+
+def sensitivity_cases():
+    """(engine, sensitivity) pairs: the generic ones each engine takes, and its own."""
+    out = []
+    for name, cls in engines().items():
+        for sens in ("adjoint", "adjoint-seminorm", "backprop"):
+            if sens != "backprop" or cls.differentiable:
+                out.append((name, sens))
+        out += [(name, f"{name}:{s}") for s in cls.native_sensitivities]
+    marks = lambda e: [pytest.mark.julia] if e == "julia" else []  # noqa: E731
+    return [pytest.param(e, s, marks=marks(e), id=f"{e}-{s}") for e, s in out]
+
+
+class CosField(nn.Module):
+    """y' = cos(t) y: y(t) = y0 exp(sin t − sin t0)."""
+
+    def forward(self, t, y):
+        return torch.cos(t) * y
+
+
+# -- convergence ---------------------------------------------------------------------------
+@pytest.mark.parametrize("engine,solver", cases("fixed"))
+def test_every_method_converges_at_its_order_at_fixed_steps(engine, solver):
+    _available(engine)
+    order = SOLVERS[solver].order
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    errors, dts = [], STEPS[order]
+    for dt in dts:
+        sol = nn_.solve(nn_.NODE(CosField()), y0, [0.0, 2.0], solver=solver, engine=engine, dt=dt)
+        errors.append(abs(float(sol.ys[-1, 0, 0]) - math.exp(math.sin(2.0))))
+    slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
+    assert abs(slope - order) < 0.3, (errors, slope)
+
+
+@pytest.mark.parametrize("engine,solver", cases("adaptive"))
+def test_adaptive_error_falls_with_the_tolerance_and_stays_near_it(engine, solver):
+    _available(engine)
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    exact = math.exp(math.sin(10.0))
+    errors = []
+    for tol in (1e-5, 1e-8):
+        sol = nn_.solve(nn_.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine,
+                        rtol=tol, atol=tol)
+        errors.append(abs(float(sol.ys[-1, 0, 0]) - exact) / exact)
+    assert errors[1] < errors[0] / 10
+    assert errors[1] < 1e-6
+
+
+@pytest.mark.parametrize("engine,solver", cases("adaptive"))
+def test_nesterov_readout_matches_the_bessel_closed_form(engine, solver):
+    _available(engine)
+    tol = 1e-7 if SOLVERS[solver].order <= 3 else 1e-10
+    err = nesterov_closed_form_error(3.0, solver=solver, engine=engine, rtol=tol, atol=tol,
+                                     sensitivity="adjoint")
+    assert err < (1e-4 if SOLVERS[solver].order <= 3 else 1e-7)
+
+
+@pytest.mark.parametrize("engine,solver", cases("adaptive"))
+def test_outputs_between_steps_have_the_methods_accuracy(engine, solver):
+    """Interior output times are as accurate as the end time, and where the engine has a
+    dense output for the method the NFE does not grow with their number."""
+    cls = _available(engine)
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    nfe = {}
+    for n in (2, 51):
+        ts = torch.linspace(0.0, 10.0, n, dtype=torch.float64)
+        sol = nn_.solve(nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine,
+                        rtol=1e-8, atol=1e-8)
+        exact = torch.exp(torch.sin(ts))
+        err = ((sol.ys[:, 0, 0] - exact).abs() / exact).max()
+        assert float(err) < 1e-6, (n, float(err))
+        nfe[n] = sol.stats.nfe_forward
+    if solver in cls.dense_methods:
+        assert nfe[51] <= nfe[2] + 2
+    else:
+        assert nfe[51] > nfe[2]
+
+
+# -- gradients -----------------------------------------------------------------------------
+def _model_and_inputs(kind):
+    torch.manual_seed(0)
+    net = TinyField(2).double()
+    dyn = nn_.NesterovNODE(net, r=3.0) if kind == "nesterov" else nn_.HBNODE(net)
+    h0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64)
+    return dyn, h0
+
+
+def _loss(dyn, h0, ts, config):
+    y0 = dyn.initial_state(ts[0], h0)
+    sol = nn_.solve(dyn, y0, ts, config)
+    h = dyn.readout(ts, sol.ys)
+    return (h[-1] ** 2).sum() + h[1].sum(), sol
+
+
+@pytest.mark.parametrize("kind", ["nesterov", "hbnode"])
+@pytest.mark.parametrize("engine,sensitivity", sensitivity_cases())
+def test_gradients_equal_float64_finite_differences(engine, sensitivity, kind):
+    _available(engine)
+    dyn, h0 = _model_and_inputs(kind)
+    ts = torch.tensor([1.0, 1.4, 2.0], dtype=torch.float64, requires_grad=True)
+    config = nn_.SolveConfig(rtol=1e-12, atol=1e-12, engine=engine, sensitivity=sensitivity)
+    h0 = h0.clone().requires_grad_()
+    loss, _ = _loss(dyn, h0, ts, config)
+    params = [p for p in dyn.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [h0, ts, *params])
+    # central differences: every entry of h0 and ts, a seeded sample of the parameters'
+    # (a step of 1e-4 keeps the solver's 1e-12 noise at 1e-8 and the truncation ~1e-8)
+    eps, pick = 1e-4, torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor, grad in zip([h0, ts, *params], grads):
+            flat, gflat = tensor.view(-1), grad.reshape(-1)
+            entries = range(flat.numel())
+            if tensor is not h0 and tensor is not ts and flat.numel() > 2:
+                entries = torch.randperm(flat.numel(), generator=pick)[:2].tolist()
+            for i in entries:
+                old = float(flat[i])
+                flat[i] = old + eps
+                up = float(_loss(dyn, h0.detach(), ts.detach(), config)[0])
+                flat[i] = old - eps
+                down = float(_loss(dyn, h0.detach(), ts.detach(), config)[0])
+                flat[i] = old
+                fd = (up - down) / (2 * eps)
+                assert abs(float(gflat[i]) - fd) < 1e-6 * max(1.0, abs(fd)), (
+                    tuple(tensor.shape), i, float(gflat[i]), fd)
+
+
+# -- counting, the interval, failures ------------------------------------------------------
+@pytest.mark.parametrize("engine,sensitivity", sensitivity_cases())
+def test_reported_nfe_equals_the_calls_the_field_observes(engine, sensitivity):
+    _available(engine)
+    torch.manual_seed(0)
+    net = TimeRecorder(TinyField(2).double())
+    dyn = nn_.NesterovNODE(net)
+    ts = torch.tensor([1.0, 1.5, 2.0], dtype=torch.float64)
+    h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
+    options = {"cuda_graphs": "emulate"} if engine == "rk" else {}
+    sol = nn_.solve(dyn, dyn.initial_state(ts[0], h0), ts, engine=engine,
+                    sensitivity=sensitivity, rtol=1e-6, atol=1e-6, options=options)
+    forward = len(net.times)
+    assert sol.stats.nfe_forward == forward > 0
+    dyn.readout(ts, sol.ys)[-1].sum().backward()
+    assert sol.stats.nfe_backward == len(net.times) - forward
+    if sensitivity != "backprop":
+        assert sol.stats.nfe_backward > 0
+
+
+class SlowField(nn.Module):
+    """A field so slow that the first-step rule wants a step far beyond the interval."""
+
+    def forward(self, t, h):
+        return 1e-9 * h
+
+
+@pytest.mark.parametrize("engine,sensitivity", sensitivity_cases())
+def test_the_field_is_never_evaluated_outside_the_interval(engine, sensitivity):
+    _available(engine)
+    for field, solver in ((SlowField(), "DP5"), (TinyField(2).double(), "BS3")):
+        rec = TimeRecorder(field)
+        dyn = nn_.NesterovNODE(rec)
+        cls = engine_class(engine)
+        if solver not in cls.methods:
+            continue
+        ts = torch.tensor([1.0, 1.3, 2.0], dtype=torch.float64)
+        h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
+        sol = nn_.solve(dyn, dyn.initial_state(ts[0], h0), ts, solver=solver, engine=engine,
+                        sensitivity=sensitivity, rtol=1e-7, atol=1e-7)
+        dyn.readout(ts, sol.ys)[-1].sum().backward()
+        assert 1.0 <= min(rec.times) and max(rec.times) <= 2.0, (min(rec.times), max(rec.times))
+
+
+@pytest.mark.parametrize("engine,solver", cases("adaptive") + [
+    pytest.param("scipy", s, id=f"scipy-{s}") for s in ("LSODA", "RadauIIA5", "BDF")
+])
+def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
+    _available(engine)
+    start = time.perf_counter()
+    with pytest.raises(SolverError) as info:
+        nn_.solve(nn_.NODE(BlowUp()), torch.ones(1, 1, dtype=torch.float64), [0.0, 2.0],
+                  solver=solver, engine=engine, rtol=1e-6, atol=1e-6, max_steps=None)
+    assert time.perf_counter() - start < 10
+    err = info.value
+    assert 0.9 < err.t_reached <= 1.0 + 1e-6
+    assert err.stats.nfe_forward > 0 and "t = " in str(err)
+
+
+@pytest.mark.parametrize("engine", [_engine(n) for n in ENGINE_ORDER])
+def test_an_unknown_engine_option_is_refused_with_the_valid_ones(engine):
+    cls = _available(engine)
+    with pytest.raises(ValueError, match="has no option 'bogus'; its options:") as info:
+        nn_.solve(nn_.NODE(CosField()), torch.ones(1, 1), [0.0, 1.0], engine=engine,
+                  options={"bogus": 1})
+    for name in cls.options:
+        assert name in str(info.value)
+
+
+def test_every_sensitivity_name_is_listed():
+    names = sensitivity_names()
+    assert {"adjoint", "adjoint-seminorm", "backprop", "torchdiffeq:adjoint"} <= set(names)
