@@ -1,6 +1,7 @@
-"""The rk engine: its tableaux, its steps (the same as torchdiffeq's), closed forms,
+"""The rk engine: its steps (the same as torchdiffeq's), closed forms,
 adjoint gradients, NFE counts, the static-buffer semantics of its CUDA graphs (emulated
-on the CPU) and its errors. Its convergence orders are in test_core_convergence.py."""
+on the CPU) and its errors. Its tableaux are tested in test_tableaux.py, its
+convergence orders in test_core_convergence.py."""
 
 from __future__ import annotations
 
@@ -24,60 +25,10 @@ from nesterovnode.solve import SolverError
 from nesterovnode.solve.graphs import EagerRunner, RunnerCache, StaticRunner
 from nesterovnode.solve.registry import resolve
 from nesterovnode.solve.rk import fixed_grid, next_step_size
-from nesterovnode.solve.tableaux import TABLEAUX
 from test_core_closed_form import nesterov_closed_form_error
 
 
-# -- tableaux ------------------------------------------------------------------------------
-def order_conditions(b, c, a, order):
-    """(value, exact) of the order conditions up to ``order`` (all rooted trees to 4, and
-    the bushy tree of order 5)."""
-
-    def A(i, j):
-        return a[i - 1][j] if 1 <= i and j < len(a[i - 1]) else 0.0
-
-    s = len(b)
-    cc = [0.0, *c]  # c of stage 1 is 0
-    rng = range(s)
-    ac = [sum(A(i, j) * cc[j] for j in rng) for i in rng]
-    acc = [sum(A(i, j) * cc[j] ** 2 for j in rng) for i in rng]
-    aac = [sum(A(i, j) * ac[j] for j in rng) for i in rng]
-    conds = [(sum(b), 1.0)]
-    if order >= 2:
-        conds.append((sum(b[i] * cc[i] for i in rng), 1 / 2))
-    if order >= 3:
-        conds += [
-            (sum(b[i] * cc[i] ** 2 for i in rng), 1 / 3),
-            (sum(b[i] * ac[i] for i in rng), 1 / 6),
-        ]
-    if order >= 4:
-        conds += [
-            (sum(b[i] * cc[i] ** 3 for i in rng), 1 / 4),
-            (sum(b[i] * cc[i] * ac[i] for i in rng), 1 / 8),
-            (sum(b[i] * acc[i] for i in rng), 1 / 12),
-            (sum(b[i] * aac[i] for i in rng), 1 / 24),
-        ]
-    if order >= 5:
-        conds.append((sum(b[i] * cc[i] ** 4 for i in rng), 1 / 5))
-    return conds
-
-
-@pytest.mark.parametrize("name", sorted(TABLEAUX))
-def test_tableaux_satisfy_their_order_conditions(name):
-    tab = TABLEAUX[name]
-    for ci, row in zip(tab.c, tab.a):  # c_i = Σ_j a_ij
-        assert sum(row) == pytest.approx(ci, abs=1e-14)
-    for value, exact in order_conditions(tab.b, tab.c, tab.a, tab.order):
-        assert value == pytest.approx(exact, abs=1e-13)
-    if tab.adaptive:
-        # the embedded solution b̂ = b − (b − b̂) has order p − 1 and differs from b
-        b_hat = [x - e for x, e in zip(tab.b, tab.b_error)]
-        for value, exact in order_conditions(b_hat, tab.c, tab.a, tab.order - 1):
-            assert value == pytest.approx(exact, abs=1e-13)
-        assert max(abs(e) for e in tab.b_error) > 1e-3
-        assert tab.fsal and tab.new_evaluations_per_step == tab.stages - 1
-
-
+# -- step control and grids ----------------------------------------------------------------
 def test_step_size_control_follows_the_standard_rule():
     assert next_step_size(0.1, 0.0, 5) == pytest.approx(1.0)  # grows by at most 10
     assert next_step_size(0.1, 1e-12, 5) == pytest.approx(1.0)
