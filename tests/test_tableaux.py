@@ -1,4 +1,4 @@
-"""The Butcher tableaux of the rk engine (``solve/tableaux.py``): the order conditions of
+"""The Butcher tableaux of the rk engine (``solve/engines/rk/tableaux.py``): the order conditions of
 every method and of its embedded estimates (all rooted trees), their convergence orders
 measured on y' = cos(t)·y, the dense-output weights, and the reference coefficients
 (the classical RK4 and the 3/8 rule, SciPy's DOP853)."""
@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from nesterovnode.solve.tableaux import RK4, RK38, TABLEAUX, Tableau, dense_weights
+from nesterovnode.solve.engines.rk.tableaux import RK4, RK38, TABLEAUX, Tableau, dense_weights
 
 #: the methods built from exact fractions, whose order conditions hold exactly
 EXACT = ("euler", "midpoint", "rk4", "rk38", "bs3", "dp5")

@@ -21,6 +21,7 @@ from .dynamics import (
 from .layers import ODEBlock
 from .solve import (
     SOLVERS,
+    SolveConfig,
     EngineNotInstalledError,
     Solution,
     SolverError,
@@ -39,6 +40,7 @@ __all__ = [
     "NODE",
     "SOLVERS",
     "SONODE",
+    "SolveConfig",
     "Dynamics",
     "EngineNotInstalledError",
     "GNesterovNODE",

@@ -26,7 +26,7 @@ from test_core_closed_form import nesterov_closed_form_error
 FIXED_ORDER_SOLVERS = ("Euler", "Midpoint", "RK4", "RK38", "BS3", "DP5", "Tsit5", "DP8", "DP87")
 #: step sizes per order where the float64 error is well above round-off and below 1
 STEPS = {1: (0.02, 0.01, 0.005), 2: (0.04, 0.02, 0.01), 3: (0.1, 0.05, 0.025),
-         4: (0.2, 0.1, 0.05), 5: (0.2, 0.1, 0.05), 8: (0.4, 0.25, 0.2)}
+         4: (0.1, 0.05, 0.025), 5: (0.1, 0.05, 0.025), 8: (0.5, 0.25, 0.125)}
 
 
 def _engine(name):
@@ -84,10 +84,11 @@ def test_every_method_converges_at_its_order_at_fixed_steps(engine, solver):
     _available(engine)
     order = SOLVERS[solver].order
     y0 = torch.ones(1, 1, dtype=torch.float64)
+    ts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
     errors, dts = [], STEPS[order]
     for dt in dts:
-        sol = nn_.solve(nn_.NODE(CosField()), y0, [0.0, 2.0], solver=solver, engine=engine, dt=dt)
-        errors.append(abs(float(sol.ys[-1, 0, 0]) - math.exp(math.sin(2.0))))
+        sol = nn_.solve(nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, dt=dt)
+        errors.append(float((sol.ys[:, 0, 0] - torch.exp(torch.sin(ts))).abs().max()))
     slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.3, (errors, slope)
 
@@ -236,10 +237,10 @@ def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
     start = time.perf_counter()
     with pytest.raises(SolverError) as info:
         nn_.solve(nn_.NODE(BlowUp()), torch.ones(1, 1, dtype=torch.float64), [0.0, 2.0],
-                  solver=solver, engine=engine, rtol=1e-6, atol=1e-6, max_steps=None)
-    assert time.perf_counter() - start < 10
+                  solver=solver, engine=engine, rtol=1e-5, atol=1e-5, max_steps=None)
+    assert time.perf_counter() - start < 10  # LSODA used to record zero-length steps forever
     err = info.value
-    assert 0.9 < err.t_reached <= 1.0 + 1e-6
+    assert 0.9 < err.t_reached <= 1.001
     assert err.stats.nfe_forward > 0 and "t = " in str(err)
 
 

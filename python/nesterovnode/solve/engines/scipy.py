@@ -66,10 +66,11 @@ class ScipyEngine(ExternalEngine):
     }
     install_hint = "pip install scipy"
     fixed_steps = frozenset()
-    #: SciPy's dense outputs: RK45 4th order, RK23 3rd (Hermite), DOP853 7th, BDF and
-    #: LSODA their current order. Radau's collocation polynomial is only of order 3, so
-    #: Radau solves one output interval at a time (its steps end on every output time).
-    dense_methods = frozenset({"DP5", "BS3", "DP8", "BDF", "LSODA"})
+    #: SciPy's dense outputs: RK45 4th order, RK23 3rd (Hermite), DOP853 7th (three extra
+    #: evaluations per step that holds output times, so its NFE does grow with them), BDF
+    #: and LSODA their current order. Radau's collocation polynomial is only of order 3,
+    #: so Radau solves one output interval at a time (its steps end on every output time).
+    dense_methods = frozenset({"DP5", "BS3", "BDF", "LSODA"})
     options = {
         **ExternalEngine.options,
         "max_step": Option((int, float), None, "SciPy's max_step"),
@@ -105,7 +106,7 @@ class ScipyEngine(ExternalEngine):
         threads = problem.options.get("blas_threads")
         threads = (1 if problem.n <= 2000 else None) if threads is None else threads
         with _BlasThreads(threads):
-            if problem.solver in self.dense_methods or len(problem.t) == 2:
+            if problem.solver != "RadauIIA5" or len(problem.t) == 2:
                 return self._integrate(problem)
             out = [np.asarray(problem.y0, dtype=np.float64)]
             for a, b in zip(problem.t[:-1], problem.t[1:]):  # steps end on every output

@@ -160,8 +160,9 @@ class TorchdiffeqEngine(Engine):
         t, options = self._options(field, (y0,), times, request)
         options.pop("norm", None)
         adjoint_options = dict(options)
-        adjoint_options.pop("step_t", None)
-        adjoint_options.pop("first_step", None)
+        if "first_step" in options:  # its own probe would leave the interval: no probe
+            gaps = [abs(b - a) for a, b in zip(times, times[1:])]
+            adjoint_options["first_step"] = min(options["first_step"], min(gaps))
         if sensitivity == "adjoint-seminorm":
             adjoint_options["norm"] = "seminorm"
         _, params = trainable(dynamics)

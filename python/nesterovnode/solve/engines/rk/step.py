@@ -97,7 +97,7 @@ def error_ratio(tableau: Tableau, ks, h, y: State, y1: State, rtol, atol, norm: 
         return tuple(out)
 
     r5 = norm(scaled(tableau.b_error))
-    if tableau.b_error_low is None:
+    if not tableau.b_error_low:
         return r5
     # DOP853: ratio = r5² / sqrt(r5² + 0.01 r3²), 0 when both vanish
     r3 = norm(scaled(tableau.b_error_low))
