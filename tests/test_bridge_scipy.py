@@ -1,4 +1,5 @@
-"""The torch autograd bridge to external engines, proven on the SciPy engine."""
+"""The bridge to external engines and what is particular to the SciPy engine (the engine
+contract itself — gradients, NFE, the interval, blow-ups — is tests/engines)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ import torch
 from torch import nn
 
 from conftest import BlowUp
-from nesterovnode.solve import EngineNotInstalledError, SolverError, resolve, solve
-from nesterovnode.solve.bridge import ExternalEngine, ODEProblem
-from nesterovnode.solve.julia_engine import JuliaEngine
-from nesterovnode.solve.scipy_engine import ScipyEngine
-from nesterovnode.tasks import MODEL_NAMES
+from nesterovnode.solve import (
+    EngineNotInstalledError,
+    ExternalEngine,
+    ODEProblem,
+    SolverError,
+    register_engine,
+    resolve,
+    solve,
+)
+from nesterovnode.solve.engines.julia import JuliaEngine
+from nesterovnode.solve.engines.scipy import ScipyEngine
+from nesterovnode.solve.registry import ENGINE_ORDER
+from nesterovnode.solve.stats import Recorder, SolveStats
 from nesterovnode.tasks.pointcloud import build_dynamics
 
 TS = (1.0, 1.5, 2.0)  # Nesterov models need t0 > 0
@@ -59,36 +68,6 @@ def rel(a, b):
 
 
 # -- 1. gradients through the bridge equal the torch engine's --------------------------------
-@pytest.mark.parametrize("solver", ["scipy:RK45", "scipy:Radau"])
-@pytest.mark.parametrize("model", MODEL_NAMES)
-def test_gradients_through_the_scipy_bridge_equal_the_torch_engines(model, solver):
-    dyn, y0 = small_model(model)
-    g_torch, _ = gradient(dyn, y0, "DP5", tol=1e-10)
-    g_scipy, sol = gradient(dyn, y0, solver, tol=1e-10)
-    assert sol.stats.engine == "scipy"
-    assert sol.stats.nfe_backward > 0
-    assert rel(g_scipy, g_torch) < 1e-5
-
-
-def test_the_bridge_agrees_with_finite_differences_on_a_nesterov_model():
-    dyn, y0 = small_model("nesterovnode", seed=3)
-    g, _ = gradient(dyn, y0, "scipy:DOP853", tol=1e-12)
-
-    def loss(y):
-        with torch.no_grad():
-            ys = solve(dyn, y, TS, solver="scipy:DOP853", rtol=1e-12, atol=1e-12).ys
-        return float((ys**2).sum() + ys[1].sum())
-
-    # Central differences with a step large enough that the adaptive solver's step-selection
-    # noise (~ tol · L / eps) stays far below the truncation error (~ eps²).
-    eps = 1e-4
-    for i in range(y0.numel()):
-        e = torch.zeros(y0.numel(), dtype=y0.dtype)
-        e[i] = eps
-        fd = (loss(y0 + e.view_as(y0)) - loss(y0 - e.view_as(y0))) / (2 * eps)
-        assert abs(fd - float(g[i])) < 1e-5 * max(1.0, abs(fd))
-
-
 def test_seminorm_gives_the_same_gradient_and_leaves_the_parameter_channels_out():
     dyn, y0 = small_model("hbnode", seed=1)
     g_adj, sol_adj = gradient(dyn, y0, "scipy:RK45", "adjoint", tol=1e-8)
@@ -98,7 +77,7 @@ def test_seminorm_gives_the_same_gradient_and_leaves_the_parameter_channels_out(
 
     # SciPy's error norm RMS(err / (atol + rtol |y|)) over the N channels becomes exactly the
     # RMS over the first m (state and adjoint) channels.
-    from nesterovnode.solve.scipy_engine import _tolerances
+    from nesterovnode.solve.engines.scipy import _tolerances
 
     rng = np.random.default_rng(0)
     n, m = 10, 4
@@ -111,6 +90,7 @@ def test_seminorm_gives_the_same_gradient_and_leaves_the_parameter_channels_out(
         method="RK45",
         rtol=1e-6,
         atol=1e-8,
+        recorder=Recorder(SolveStats()),
         error_channels=m,
     )
     rtol, atol = _tolerances(prob, "RK45")
@@ -144,7 +124,8 @@ def test_solver_names_reach_the_scipy_engine_three_ways():
         )
         assert sol.stats.extra["njev"] >= 1 and sol.stats.extra["nlu"] >= 1
     assert torch.allclose(a.ys, b.ys) and torch.allclose(a.ys, c.ys)
-    assert resolve("DP5")[0].name == "torch"  # the torch engine still wins where it offers a name
+    assert resolve("DP5")[0].name == "rk"  # the library's own engine wins where it offers a name
+    assert resolve("torch:dopri5")[0].name == "torchdiffeq"  # the old engine name still works
 
 
 def test_rejected_runge_kutta_steps_are_counted_exactly():
@@ -219,14 +200,14 @@ def test_a_solver_name_no_engine_offers_is_an_error_listing_the_names():
 
 
 def test_a_name_the_chosen_engine_lacks_says_which_engines_have_it():
-    with pytest.raises(ValueError, match="engines that have it: torch, rk, julia"):
+    with pytest.raises(ValueError, match="engines that have it: rk, torchdiffeq, julia"):
         resolve("scipy:RK4")
 
 
 @pytest.mark.skipif(shutil.which("julia") is not None, reason="Julia is installed here")
 def test_an_engine_that_is_not_installed_says_how_to_install_it():
     assert not JuliaEngine.available()
-    for call in (lambda: resolve("Tsit5"), lambda: resolve("DP5", engine="julia")):
+    for call in (lambda: resolve("Vern7"), lambda: resolve("DP5", engine="julia")):
         with pytest.raises(EngineNotInstalledError) as exc:
             call()
         msg = str(exc.value)
@@ -247,6 +228,7 @@ def test_a_failed_scipy_solve_raises_with_the_engine_message_and_the_stats_so_fa
         solve(BlowUp(), torch.ones(1, 1, dtype=torch.float64), [0.0, 2.0], solver="scipy:RK45")
     err = exc.value
     assert "Required step size is less than spacing between numbers" in str(err)
+    assert "step size underflowed" in str(err)  # the shared hint
     assert "stats so far" in str(err)
     assert err.stats.nfe_forward > 0 and err.stats.steps_accepted > 0
     assert abs(err.t_reached - 1.0) < 1e-3  # where the solution blows up
@@ -256,17 +238,18 @@ def test_backprop_through_an_external_engine_is_a_clear_error():
     dyn, y0 = small_model("node")
     with pytest.raises(ValueError, match="backprop"):
         solve(dyn, y0, TS, solver="scipy:RK45", sensitivity="backprop")
-    assert ScipyEngine.sensitivities == ("adjoint", "adjoint-seminorm")
+    assert not ScipyEngine.differentiable
 
 
-def test_a_new_engine_needs_only_integrate():
-    """The engine protocol: a forward-Euler engine in a few lines gets gradients for free."""
+def test_a_new_engine_needs_only_integrate_arrays(float64):
+    """The engine protocol: a forward-Euler engine in a few lines gets the library's adjoint
+    (gradients for free) by registering."""
 
     class EulerEngine(ExternalEngine):
         name = "euler-test"
         methods = {"Euler": "euler"}
 
-        def integrate(self, problem: ODEProblem) -> np.ndarray:
+        def integrate_arrays(self, problem: ODEProblem) -> np.ndarray:
             out, y = [problem.y0], problem.y0.copy()
             for t0, t1 in zip(problem.t[:-1], problem.t[1:]):
                 n = 2000
@@ -286,27 +269,24 @@ def test_a_new_engine_needs_only_integrate():
         def forward(self, t, y):
             return self.a * y
 
-    from nesterovnode.solve.engine import SolveRequest
-    from nesterovnode.solve.stats import CountedField, SolveStats
-
-    dyn = Linear()
-    stats = SolveStats()
-    field = CountedField(dyn, stats)
-    req = SolveRequest("Euler", "euler", 1e-6, 1e-6, "adjoint", 0.01, None, stats, {})
-    y0 = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)
-    ys = EulerEngine().solve(field, y0, torch.tensor([0.0, 1.0], dtype=torch.float64), req)
-    field.backward_phase = True
-    ys[-1].sum().backward()
+    register_engine("euler-test", EulerEngine)
+    try:
+        dyn = Linear()
+        y0 = torch.tensor([[2.0]], dtype=torch.float64, requires_grad=True)
+        sol = solve(dyn, y0, [0.0, 1.0], engine="euler-test", solver="Euler", dt=1e-3)
+        sol.ys[-1].sum().backward()
+    finally:
+        ENGINE_ORDER.pop("euler-test")
     # y(1) = y0 e^a: dy/dy0 = e^a, dy/da = y0 e^a
     assert abs(float(y0.grad) - np.exp(-0.5)) < 1e-3
     assert abs(float(dyn.a.grad) - 2 * np.exp(-0.5)) < 2e-3
-    assert stats.nfe_forward == 2000 and stats.nfe_backward == 2000
+    assert sol.stats.nfe_forward == 2000 and sol.stats.nfe_backward == 2000
 
 
 @pytest.mark.julia
-def test_gradients_through_the_julia_bridge_equal_the_torch_engines():
+def test_gradients_through_the_julia_bridge_equal_the_rk_engines():
     dyn, y0 = small_model("nesterovnode")
-    g_torch, _ = gradient(dyn, y0, "DP5", tol=1e-10)
+    g_torch, _ = gradient(dyn, y0, "rk:DP5", tol=1e-10)
     g_julia, sol = gradient(dyn, y0, "julia:Tsit5", tol=1e-10)
     assert sol.stats.engine == "julia"
     assert rel(g_julia, g_torch) < 1e-5

@@ -46,7 +46,7 @@ def test_network_returning_the_wrong_shape_is_named():
 def test_unknown_solver_lists_the_valid_names():
     with pytest.raises(ValueError, match="unknown solver 'dopri7'.*RK4.*DP5"):
         nn_.solve(nn_.NODE(TinyField(3)), torch.randn(2, 3), [0.0, 1.0], solver="dopri7")
-    with pytest.raises(ValueError, match="torch engine has no solver 'Radau'"):
+    with pytest.raises(ValueError, match="torchdiffeq engine has no solver 'Radau'"):
         nn_.solve(nn_.NODE(TinyField(3)), torch.randn(2, 3), [0.0, 1.0], solver="torch:Radau")
     with pytest.raises(ValueError, match="unknown sensitivity"):
         nn_.solve(nn_.NODE(TinyField(3)), torch.randn(2, 3), [0.0, 1.0], sensitivity="forward")

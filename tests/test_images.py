@@ -136,7 +136,7 @@ def test_time_padded_convolution_adds_t_times_the_last_input_channel_weights(ker
 
 
 def test_unknown_build_option_is_refused_with_the_valid_ones():
-    with pytest.raises(TypeError, match="valid: solver"):
+    with pytest.raises(TypeError, match="valid: config, solver"):
         MNISTTask().build_model("node", tolerance=1e-3)
 
 
@@ -145,10 +145,10 @@ def test_image_tasks_come_with_the_paper_protocol():
     assert (mnist.defaults.batch_size, cifar.defaults.batch_size) == (64, 256)
     for task in (mnist, cifar):
         d = task.defaults
-        assert (d.epochs, d.tol, d.solver, d.sensitivity) == (40, 1e-5, "DP5", "adjoint")
+        assert (d.epochs, d.tol, d.solve.solver, d.solve.sensitivity) == (40, 1e-5, "DP5", "adjoint")
         assert d.ts == (1.0, 2.0)
     block = mnist.build_model("node").block
-    assert block.solve_options["rtol"] == 1e-5 and block.solve_options["atol"] == 1e-5
+    assert block.config.rtol == 1e-5 and block.config.atol == 1e-5
 
 
 # -- MNIST from IDX files ----------------------------------------------------------------

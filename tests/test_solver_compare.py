@@ -33,7 +33,7 @@ def comparison():
         Decay(),
         y0,
         [0.0, 1.0, 2.0],
-        ["DP5", "RK4", "scipy:Radau", "scipy:LSODA", "Tsit5", "Kutta9"],
+        ["DP5", "RK4", "scipy:Radau", "scipy:LSODA", "Vern7", "Kutta9"],
         [1e-4, 1e-8],
         dt=[0.1, 0.05],
     )
@@ -63,7 +63,7 @@ def test_errors_fall_with_the_tolerance_and_the_work_grows(comparison):
 
 def test_unavailable_and_unknown_solvers_become_rows_with_the_reason(comparison):
     rows = {r.solver: r for r in comparison.rows}
-    assert rows["Tsit5"].status.startswith("error") and "julia" in rows["Tsit5"].status
+    assert rows["Vern7"].status.startswith("error") and "julia" in rows["Vern7"].status
     assert "unknown solver" in rows["Kutta9"].status
     assert math.isnan(rows["Kutta9"].error)
 
@@ -84,8 +84,8 @@ def test_the_solvers_list_command_shows_names_properties_and_engines(capsys):
     args = _parser().parse_args(["solvers", "list"])
     args.func(args)
     out = capsys.readouterr().out
-    assert "RadauIIA5" in out and "scipy (Radau)" in out and "torch (dopri5)" in out
-    assert "julia (Tsit5) [not installed]" in out or shutil.which("julia")
+    assert "RadauIIA5" in out and "scipy (Radau)" in out and "torchdiffeq (dopri5)" in out
+    assert "julia (Vern7) [not installed]" in out or shutil.which("julia")
 
 
 def test_the_solvers_compare_command_on_an_untrained_point_cloud_model(tmp_path, capsys):

@@ -174,7 +174,7 @@ class ScipyEngine(ExternalEngine):
                 raise problem.fail("nonfinite", float(t_new))
             # A solver whose accepted steps no longer advance time (LSODA at a blow-up)
             # would run to max_steps, or forever: that is a blow-up, say so.
-            stalled = stalled + 1 if abs(h) <= 1e-12 * max(1.0, abs(t_old)) else 0
+            stalled = stalled + 1 if abs(h) <= 10 * np.spacing(max(1.0, abs(t_old))) else 0
             if stalled >= STALL_STEPS:
                 raise problem.fail("stalled", float(t_new), f"{stalled} steps of size {h:.3g}")
             dense = None
