@@ -376,8 +376,8 @@ def test_rk_enforces_max_steps():
 
 # -- tasks: the image tasks run on rk by default -------------------------------------------
 def test_image_tasks_default_to_the_rk_engine_and_other_solvers_still_resolve():
+    from nesterovnode.runs.training import TrainConfig
     from nesterovnode.tasks import get_task
-    from nesterovnode.training import TrainConfig
 
     mnist = get_task("mnist")
     assert mnist.build_model("hbnode").block.solve_options["engine"] == "rk"
@@ -429,10 +429,10 @@ def test_rk_counts_two_start_evaluations_without_a_first_step():
 
 
 def test_a_training_run_releases_the_engines_cached_steps():
+    from nesterovnode.runs.training import TrainConfig, train
     from nesterovnode.solve.registry import get_engine
     from nesterovnode.tasks.base import TaskDefaults
     from nesterovnode.tasks.pointcloud import PointCloudTask
-    from nesterovnode.training import TrainConfig, train
 
     class Task(PointCloudTask):  # the point cloud on the rk engine, graph buffers emulated
         defaults = TaskDefaults(epochs=1, lr=1e-2, batch_size=60, tol=1e-3, engine="rk")

@@ -167,7 +167,7 @@ def test_models_for_the_commands_come_from_training_unless_untrained(monkeypatch
 
         return get_task(task).build_model(model)
 
-    import nesterovnode.training as training
+    import nesterovnode.runs.training as training
     from nesterovnode.tasks import get_task
 
     monkeypatch.setattr(training, "load_or_train", fake_load_or_train)

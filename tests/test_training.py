@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nesterovnode.training import TrainConfig, load_model, read_log, train
+from nesterovnode.runs.training import TrainConfig, load_model, read_log, train
 
 
 def quick(model="nesterovnode", epochs=3, **kw):
@@ -53,6 +53,10 @@ def test_an_existing_run_is_not_overwritten_or_mixed(tmp_path):
         train(quick(epochs=2, lr=0.5), tmp_path, resume=True, progress=False)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model"] == "nesterovnode" and config["tol"] == 1e-5
+    # overwrite replaces the run (the same folder protocol as a comparison's --out)
+    again = train(quick(epochs=1, lr=0.5), tmp_path, overwrite=True, progress=False)
+    assert [e["epoch"] for e in again.history] == [1]
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.5
 
 
 def test_a_checkpoint_loads_back_into_the_same_model(tmp_path):

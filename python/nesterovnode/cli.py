@@ -76,7 +76,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args, model: str = "nesterovnode", seed: int = 0):
-    from .training import TrainConfig
+    from .runs.training import TrainConfig
 
     model_options = {}
     if args.r is not None:
@@ -155,8 +155,8 @@ def format_epoch(rec: dict, task: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .comparison import compare, format_table, summary_rows
-    from .training import distributed_env
+    from .runs.comparison import compare, format_table, summary_rows
+    from .runs.training import distributed_env
 
     _prepare(args)
     out = Path(args.out or f"results/{args.task}")
@@ -181,8 +181,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .comparison import format_table, summary_rows
-    from .training import distributed_env, train
+    from .runs.comparison import format_table, summary_rows
+    from .runs.training import distributed_env, train
 
     _prepare(args)
     out = Path(args.out or f"runs/{args.task}/{args.model}/seed{args.seed}")
@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit status 0; 2 for a usage or data error (the message on
     stderr, no traceback); 130 on Ctrl-C."""
     from .data.paths import DataUnavailableError
+    from .runs.training import DeviceUnavailableError, shutdown_distributed
     from .solve.errors import EngineNotInstalledError
-    from .training import DeviceUnavailableError, shutdown_distributed
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -49,7 +49,7 @@ def get_model(
     if checkpoint is None and epochs == 0:
         torch.manual_seed(seed)
         return task.build_model(model_name)
-    from .training import load_or_train
+    from .runs.training import load_or_train
 
     if epochs is None:
         epochs = task.defaults.epochs

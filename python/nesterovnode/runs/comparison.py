@@ -7,7 +7,9 @@ The output directory holds
     loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
 
-Runs are independent and may go in parallel processes (``jobs``); every finished epoch
+``out`` follows the run-folder protocol (``runs.folder``): results there are continued
+only with ``resume`` (same configuration) and replaced only with ``overwrite``. Runs are
+independent and may go in parallel processes (``jobs``); every finished epoch
 is checkpointed, so an interrupted comparison resumes where it stopped. Under torchrun
 the runs go one after another, each trained by all processes with DDP; only rank 0
 writes ``results.json`` and the plots.
@@ -18,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -29,10 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import read_json, write_json_atomic
-from .plots import plot_curve, plot_features
-from .tables import text_table
-from .tasks import MODEL_NAMES, check_model_name, get_task
+from ..io import read_json, write_json_atomic
+from ..plots import plot_curve, plot_features
+from ..tables import text_table
+from ..tasks import MODEL_NAMES, check_model_name, get_task
+from .folder import claim
 from .training import TrainConfig, distributed_env, train
 
 
@@ -48,42 +50,11 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
     return out / "runs" / model / f"seed{seed}"
 
 
-def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> None:
-    """Refuse to mix or clobber results: an ``out`` holding a comparison is continued only
-    with ``resume`` (same configuration) and replaced only with ``overwrite``."""
-    results = out / "results.json"
-    if overwrite and out.exists():
-        if results.exists() or (out / "runs").exists():
-            shutil.rmtree(out / "runs", ignore_errors=True)
-            results.unlink(missing_ok=True)
-        return
-    if not results.exists():
-        if (out / "runs").exists() and not resume:
-            raise FileExistsError(
-                f"{out} holds runs of an unfinished comparison; pass --resume to continue "
-                f"them or --overwrite to start again"
-            )
-        return
-    saved = {
-        k: v
-        for k, v in read_json(results).get("config", {}).items()
-        if k not in ("epochs", "seeds")
-    }
-    if saved != config:
-        diff = {
-            k: (saved.get(k), config.get(k))
-            for k in set(saved) | set(config)
-            if saved.get(k) != config.get(k)
-        }
-        raise FileExistsError(
-            f"{out} holds results of another configuration (saved vs asked: {diff}); choose "
-            f"another --out or pass --overwrite to replace them"
-        )
-    if not resume:
-        raise FileExistsError(
-            f"{out} already holds results of this comparison; pass --resume to continue or "
-            f"extend them (more epochs or seeds), or --overwrite to start again"
-        )
+def _saved_comparison_config(results: Path) -> dict[str, Any]:
+    """The configuration of a comparison's ``results.json`` (not epochs or seeds, which a
+    resumed comparison may extend)."""
+    saved = read_json(results).get("config", {})
+    return {k: v for k, v in saved.items() if k not in ("epochs", "seeds")}
 
 
 def _features(model, task, seed: int, device: str):
@@ -172,7 +143,17 @@ def compare(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     config = comparison_config(base)
-    prepare_out_dir(out, config, resume, overwrite)
+    claim(
+        out,
+        config,
+        results="results.json",
+        read_config=_saved_comparison_config,
+        outputs=("results.json", "runs"),
+        resume=resume,
+        overwrite=overwrite,
+        what="comparison",
+        unfinished="runs",
+    )
     out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, Any] = {

@@ -46,9 +46,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .io import save_torch_atomic, write_json_atomic, write_text_atomic
-from .solve import clear_engine_caches
-from .tasks import Task, TaskModel, count_parameters, get_task
+from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
+from ..solve import clear_engine_caches
+from ..tasks import Task, TaskModel, count_parameters, get_task
+from .folder import claim
+
+#: What a run writes to its folder (``_save``).
+RUN_FILES = ("checkpoint.pt", "log.jsonl", "config.json")
 
 
 @dataclass
@@ -252,16 +256,18 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     task: Task | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> RunResult:
     """Train ``config.model`` on ``config.task``; checkpoint and log to ``out_dir``.
 
-    With ``resume=True`` and a checkpoint in ``out_dir`` the run continues after the last
-    finished epoch (up to ``config.epochs``); a checkpoint of a different configuration is
-    refused. Without ``resume`` an existing checkpoint is refused too, so nothing is
-    overwritten by accident.
+    ``out_dir`` follows the run-folder protocol (``runs.folder``): with ``resume=True`` and
+    a checkpoint there the run continues after the last finished epoch (up to
+    ``config.epochs``); a checkpoint of a different configuration is refused. Without
+    ``resume`` an existing checkpoint is refused too, so nothing is overwritten by
+    accident; ``overwrite=True`` removes the run found there and starts afresh.
     """
     if task is None:
         task = get_task(config.task)
@@ -283,22 +289,24 @@ def train(
     history: list[dict[str, float]] = []
 
     out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out else None
-    if out is not None and ckpt_path.exists():
-        if not resume:
-            raise FileExistsError(
-                f"{out} already holds a run (checkpoint.pt); pass resume=True (--resume) to "
-                f"continue it or choose another output directory (--out)"
-            )
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != cfg.identity():
-            raise ValueError(
-                f"the checkpoint in {out} is of another configuration:\n  saved: "
-                f"{state['config']}\n  asked: {cfg.identity()}\nuse another --out or --overwrite"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
+    saved: dict[str, Any] = {}
+
+    def read_config(path: Path) -> dict[str, Any]:
+        saved.update(torch.load(path, map_location=device, weights_only=False))
+        return saved["config"]
+
+    if claim(
+        out,
+        cfg.identity(),
+        results="checkpoint.pt",
+        read_config=read_config,
+        outputs=RUN_FILES,
+        resume=resume,
+        overwrite=overwrite,
+    ):
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history = saved["history"]
 
     ddp_model: nn.Module = model
     if world > 1:
