@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from nesterovnode import cli, cli_solvers
-from nesterovnode.diagnostics import compare_solvers, format_table, plot_work_precision
+from nesterovnode.diagnostics import compare_solvers, format_table
+from nesterovnode.plotting import plot_work_precision
 
 
 class Decay(nn.Module):

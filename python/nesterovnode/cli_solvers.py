@@ -233,7 +233,8 @@ def run_list(args: argparse.Namespace) -> str:
 
 def run_compare(args: argparse.Namespace) -> dict:
     """``solvers compare``: print the table, write the work-precision PNG and JSON."""
-    from .diagnostics import format_table, plot_work_precision
+    from .diagnostics import format_table
+    from .plotting import plot_work_precision
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,7 +287,7 @@ def run_compare(args: argparse.Namespace) -> dict:
 
 def run_stiffness(args: argparse.Namespace) -> dict:
     """``stiffness``: Jacobian spectra of several models along their trajectories."""
-    from .diagnostics import plot_spectra
+    from .plotting import plot_spectra
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """Diagnostics: stiffness along trajectories (Jacobian spectra, stiffness ratios, step
-sizes against stability bounds) and solver comparison (work-precision)."""
+sizes against stability bounds) and solver comparison (work-precision); ``models`` runs
+them on a task's models. Their pictures are in ``nesterovnode.plotting``."""
 
 from .compare import (
     Comparison,
     ComparisonRow,
     compare_solvers,
     format_table,
-    plot_work_precision,
     reference_solution,
 )
 from .stiffness import (
@@ -14,8 +14,6 @@ from .stiffness import (
     SpectrumPoint,
     StiffnessReport,
     jacobian,
-    plot_spectra,
-    plot_step_sizes,
     spectral_radius_power,
     spectrum_at,
     spectrum_of,
@@ -31,9 +29,6 @@ __all__ = [
     "compare_solvers",
     "format_table",
     "jacobian",
-    "plot_spectra",
-    "plot_step_sizes",
-    "plot_work_precision",
     "reference_solution",
     "spectral_radius_power",
     "spectrum_at",

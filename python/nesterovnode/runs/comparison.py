@@ -7,6 +7,8 @@ The output directory holds
     loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
 
+(the pictures are drawn by ``plotting.write_plots``).
+
 ``out`` follows the run-folder protocol (``runs.folder``): results there are continued
 only with ``resume`` (same configuration) and replaced only with ``overwrite``. Runs are
 independent and may go in parallel processes (``jobs``); every finished epoch
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 
 from ..io import read_json, write_json_atomic
-from ..plots import plot_curve, plot_features
+from ..plotting import write_plots
 from ..tables import text_table
 from ..tasks import MODEL_NAMES, check_model_name, get_task
 from .folder import claim
@@ -273,58 +275,6 @@ def _write_results(out: Path | None, results: dict, models, seeds: int, entries:
     return results
 
 
-def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Path]:
-    """Loss and NFE curves against epoch (and the feature scatter when given)."""
-    models = results["models"]
-    task = results["task"]
-    paths = [
-        plot_curve(
-            models,
-            "loss",
-            "training loss",
-            out / "loss.png",
-            log=True,
-            title=f"{task}: training loss",
-        ),
-        plot_curve(
-            models,
-            "nfe_forward",
-            "forward NFE per batch",
-            out / "nfe_forward.png",
-            title=f"{task}: forward NFE",
-        ),
-        plot_curve(
-            models,
-            "nfe_backward",
-            "backward NFE per batch",
-            out / "nfe_backward.png",
-            title=f"{task}: backward NFE",
-        ),
-    ]
-    if any(
-        "test_accuracy" in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]
-    ):
-        paths.append(
-            plot_curve(
-                models,
-                "test_accuracy",
-                "test accuracy",
-                out / "test_accuracy.png",
-                title=f"{task}: test accuracy",
-            )
-        )
-    if features:
-        paths.append(
-            plot_features(
-                features,
-                labels,
-                out / "features.png",
-                title=f"{task}: learned features h(T), seed 0",
-            )
-        )
-    return paths
-
-
 def summary_rows(results: dict) -> list[dict[str, Any]]:
     """One row per model: params, final loss and accuracy (mean over seeds), NFE per batch
     (mean over epochs and seeds) and seconds per epoch."""
@@ -372,4 +322,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return text_table([h for _, h, _ in cols], body, numbers_right=True)
 
 
-__all__ = ["compare", "format_table", "summary_rows", "write_plots"]
+__all__ = ["compare", "format_table", "summary_rows"]
