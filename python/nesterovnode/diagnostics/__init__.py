@@ -9,6 +9,15 @@ from .compare import (
     format_table,
     reference_solution,
 )
+from .models import (
+    DEFAULT_SOLVERS,
+    compare_model,
+    format_stiffness_table,
+    get_model,
+    initial_state,
+    stiffness_of_models,
+    task_inputs,
+)
 from .stiffness import (
     Spectrum,
     SpectrumPoint,
@@ -21,6 +30,13 @@ from .stiffness import (
 )
 
 __all__ = [
+    "DEFAULT_SOLVERS",
+    "compare_model",
+    "format_stiffness_table",
+    "get_model",
+    "initial_state",
+    "stiffness_of_models",
+    "task_inputs",
     "Comparison",
     "ComparisonRow",
     "Spectrum",
