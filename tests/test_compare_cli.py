@@ -199,3 +199,23 @@ def test_ctrl_c_stops_a_parallel_comparison_and_leaves_resumable_runs(tmp_path):
         == 0
     )
     assert len(logs[0].read_text().splitlines()) == done + 1
+
+
+def test_python_dash_m_runs_the_command_and_json_is_strict(tmp_path):
+    import subprocess
+    import sys
+
+    from nesterovnode.io import finite_json, write_json_atomic
+
+    for module in ("nesterovnode", "nesterovnode.cli"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, "list"], capture_output=True, text=True, check=True
+        )
+        assert "gnesterovnode" in done.stdout and "DP5" in done.stdout
+    # a failed solve's NaN error (or an infinity) is written as null: strict JSON
+    assert finite_json({"a": [1.0, float("nan")], "b": (float("inf"),)}) == {
+        "a": [1.0, None],
+        "b": [None],
+    }
+    write_json_atomic(tmp_path / "x.json", {"error": float("nan")})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"error": None}

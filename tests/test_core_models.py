@@ -67,7 +67,7 @@ def test_vector_fields_follow_the_equations(float64):
 
 
 def test_gnesterov_bounds_the_growing_factor():
-    # k(t) ~ e^(t/2) blows up over long spans (Silverbox runs to t = 63); σ(k) stays bounded.
+    # k(t) ~ e^(t/2) blows up over long spans (here t = 63); σ(k) stays bounded.
     dyn = nn_.GNesterovNODE(lambda t, h: h, r=3.0)
     assert float(nesterov_k(torch.tensor(63.0), 3.0)) > 1e10
     assert float(dyn.factor(torch.tensor(63.0))) == pytest.approx(5.0)
