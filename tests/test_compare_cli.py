@@ -115,6 +115,14 @@ def test_train_command_trains_one_model(tmp_path, capsys):
     )
     assert "epoch   1" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.pt").exists()
+    # --dtype omitted: the task's (float64 for the point cloud), recorded with the run
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float64"
+    from nesterovnode.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "pointcloud", "--model", "node", "--dtype", "float32"]
+    )
+    assert args.dtype == "float32"
 
 
 def test_unknown_names_list_the_valid_ones(capsys):

@@ -30,6 +30,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
     p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help="model and data precision (default: the task's: float64 for pointcloud, "
+        "float32 for the image tasks)",
+    )
+    p.add_argument(
         "--data-dir",
         help="directory holding the task's data files (image tasks; default "
         "$NESTEROVNODE_DATA, else ./data)",
@@ -74,6 +80,7 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
         sensitivity=args.sensitivity,
         engine=args.engine,
         device=args.device,
+        dtype=args.dtype,
         seed=seed,
         data_dir=args.data_dir,
         subset=args.subset,

@@ -37,7 +37,7 @@ from ..plotting import write_plots
 from ..tables import text_table
 from ..tasks import MODEL_NAMES, check_model_name, get_task
 from .folder import claim
-from .training import TrainConfig, distributed_env, train
+from .training import TrainConfig, distributed_env, dtype_hint, saved_identity, train
 
 
 def comparison_config(base: TrainConfig) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
 def _saved_comparison_config(results: Path) -> dict[str, Any]:
     """The configuration of a comparison's ``results.json`` (not epochs or seeds, which a
     resumed comparison may extend)."""
-    saved = read_json(results).get("config", {})
+    saved = saved_identity(read_json(results).get("config", {}))
     return {k: v for k, v in saved.items() if k not in ("epochs", "seeds")}
 
 
@@ -65,7 +65,8 @@ def _features(model, task, seed: int, device: str):
     x, y = data.tensors
     model.eval()
     with torch.no_grad():
-        h = model.features(x.to(device)).cpu().numpy()
+        dtype = next(model.parameters()).dtype
+        h = model.features(x.to(device, dtype)).cpu().numpy()
     return h, y.numpy()
 
 
@@ -155,6 +156,7 @@ def compare(
         overwrite=overwrite,
         what="comparison",
         unfinished="runs",
+        hint=dtype_hint,
     )
     out.mkdir(parents=True, exist_ok=True)
 

@@ -54,6 +54,27 @@ from .folder import claim
 #: What a run writes to its folder (``_save``).
 RUN_FILES = ("checkpoint.pt", "log.jsonl", "config.json")
 
+#: The floating-point types a run may train in (``TrainConfig.dtype``).
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The dtype of runs saved before the dtype was recorded (every task trained in float32).
+LEGACY_DTYPE = "float32"
+
+
+def saved_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's identity as it reads today: runs saved without a dtype were float32."""
+    return {**config, "dtype": config.get("dtype", LEGACY_DTYPE)}
+
+
+def dtype_hint(saved: dict[str, Any], asked: dict[str, Any]) -> str:
+    """The way to resume a run saved in another dtype (older runs are float32)."""
+    if saved.get("dtype") != asked.get("dtype"):
+        return (
+            f"; it was trained in {saved.get('dtype')} (runs saved before the dtype was "
+            f"recorded are {LEGACY_DTYPE}): pass --dtype {saved.get('dtype')} "
+            f"(dtype={saved.get('dtype')!r}) to resume it"
+        )
+    return ""
+
 
 @dataclass
 class TrainConfig:
@@ -80,6 +101,8 @@ class TrainConfig:
     max_iters: int | None = None  #: stop each epoch after N iterations (quick timings)
     download: bool = False  #: fetch missing data files (image tasks; needs torchvision)
     num_workers: int = 0
+    #: "float32" or "float64": the model and data in training (None: the task's default)
+    dtype: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
 
     def resolved(self, task: Task) -> TrainConfig:
@@ -103,6 +126,9 @@ class TrainConfig:
             value = getattr(out, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None for all), got {value}")
+        out.dtype = d.dtype if self.dtype is None else self.dtype
+        if out.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {out.dtype!r}")
         return out
 
     def identity(self) -> dict[str, Any]:
@@ -112,7 +138,7 @@ class TrainConfig:
         for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download"):
             d.pop(k)
         # Absent unless set, so runs saved before these options existed still resume.
-        for k in ("test_subset", "max_iters"):
+        for k in ("test_subset", "max_iters", "dtype"):
             if d[k] is None:
                 d.pop(k)
         return d
@@ -219,6 +245,7 @@ def evaluate(
     batch_size: int = 256,
     world: int = 1,
     rank: int = 0,
+    dtype: torch.dtype | None = None,
 ) -> float:
     """Accuracy of ``model`` on ``dataset`` (no gradients).
 
@@ -234,12 +261,19 @@ def evaluate(
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
     with torch.no_grad():
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            x, y = x.to(device), y.to(device)
+            x, y = _to(x, device, dtype), y.to(device)
             correct += task.correct(model(x), y)
             count += len(y)
     model.train(was_training)
     total_correct, total = _all_reduce_sum([float(correct), float(count)], device, world)
     return total_correct / max(total, 1)
+
+
+def _to(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None, **kw) -> torch.Tensor:
+    """``x`` on ``device``; floating inputs also in ``dtype`` (labels keep theirs)."""
+    if dtype is not None and x.is_floating_point():
+        return x.to(device, dtype, **kw)
+    return x.to(device, **kw)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -283,7 +317,8 @@ def train(
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
 
-    model = _build_model(task, cfg.model, cfg.identity()).to(device)
+    dtype = DTYPES[cfg.dtype]
+    model = _build_model(task, cfg.model, cfg.identity()).to(device=device, dtype=dtype)
     params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
@@ -293,7 +328,7 @@ def train(
 
     def read_config(path: Path) -> dict[str, Any]:
         saved.update(torch.load(path, map_location=device, weights_only=False))
-        return saved["config"]
+        return saved_identity(saved["config"])
 
     if claim(
         out,
@@ -303,6 +338,7 @@ def train(
         outputs=RUN_FILES,
         resume=resume,
         overwrite=overwrite,
+        hint=dtype_hint,
     ):
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -338,7 +374,7 @@ def train(
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
         start = time.perf_counter()
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = _to(x, device, dtype, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             output = ddp_model(x)
             loss = task.loss_fn(output, y)
@@ -380,7 +416,7 @@ def train(
         }
         if cfg.evaluate and test_set is not None and not same_set:
             record["test_accuracy"] = evaluate(
-                model, task, test_set, device, world=world, rank=rank
+                model, task, test_set, device, world=world, rank=rank, dtype=dtype
             )
         history.append(record)
         if is_main and out is not None:
@@ -437,6 +473,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
     cfg = state["config"]
     task = get_task(state["task"])
     model = _build_model(task, state["model_name"], cfg)
+    model.to(dtype=DTYPES[saved_identity(cfg)["dtype"]])  # before loading: no rounding
     model.load_state_dict(state["model"])
     return model.to(device)
 

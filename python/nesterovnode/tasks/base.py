@@ -126,6 +126,8 @@ class TaskDefaults:
     #: the paper's protocol (``--paper``): epochs and seeds
     paper_epochs: int | None = None
     paper_seeds: int = 1
+    #: floating-point type of the model and data in training: "float32" or "float64"
+    dtype: str = "float32"
 
     def engine_for(self, solver: str | None, engine: str | None) -> str | None:
         """The engine to use: the one asked for, else the task's engine when the solver is
