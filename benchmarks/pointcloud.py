@@ -16,9 +16,9 @@ import tempfile
 import numpy as np
 import torch
 
-from nesterovnode.comparison import compare, summary_rows
+from nesterovnode.runs.comparison import compare, summary_rows
+from nesterovnode.runs.training import TrainConfig
 from nesterovnode.tasks import MODEL_NAMES
-from nesterovnode.training import TrainConfig
 
 
 def main() -> None:

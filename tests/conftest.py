@@ -12,7 +12,7 @@ from torch import nn
 
 
 def shared_data_dir() -> Path | None:
-    """The real data sets (MNIST, Walker2D, Silverbox) when present, else None.
+    """The folder of the real data sets (the tests read its mnist/) when present, else None.
 
     NESTEROVNODE_DATA names the folder; the default is ../shared/data beside the checkout.
     """

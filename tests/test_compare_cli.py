@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nesterovnode.cli import main
-from nesterovnode.comparison import format_table, summary_rows
+from nesterovnode.runs.comparison import format_table, summary_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -115,6 +115,14 @@ def test_train_command_trains_one_model(tmp_path, capsys):
     )
     assert "epoch   1" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.pt").exists()
+    # --dtype omitted: the task's (float64 for the point cloud), recorded with the run
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float64"
+    from nesterovnode.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "pointcloud", "--model", "node", "--dtype", "float32"]
+    )
+    assert args.dtype == "float32"
 
 
 def test_unknown_names_list_the_valid_ones(capsys):
@@ -129,7 +137,9 @@ def test_unknown_names_list_the_valid_ones(capsys):
 def test_list_shows_models_solvers_and_engines(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "gnesterovnode" in out and "DP5" in out and "torch=dopri5" in out and "torch" in out
+    assert "gnesterovnode" in out and "DP5" in out and "torch (dopri5)" in out and "torch" in out
+    # each model with the options it accepts (the model registry)
+    assert "anode" in out and "augment_dim" in out and "r, xi, learn_xi, sigma" in out
 
 
 @pytest.mark.slow  # signals between processes: kept out of the default run on loaded machines
@@ -197,3 +207,23 @@ def test_ctrl_c_stops_a_parallel_comparison_and_leaves_resumable_runs(tmp_path):
         == 0
     )
     assert len(logs[0].read_text().splitlines()) == done + 1
+
+
+def test_python_dash_m_runs_the_command_and_json_is_strict(tmp_path):
+    import subprocess
+    import sys
+
+    from nesterovnode.io import finite_json, write_json_atomic
+
+    for module in ("nesterovnode", "nesterovnode.cli"):
+        done = subprocess.run(
+            [sys.executable, "-m", module, "list"], capture_output=True, text=True, check=True
+        )
+        assert "gnesterovnode" in done.stdout and "DP5" in done.stdout
+    # a failed solve's NaN error (or an infinity) is written as null: strict JSON
+    assert finite_json({"a": [1.0, float("nan")], "b": (float("inf"),)}) == {
+        "a": [1.0, None],
+        "b": [None],
+    }
+    write_json_atomic(tmp_path / "x.json", {"error": float("nan")})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"error": None}

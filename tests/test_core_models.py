@@ -67,7 +67,7 @@ def test_vector_fields_follow_the_equations(float64):
 
 
 def test_gnesterov_bounds_the_growing_factor():
-    # k(t) ~ e^(t/2) blows up over long spans (Silverbox runs to t = 63); σ(k) stays bounded.
+    # k(t) ~ e^(t/2) blows up over long spans (here t = 63); σ(k) stays bounded.
     dyn = nn_.GNesterovNODE(lambda t, h: h, r=3.0)
     assert float(nesterov_k(torch.tensor(63.0), 3.0)) > 1e10
     assert float(dyn.factor(torch.tensor(63.0))) == pytest.approx(5.0)
@@ -117,3 +117,27 @@ def test_nesterov_field_is_never_evaluated_outside_t0_T(model):
     dyn.readout(2.0, sol.ys[-1]).sum().backward()
     assert sol.stats.nfe_backward > 0 and h0.grad is not None
     assert min(f.times) >= 1.0 - 1e-6 and max(f.times) <= 2.0 + 1e-6
+
+
+def test_one_registry_names_builds_and_lists_each_models_options():
+    from nesterovnode.dynamics import MODEL_NAMES as registry_names
+    from nesterovnode.dynamics import MODELS, make_dynamics
+    from nesterovnode.tasks import MODEL_NAMES as task_names
+    from nesterovnode.tasks import check_model_name
+
+    assert registry_names == task_names == MODEL_NAMES  # the paper's order
+    assert check_model_name("GNesterovNODE") == "gnesterovnode"
+    with pytest.raises(ValueError, match="valid models: node, anode"):
+        check_model_name("transformer")
+    assert MODELS["anode"].options == ("augment_dim",)
+    assert set(MODELS["hbnode"].options) == {"xi", "learn_xi"}
+    assert set(MODELS["ghbnode"].options) == {"xi", "learn_xi", "sigma"}
+    assert set(MODELS["nesterovnode"].options) == {"r", "xi", "learn_xi"}
+    assert set(MODELS["gnesterovnode"].options) == {"r", "xi", "learn_xi", "sigma"}
+    # Options of other models are ignored, so one set of options serves every model.
+    for name in MODEL_NAMES:
+        dyn = make_dynamics(name, TinyField(3), augment_dim=0, r=2.0, xi=0.5, learn_xi=False)
+        assert isinstance(dyn, MODELS[name].cls)
+    assert make_dynamics("nesterovnode", TinyField(3), r=2.0).r == 2.0
+    with pytest.raises(TypeError, match="unknown model options"):
+        make_dynamics("node", TinyField(3), gamma=1.0)

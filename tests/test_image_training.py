@@ -27,8 +27,8 @@ from conftest import shared_data_dir
 from nesterovnode.cli import main
 from nesterovnode.data import write_idx, write_synthetic_cifar10, write_synthetic_mnist
 from nesterovnode.data.mnist import MNIST_FILES
+from nesterovnode.runs.training import TrainConfig, read_log, train
 from nesterovnode.tasks import get_task
-from nesterovnode.training import TrainConfig, read_log, train
 
 _REAL = shared_data_dir()
 _REAL_MNIST = _REAL / "mnist" if _REAL is not None else None
@@ -198,7 +198,7 @@ _WORKER = textwrap.dedent(
     """
     import os, sys
     import torch
-    import nesterovnode.training as training
+    import nesterovnode.runs.training as training
     from nesterovnode.cli import main
 
     _train = training.train

@@ -248,10 +248,10 @@ def test_rk_counts_two_start_evaluations_without_a_first_step():
 
 
 def test_a_training_run_releases_the_engines_cached_steps():
+    from nesterovnode.runs.training import TrainConfig, train
     from nesterovnode.solve.registry import get_engine
     from nesterovnode.tasks.base import TaskDefaults
     from nesterovnode.tasks.pointcloud import PointCloudTask
-    from nesterovnode.training import TrainConfig, train
 
     class Task(PointCloudTask):  # the point cloud on the rk engine, graph buffers emulated
         defaults = TaskDefaults(epochs=1, lr=1e-2, batch_size=60, tol=1e-3)

@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from nesterovnode import cli, cli_solvers
-from nesterovnode.diagnostics import compare_solvers, format_table, plot_work_precision
+from nesterovnode import cli
+from nesterovnode.diagnostics import compare_solvers, format_table
+from nesterovnode.diagnostics import models as diag_models
+from nesterovnode.plotting import plot_work_precision
 
 
 class Decay(nn.Module):
@@ -80,12 +82,16 @@ def _parser():
     return cli.build_parser()
 
 
-def test_the_solvers_list_command_shows_names_properties_and_engines(capsys):
-    args = _parser().parse_args(["solvers", "list"])
+def test_the_list_command_shows_names_properties_and_engines(capsys):
+    args = _parser().parse_args(["list"])
     args.func(args)
     out = capsys.readouterr().out
     assert "RadauIIA5" in out and "scipy (Radau)" in out and "torchdiffeq (dopri5)" in out
     assert "julia (Vern7) [not installed]" in out or shutil.which("julia")
+    # `solvers list` is an alias: the same text, one format
+    alias = _parser().parse_args(["solvers", "list"])
+    alias.func(alias)
+    assert capsys.readouterr().out == out
 
 
 def test_the_solvers_compare_command_on_an_untrained_point_cloud_model(tmp_path, capsys):
@@ -167,13 +173,13 @@ def test_models_for_the_commands_come_from_training_unless_untrained(monkeypatch
 
         return get_task(task).build_model(model)
 
-    import nesterovnode.training as training
+    import nesterovnode.runs.training as training
     from nesterovnode.tasks import get_task
 
     monkeypatch.setattr(training, "load_or_train", fake_load_or_train)
-    cli_solvers.get_model("pointcloud", "hbnode", epochs=3, seed=1)
-    cli_solvers.get_model("pointcloud", "node", checkpoint="run/x.pt")
-    cli_solvers.get_model("pointcloud", "node", epochs=0)  # untrained: no training call
+    diag_models.get_model("pointcloud", "hbnode", epochs=3, seed=1)
+    diag_models.get_model("pointcloud", "node", checkpoint="run/x.pt")
+    diag_models.get_model("pointcloud", "node", epochs=0)  # untrained: no training call
     default = get_task("pointcloud").defaults.epochs
     assert calls == [
         ("pointcloud", "hbnode", None, 3, 1),

@@ -11,13 +11,12 @@ import torch
 from conftest import Linear
 from nesterovnode.diagnostics import (
     jacobian,
-    plot_spectra,
-    plot_step_sizes,
     spectral_radius_power,
     spectrum_at,
     spectrum_of,
     stiffness_along_trajectory,
 )
+from nesterovnode.plotting import plot_spectra, plot_step_sizes
 from nesterovnode.solve import SOLVERS
 
 EIGS = np.array([-1.0, -10.0, -1000.0])

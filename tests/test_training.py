@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nesterovnode.training import TrainConfig, load_model, read_log, train
+from nesterovnode.runs.training import TrainConfig, load_model, read_log, train
 
 
 def quick(model="nesterovnode", epochs=3, **kw):
@@ -53,6 +53,10 @@ def test_an_existing_run_is_not_overwritten_or_mixed(tmp_path):
         train(quick(epochs=2, lr=0.5), tmp_path, resume=True, progress=False)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model"] == "nesterovnode" and config["tol"] == 1e-5
+    # overwrite replaces the run (the same folder protocol as a comparison's --out)
+    again = train(quick(epochs=1, lr=0.5), tmp_path, overwrite=True, progress=False)
+    assert [e["epoch"] for e in again.history] == [1]
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 0.5
 
 
 def test_a_checkpoint_loads_back_into_the_same_model(tmp_path):
@@ -67,3 +71,66 @@ def test_bad_training_settings_are_refused():
         train(quick(epochs=0), progress=False)
     with pytest.raises(ValueError, match="unknown model"):
         train(quick(model="transformer"), progress=False)
+
+
+def test_the_point_cloud_trains_in_float64_and_records_it(tmp_path):
+    import torch
+
+    from nesterovnode.runs.comparison import compare
+    from nesterovnode.tasks import get_task
+
+    result = train(quick(epochs=1), tmp_path / "run", progress=False)
+    assert all(p.dtype == torch.float64 for p in result.model.parameters())
+    assert result.config.dtype == "float64"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dtype"] == "float64"
+    assert load_model(tmp_path / "run").head[0].weight.dtype == torch.float64
+    single = train(quick(epochs=1, dtype="float32"), progress=False).model
+    assert all(p.dtype == torch.float32 for p in single.parameters())
+    # the image tasks stay float32
+    assert TrainConfig(task="mnist").resolved(get_task("mnist")).dtype == "float32"
+    with pytest.raises(ValueError, match="dtype must be one of float32, float64"):
+        train(quick(dtype="float16"), progress=False)
+
+    results = compare(quick(epochs=1), models=["node"], out=tmp_path / "cmp", progress=False)
+    assert results["config"]["dtype"] == "float64"
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert saved["config"]["dtype"] == "float64"
+
+
+def _drop_dtype(folder):
+    """Make ``folder`` look like a run saved before the dtype was recorded."""
+    import torch
+
+    state = torch.load(folder / "checkpoint.pt", weights_only=False)
+    del state["config"]["dtype"]
+    torch.save(state, folder / "checkpoint.pt")
+
+
+def test_runs_saved_without_a_dtype_resume_as_float32_only_when_asked(tmp_path):
+    import torch
+
+    from nesterovnode.runs.comparison import compare
+
+    train(quick(epochs=1, dtype="float32"), tmp_path, progress=False)
+    _drop_dtype(tmp_path)
+    assert load_model(tmp_path).head[0].weight.dtype == torch.float32
+    # the task's default is now float64: refused, saying how to resume
+    with pytest.raises(ValueError, match="another configuration.*--dtype float32"):
+        train(quick(epochs=2), tmp_path, resume=True, progress=False)
+    resumed = train(quick(epochs=2, dtype="float32"), tmp_path, resume=True, progress=False)
+    assert [e["epoch"] for e in resumed.history] == [1, 2]
+    assert all(p.dtype == torch.float32 for p in resumed.model.parameters())
+
+    # the same for a comparison whose results.json has no dtype
+    out = tmp_path / "cmp"
+    compare(quick(epochs=1, dtype="float32"), models=["node"], out=out, progress=False)
+    results = json.loads((out / "results.json").read_text())
+    del results["config"]["dtype"]
+    (out / "results.json").write_text(json.dumps(results))
+    _drop_dtype(out / "runs" / "node" / "seed0")
+    with pytest.raises(FileExistsError, match="--dtype float32"):
+        compare(quick(epochs=2), models=["node"], out=out, resume=True, progress=False)
+    again = compare(
+        quick(epochs=2, dtype="float32"), models=["node"], out=out, resume=True, progress=False
+    )
+    assert len(again["models"]["node"]["runs"][0]["epochs"]) == 2

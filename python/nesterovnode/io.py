@@ -1,9 +1,11 @@
-"""Atomic file writes: a result or checkpoint is either the old file or the new one,
-never half of each (an interrupted run must not corrupt what it resumes from)."""
+"""Files: atomic writes (a result or checkpoint is either the old file or the new one,
+never half of each: an interrupted run must not corrupt what it resumes from) and strict
+JSON (NaN and infinities written as null)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,9 +37,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every non-finite float (NaN, ±inf) replaced by None, through dicts,
+    lists and tuples: what strict JSON can hold (a failed solve's error is NaN)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    """Write ``data`` as indented, strict JSON (non-finite floats as null, see
+    ``finite_json``), atomically."""
+    write_text_atomic(path, json.dumps(finite_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def save_torch_atomic(path: str | Path, obj: Any) -> None:

@@ -20,4 +20,5 @@ def text_table(
             for i, (c, w) in enumerate(zip(cells, widths))
         )
 
-    return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join(s.rstrip() for s in [line(head), rule, *(line(r) for r in rows)])

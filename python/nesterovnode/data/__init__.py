@@ -1,4 +1,4 @@
-"""Data sets: point cloud (embedded), Silverbox, Walker2D, MNIST, CIFAR-10."""
+"""Data sets: point cloud (embedded), MNIST (IDX files), CIFAR-10 (python batches)."""
 
 from .cifar10 import (
     CIFAR10,

@@ -1,21 +1,28 @@
 """Diagnostics: stiffness along trajectories (Jacobian spectra, stiffness ratios, step
-sizes against stability bounds) and solver comparison (work-precision)."""
+sizes against stability bounds) and solver comparison (work-precision); ``models`` runs
+them on a task's models. Their pictures are in ``nesterovnode.plotting``."""
 
 from .compare import (
     Comparison,
     ComparisonRow,
     compare_solvers,
     format_table,
-    plot_work_precision,
     reference_solution,
+)
+from .models import (
+    DEFAULT_SOLVERS,
+    compare_model,
+    format_stiffness_table,
+    get_model,
+    initial_state,
+    stiffness_of_models,
+    task_inputs,
 )
 from .stiffness import (
     Spectrum,
     SpectrumPoint,
     StiffnessReport,
     jacobian,
-    plot_spectra,
-    plot_step_sizes,
     spectral_radius_power,
     spectrum_at,
     spectrum_of,
@@ -23,6 +30,13 @@ from .stiffness import (
 )
 
 __all__ = [
+    "DEFAULT_SOLVERS",
+    "compare_model",
+    "format_stiffness_table",
+    "get_model",
+    "initial_state",
+    "stiffness_of_models",
+    "task_inputs",
     "Comparison",
     "ComparisonRow",
     "Spectrum",
@@ -31,9 +45,6 @@ __all__ = [
     "compare_solvers",
     "format_table",
     "jacobian",
-    "plot_spectra",
-    "plot_step_sizes",
-    "plot_work_precision",
     "reference_solution",
     "spectral_radius_power",
     "spectrum_at",

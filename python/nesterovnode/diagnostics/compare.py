@@ -14,8 +14,8 @@ dense output, while torchdiffeq steps past each output time and interpolates bac
 4th-order polynomial, which limits ``torch:dopri8`` to about 1e-10 at rtol 1e-12 (and to
 1e-7 at rtol 1e-10) on ``y' = -y + sin t`` where SciPy's DOP853 reaches 5e-13.
 A solve that fails gives a row with its message and NaNs.
-``format_table`` prints the rows; ``plot_work_precision`` draws error against NFE (log-log,
-one line per solver, points labelled by tolerance) as a PNG.
+``format_table`` prints the rows; ``plotting.plot_work_precision`` draws error against NFE
+(log-log, one line per solver, points labelled by tolerance) as a PNG.
 """
 
 from __future__ import annotations
@@ -229,41 +229,10 @@ def format_table(comparison: Comparison | Sequence[ComparisonRow]) -> str:
     return "\n".join(lines)
 
 
-def plot_work_precision(
-    comparison: Comparison | Sequence[ComparisonRow], path, title: str | None = None
-) -> str:
-    """Error against forward NFE, log-log, one line per solver; PNG at ``path``."""
-    from .stiffness import new_figure
-
-    rows = comparison.rows if isinstance(comparison, Comparison) else list(comparison)
-    fig, ax = new_figure(figsize=(6.5, 4.5))
-    by_solver: dict[str, list[ComparisonRow]] = {}
-    for r in rows:
-        if r.status == "ok" and r.nfe > 0 and math.isfinite(r.error):
-            by_solver.setdefault(r.solver, []).append(r)
-    for i, (name, rs) in enumerate(by_solver.items()):
-        rs = sorted(rs, key=lambda r: r.nfe)
-        err = [max(r.error, 1e-17) for r in rs]
-        ax.loglog([r.nfe for r in rs], err, "o-", color=f"C{i % 10}", label=name)
-        for r, e in zip(rs, err):
-            label = f"{r.tol:.0e}" if r.tol is not None else f"dt={r.dt:.2g}"
-            ax.annotate(label, (r.nfe, e), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("forward NFE")
-    ax.set_ylabel("max |y - y_ref|")
-    ax.set_title(title or "work-precision")
-    ax.grid(True, which="both", alpha=0.3)
-    if by_solver:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return str(path)
-
-
 __all__ = [
     "Comparison",
     "ComparisonRow",
     "compare_solvers",
     "format_table",
-    "plot_work_precision",
     "reference_solution",
 ]

@@ -22,8 +22,8 @@ For ``y' = f(t, y)`` the local behaviour near a trajectory is that of the linear
   values well below 1 mean accuracy limits the step;
 
 plus the step-size and rejection histories of the solve (``SolveStats.step_times``,
-``step_sizes``, ``rejected_steps``). Results are dataclasses of plain numbers; the plot
-helpers write PNG files with matplotlib's Agg canvas (no pyplot).
+``step_sizes``, ``rejected_steps``). Results are dataclasses of plain numbers;
+``plotting.plot_spectra`` and ``plotting.plot_step_sizes`` draw them.
 """
 
 from __future__ import annotations
@@ -351,79 +351,3 @@ def stiffness_along_trajectory(
         steps_accepted=st.steps_accepted,
         steps_rejected=st.steps_rejected,
     )
-
-
-# -- plots -----------------------------------------------------------------------------------
-def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6, 4)):
-    """A matplotlib Figure drawn by the Agg canvas (no pyplot, no GUI backend, no global
-    state): ``fig, axes``; save with ``fig.savefig(path)``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(nrows, ncols)
-
-
-def plot_step_sizes(report: StiffnessReport, path, title: str | None = None) -> str:
-    """Accepted step sizes against time (rejected attempts as crosses); PNG at ``path``."""
-    fig, ax = new_figure(figsize=(6, 3.5))
-    ax.semilogy(report.step_times, report.step_sizes, ".-", label="accepted")
-    if report.rejected_times:
-        ax.semilogy(report.rejected_times, report.rejected_sizes, "x", color="C3", label="rejected")
-    ax.set_xlabel("t")
-    ax.set_ylabel("step size h")
-    ax.set_title(title or f"{report.solver} on {report.engine}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return str(path)
-
-
-def plot_spectra(reports: dict[str, StiffnessReport], path, title: str | None = None) -> str:
-    """Compare models: eigenvalues at the last time (complex plane), stiffness ratio,
-    spectral radius and step size against time. One PNG at ``path``."""
-    fig, axes = new_figure(2, 2, figsize=(11, 8))
-    ax_eig, ax_ratio, ax_rho, ax_h = axes.ravel()
-    for i, (name, rep) in enumerate(reports.items()):
-        color = f"C{i % 10}"
-        last = rep.points[-1]
-        re = [x for s in last.samples for x in s.eig_real]
-        im = [x for s in last.samples for x in s.eig_imag]
-        if re:
-            ax_eig.scatter(re, im, s=6, alpha=0.5, color=color, label=name)
-        ax_ratio.plot(
-            rep.times,
-            [p.stiffness_ratio for p in rep.points],
-            "o-",
-            color=color,
-            label=f"{name} (max)",
-        )
-        ax_ratio.plot(
-            rep.times, [p.mean_stiffness_ratio for p in rep.points], "--", color=color, alpha=0.6
-        )
-        ax_rho.plot(
-            rep.times, [p.spectral_radius for p in rep.points], "o-", color=color, label=name
-        )
-        if rep.step_times:
-            ax_h.plot(rep.step_times, rep.step_sizes, ".-", color=color, label=name)
-    ax_eig.axvline(0.0, color="k", lw=0.5)
-    ax_eig.set_xlabel("Re λ")
-    ax_eig.set_ylabel("Im λ")
-    ax_eig.set_title("eigenvalues of ∂f/∂state at T")
-    ax_ratio.set_yscale("log")
-    ax_ratio.set_xlabel("t")
-    ax_ratio.set_title("max|Re λ|/min|Re λ| (solid: max, dashed: mean)")
-    ax_rho.set_xlabel("t")
-    ax_rho.set_title("spectral radius ρ")
-    ax_h.set_yscale("log")
-    ax_h.set_xlabel("t")
-    ax_h.set_title("accepted step size")
-    for ax in axes.ravel():
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return str(path)

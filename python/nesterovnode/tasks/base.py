@@ -18,22 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import dynamics as D
+from ..dynamics.registry import check_model_name
+from ..dynamics.registry import make_dynamics as _make
 from ..layers import ODEBlock
 from ..solve import SolveConfig
 from ..solve.config import FIELDS as SOLVE_FIELDS
-
-#: Model names in the paper's order (Table 1), as used by the CLI and results files.
-MODEL_NAMES = ("node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode")
-
-
-def check_model_name(name: str) -> str:
-    """Lower-case model name; a ValueError listing the valid names otherwise."""
-    key = str(name).lower()
-    if key not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
-    return key
-
 
 #: build_model options that configure the ODEBlock (a SolveConfig, its fields, the output
 #: times), and those that configure the dynamics.
@@ -51,22 +40,11 @@ def make_dynamics(
     learn_xi: bool = False,
     sigma: nn.Module | None = None,
 ) -> nn.Module:
-    """The dynamics of ``model`` (MATH.md's table) around the network ``f``. ``augment_dim``
-    is ANODE's p; r is the Nesterov factor; ξ and σ apply to the models that have them."""
-    key = check_model_name(model)
-    if key == "node":
-        return D.NODE(f)
-    if key == "anode":
-        return D.ANODE(f, augment_dim=augment_dim)
-    if key == "sonode":
-        return D.SONODE(f)
-    if key == "hbnode":
-        return D.HBNODE(f, xi=xi, learn_xi=learn_xi)
-    if key == "ghbnode":
-        return D.GHBNODE(f, xi=xi, learn_xi=learn_xi, sigma=sigma)
-    if key == "nesterovnode":
-        return D.NesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi)
-    return D.GNesterovNODE(f, r=r, xi=xi, learn_xi=learn_xi, sigma=sigma)
+    """The dynamics of ``model`` (MATH.md's table) around the network ``f``, built by the
+    model registry (``dynamics.registry``): ``augment_dim`` is ANODE's p; r is the Nesterov
+    factor; ξ and σ apply to the models that have them (each model takes the options it
+    accepts and ignores the rest)."""
+    return _make(model, f, augment_dim=augment_dim, r=r, xi=xi, learn_xi=learn_xi, sigma=sigma)
 
 
 class TaskModel(nn.Module):
@@ -138,6 +116,8 @@ class TaskDefaults:
     #: the paper's protocol (``--paper``): epochs and seeds
     paper_epochs: int | None = None
     paper_seeds: int = 1
+    #: floating-point type of the model and data in training: "float32" or "float64"
+    dtype: str = "float32"
 
     @property
     def solve(self) -> SolveConfig:

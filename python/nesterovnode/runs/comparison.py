@@ -7,7 +7,11 @@ The output directory holds
     loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
 
-Runs are independent and may go in parallel processes (``jobs``); every finished epoch
+(the pictures are drawn by ``plotting.write_plots``).
+
+``out`` follows the run-folder protocol (``runs.folder``): results there are continued
+only with ``resume`` (same configuration) and replaced only with ``overwrite``. Runs are
+independent and may go in parallel processes (``jobs``); every finished epoch
 is checkpointed, so an interrupted comparison resumes where it stopped. Under torchrun
 the runs go one after another, each trained by all processes with DDP; only rank 0
 writes ``results.json`` and the plots.
@@ -18,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -29,11 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .io import read_json, write_json_atomic
-from .plots import plot_curve, plot_features
-from .tables import text_table
-from .tasks import MODEL_NAMES, check_model_name, get_task
-from .training import TrainConfig, distributed_env, train
+from ..io import read_json, write_json_atomic
+from ..plotting import write_plots
+from ..tables import text_table
+from ..tasks import MODEL_NAMES, check_model_name, get_task
+from .folder import claim
+from .training import TrainConfig, distributed_env, dtype_hint, saved_identity, train
 
 
 def comparison_config(base: TrainConfig) -> dict[str, Any]:
@@ -48,42 +52,11 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
     return out / "runs" / model / f"seed{seed}"
 
 
-def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> None:
-    """Refuse to mix or clobber results: an ``out`` holding a comparison is continued only
-    with ``resume`` (same configuration) and replaced only with ``overwrite``."""
-    results = out / "results.json"
-    if overwrite and out.exists():
-        if results.exists() or (out / "runs").exists():
-            shutil.rmtree(out / "runs", ignore_errors=True)
-            results.unlink(missing_ok=True)
-        return
-    if not results.exists():
-        if (out / "runs").exists() and not resume:
-            raise FileExistsError(
-                f"{out} holds runs of an unfinished comparison; pass --resume to continue "
-                f"them or --overwrite to start again"
-            )
-        return
-    saved = {
-        k: v
-        for k, v in read_json(results).get("config", {}).items()
-        if k not in ("epochs", "seeds")
-    }
-    if saved != config:
-        diff = {
-            k: (saved.get(k), config.get(k))
-            for k in set(saved) | set(config)
-            if saved.get(k) != config.get(k)
-        }
-        raise FileExistsError(
-            f"{out} holds results of another configuration (saved vs asked: {diff}); choose "
-            f"another --out or pass --overwrite to replace them"
-        )
-    if not resume:
-        raise FileExistsError(
-            f"{out} already holds results of this comparison; pass --resume to continue or "
-            f"extend them (more epochs or seeds), or --overwrite to start again"
-        )
+def _saved_comparison_config(results: Path) -> dict[str, Any]:
+    """The configuration of a comparison's ``results.json`` (not epochs or seeds, which a
+    resumed comparison may extend)."""
+    saved = saved_identity(read_json(results).get("config", {}))
+    return {k: v for k, v in saved.items() if k not in ("epochs", "seeds")}
 
 
 def _features(model, task, seed: int, device: str):
@@ -92,7 +65,8 @@ def _features(model, task, seed: int, device: str):
     x, y = data.tensors
     model.eval()
     with torch.no_grad():
-        h = model.features(x.to(device)).cpu().numpy()
+        dtype = next(model.parameters()).dtype
+        h = model.features(x.to(device, dtype)).cpu().numpy()
     return h, y.numpy()
 
 
@@ -172,7 +146,18 @@ def compare(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     config = comparison_config(base)
-    prepare_out_dir(out, config, resume, overwrite)
+    claim(
+        out,
+        config,
+        results="results.json",
+        read_config=_saved_comparison_config,
+        outputs=("results.json", "runs"),
+        resume=resume,
+        overwrite=overwrite,
+        what="comparison",
+        unfinished="runs",
+        hint=dtype_hint,
+    )
     out.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, Any] = {
@@ -292,58 +277,6 @@ def _write_results(out: Path | None, results: dict, models, seeds: int, entries:
     return results
 
 
-def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Path]:
-    """Loss and NFE curves against epoch (and the feature scatter when given)."""
-    models = results["models"]
-    task = results["task"]
-    paths = [
-        plot_curve(
-            models,
-            "loss",
-            "training loss",
-            out / "loss.png",
-            log=True,
-            title=f"{task}: training loss",
-        ),
-        plot_curve(
-            models,
-            "nfe_forward",
-            "forward NFE per batch",
-            out / "nfe_forward.png",
-            title=f"{task}: forward NFE",
-        ),
-        plot_curve(
-            models,
-            "nfe_backward",
-            "backward NFE per batch",
-            out / "nfe_backward.png",
-            title=f"{task}: backward NFE",
-        ),
-    ]
-    if any(
-        "test_accuracy" in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]
-    ):
-        paths.append(
-            plot_curve(
-                models,
-                "test_accuracy",
-                "test accuracy",
-                out / "test_accuracy.png",
-                title=f"{task}: test accuracy",
-            )
-        )
-    if features:
-        paths.append(
-            plot_features(
-                features,
-                labels,
-                out / "features.png",
-                title=f"{task}: learned features h(T), seed 0",
-            )
-        )
-    return paths
-
-
 def summary_rows(results: dict) -> list[dict[str, Any]]:
     """One row per model: params, final loss and accuracy (mean over seeds), NFE per batch
     (mean over epochs and seeds) and seconds per epoch."""
@@ -391,4 +324,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return text_table([h for _, h, _ in cols], body, numbers_right=True)
 
 
-__all__ = ["compare", "format_table", "summary_rows", "write_plots"]
+__all__ = ["compare", "format_table", "summary_rows"]

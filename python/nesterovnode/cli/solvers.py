@@ -1,239 +1,41 @@
-"""The ``solvers compare`` and ``stiffness`` subcommands of the ``nesterovnode`` CLI.
+"""The ``list``, ``solvers compare`` and ``stiffness`` subcommands: parse, call the
+library (``catalog``, ``diagnostics``), print the table, write the PNG and JSON.
 
+    nesterovnode list        (``nesterovnode solvers list`` prints the same)
     nesterovnode solvers compare --task pointcloud --model nesterovnode \\
         --solvers DP5 BS3 RK4 scipy:Radau scipy:LSODA --tols 1e-3 1e-5 1e-7 --dt 0.1 --out DIR
     nesterovnode stiffness --task pointcloud --models node hbnode nesterovnode --epochs 30 --out DIR
 
-``cli.py`` calls ``add_parsers(subparsers)``; each parser sets ``func`` to its handler,
-which takes the argparse Namespace. The work itself is in ``compare_model`` and
-``stiffness_of_models`` (a ``TaskModel`` in, plain results out), which tests and scripts
-call directly.
-
-Models: ``--checkpoint`` loads a trained run; otherwise ``--epochs N`` trains one with
-``training.load_or_train`` (checkpointed under ``OUT/runs/<model>``, so a second call
-reuses it), and ``--epochs 0`` takes the untrained model (fixed seed).
+Models: ``--checkpoint`` loads a trained run; otherwise ``--epochs N`` trains one
+(checkpointed under ``OUT/runs/<model>``, so a second call reuses it), and ``--epochs 0``
+takes the untrained model (fixed seed); see ``diagnostics.models``.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from .cli import _model_arg, _task_arg
-from .io import write_json_atomic
-from .tables import text_table
-from .tasks import MODEL_NAMES
-
-DEFAULT_SOLVERS = ("DP5", "BS3", "RK4", "scipy:Radau", "scipy:LSODA")
-
-
-# -- models and data -------------------------------------------------------------------------
-def get_model(
-    task_name: str,
-    model_name: str,
-    *,
-    checkpoint: str | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    out: str | Path | None = None,
-):
-    """A ``TaskModel``: from ``checkpoint``, trained for ``epochs`` (None: the task's
-    default) by ``training.load_or_train``, or untrained when ``epochs == 0``."""
-    from .tasks import get_task
-
-    task = get_task(task_name)
-    if checkpoint is None and epochs == 0:
-        torch.manual_seed(seed)
-        return task.build_model(model_name)
-    from .training import load_or_train
-
-    if epochs is None:
-        epochs = task.defaults.epochs
-    run_dir = None if out is None or checkpoint is not None else Path(out) / "runs" / model_name
-    return load_or_train(
-        task_name, model_name, checkpoint=checkpoint, epochs=epochs, seed=seed, out_dir=run_dir
-    )
-
-
-def task_inputs(task_name: str, points: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Inputs ``x`` of the task's training set (the first ``points`` of a seeded shuffle)."""
-    from .tasks import get_task
-
-    data = get_task(task_name).datasets(seed)[0]
-    x = (
-        data.tensors[0]
-        if hasattr(data, "tensors")
-        else torch.stack([data[i][0] for i in range(len(data))])
-    )
-    if points is not None and points < len(x):
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        x = x[perm[:points]]
-    return x
-
-
-def _initial_state(model, x: torch.Tensor, dtype=torch.float64):
-    model = model.to(dtype)
-    with torch.no_grad():
-        y0 = model.initial_state(x.to(dtype))
-    ts = model.block.ts.to(dtype)
-    return model, y0, ts
-
-
-# -- the work (TaskModel in, results out) ----------------------------------------------------
-def compare_model(
-    model,
-    x: torch.Tensor,
-    solvers: Sequence[str] = DEFAULT_SOLVERS,
-    tols: Sequence[float] = (1e-3, 1e-5, 1e-7),
-    dts: Sequence[float] | None = None,
-    *,
-    reference: str = "scipy:DOP853",
-    reference_tol: float = 1e-12,
-    backward: bool = False,
-    repeats: int = 1,
-):
-    """Compare ``solvers`` on the ODE block of ``model`` started from the inputs ``x``
-    (float64), see ``diagnostics.compare_solvers``."""
-    from .diagnostics import compare_solvers
-
-    model, y0, ts = _initial_state(model, x)
-    return compare_solvers(
-        model.dynamics,
-        y0,
-        ts,
-        solvers,
-        tols,
-        dt=dts,
-        reference=reference,
-        reference_tol=reference_tol,
-        backward=backward,
-        repeats=repeats,
-    )
-
-
-def stiffness_of_models(
-    models: dict,
-    x: torch.Tensor,
-    *,
-    n_times: int = 11,
-    solver: str = "DP5",
-    tol: float = 1e-7,
-    per_sample: bool = True,
-):
-    """``{name: StiffnessReport}``: Jacobian spectra of each model's state along its
-    trajectory from the inputs ``x`` at ``n_times`` equally spaced times (float64)."""
-    from .diagnostics import stiffness_along_trajectory
-
-    reports = {}
-    for name, model in models.items():
-        model, y0, ts = _initial_state(model, x)
-        times = torch.linspace(float(ts[0]), float(ts[-1]), n_times, dtype=torch.float64)
-        reports[name] = stiffness_along_trajectory(
-            model.dynamics, y0, times, solver=solver, rtol=tol, atol=tol, per_sample=per_sample
-        )
-    return reports
-
-
-def format_stiffness_table(reports: dict) -> str:
-    """One row per model: NFE, steps, spectral radius, stiffness ratios, h·ρ/bound."""
-    head = [
-        "model",
-        "NFE",
-        "steps",
-        "rejected",
-        "max ρ",
-        "max Re λ",
-        "median ratio",
-        "mean ratio",
-        "max ratio",
-        "max hρ/bound",
-    ]
-    rows = []
-    for name, rep in reports.items():
-        s = rep.summary()
-        hb = s["max_h_rho_over_bound"]
-        rows.append(
-            [
-                name,
-                str(s["nfe"]),
-                str(s["steps"]),
-                str(s["rejected"]),
-                f"{s['max_spectral_radius']:.3g}",
-                f"{s['max_re']:.3g}",
-                f"{s['median_stiffness_ratio']:.3g}",
-                f"{s['mean_stiffness_ratio']:.3g}",
-                f"{s['max_stiffness_ratio']:.3g}",
-                "-" if hb is None else f"{hb:.3g}",
-            ]
-        )
-    return text_table(head, rows)
-
-
-def _write_json(path: Path, data) -> None:
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    write_json_atomic(path, clean(data))
+from ..diagnostics.models import DEFAULT_SOLVERS
+from ..dynamics.registry import MODEL_NAMES
+from ..io import write_json_atomic
+from .args import model_arg, task_arg
 
 
 # -- handlers --------------------------------------------------------------------------------
-def solver_table() -> str:
-    """The solver registry: canonical name, properties and which engines offer it."""
-    from .solve import SOLVERS, engines
+def cmd_list(args: argparse.Namespace) -> str:
+    """``list``: models (with their options), tasks, solvers with their engines, engines."""
+    from ..catalog import catalog
 
-    known = engines()
-    head = [
-        "solver",
-        "order",
-        "adaptive",
-        "implicit",
-        "stiff",
-        "switching",
-        "|hλ| bound",
-        "engines (native name)",
-    ]
-    rows = []
-    for name, info in SOLVERS.items():
-        offered = []
-        for ename, cls in known.items():
-            if name in cls.methods:
-                mark = "" if cls.available() else " [not installed]"
-                offered.append(f"{ename} ({cls.methods[name]}){mark}")
-        rows.append(
-            [
-                name,
-                str(info.order),
-                "yes" if info.adaptive else "no",
-                "yes" if info.implicit else "no",
-                "yes" if info.stiff else "no",
-                "yes" if info.auto_switching else "no",
-                "-" if info.stability_bound is None else f"{info.stability_bound:g}",
-                ", ".join(offered) or "-",
-            ]
-        )
-    return text_table(head, rows)
-
-
-def run_list(args: argparse.Namespace) -> str:
-    """``solvers list``: print the registry."""
-    table = solver_table()
-    print(table)
-    return table
+    text = catalog()
+    print(text)
+    return text
 
 
 def run_compare(args: argparse.Namespace) -> dict:
     """``solvers compare``: print the table, write the work-precision PNG and JSON."""
-    from .diagnostics import format_table, plot_work_precision
+    from ..diagnostics import compare_model, format_table, get_model, task_inputs
+    from ..plotting import plot_work_precision
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,7 +72,7 @@ def run_compare(args: argparse.Namespace) -> dict:
         out / f"{stem}.png",
         title=f"{args.task} {args.model} ({trained}): work-precision",
     )
-    _write_json(
+    write_json_atomic(
         json_path,
         {
             "task": args.task,
@@ -286,7 +88,8 @@ def run_compare(args: argparse.Namespace) -> dict:
 
 def run_stiffness(args: argparse.Namespace) -> dict:
     """``stiffness``: Jacobian spectra of several models along their trajectories."""
-    from .diagnostics import plot_spectra
+    from ..diagnostics import format_stiffness_table, get_model, stiffness_of_models, task_inputs
+    from ..plotting import plot_spectra
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -321,7 +124,7 @@ def run_stiffness(args: argparse.Namespace) -> dict:
     stem = f"stiffness_{args.task}"
     json_path = out / f"{stem}.json"
     png = plot_spectra(reports, out / f"{stem}.png", title=f"{args.task} ({trained})")
-    _write_json(
+    write_json_atomic(
         json_path,
         {
             "task": args.task,
@@ -337,7 +140,7 @@ def run_stiffness(args: argparse.Namespace) -> dict:
 # -- parsers ---------------------------------------------------------------------------------
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--task", default="pointcloud", type=_task_arg, help="task name (default: pointcloud)"
+        "--task", default="pointcloud", type=task_arg, help="task name (default: pointcloud)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, model and training")
     p.add_argument(
@@ -352,13 +155,13 @@ def add_parsers(subparsers) -> None:
     """Add ``solvers compare`` and ``stiffness`` to the CLI's subparsers."""
     solvers = subparsers.add_parser(
         "solvers",
-        help="solver engines: compare named solvers on a model's ODE",
+        help="compare named solvers on a model's ODE (`solvers list`: as `list`)",
         description="Solver engines and solver comparison.",
     )
     sub = solvers.add_subparsers(dest="solvers_command", metavar="{list,compare}")
     sub.required = True
-    lst = sub.add_parser("list", help="solver names, their properties and engines")
-    lst.set_defaults(func=run_list)
+    lst = sub.add_parser("list", help="the same as `nesterovnode list`")
+    lst.set_defaults(func=cmd_list)
     c = sub.add_parser(
         "compare",
         help="NFE, steps, error and time of several solvers and tolerances",
@@ -370,7 +173,7 @@ def add_parsers(subparsers) -> None:
     c.add_argument(
         "--model",
         default="nesterovnode",
-        type=_model_arg,
+        type=model_arg,
         help=f"one of: {', '.join(MODEL_NAMES)} (default: nesterovnode)",
     )
     c.add_argument("--checkpoint", default=None, help="a trained run (directory or .pt)")
@@ -427,7 +230,7 @@ def add_parsers(subparsers) -> None:
         "--models",
         nargs="+",
         default=list(MODEL_NAMES),
-        type=_model_arg,
+        type=model_arg,
         help=f"any of: {', '.join(MODEL_NAMES)} (default: all)",
     )
     s.add_argument(
@@ -453,3 +256,11 @@ def add_parsers(subparsers) -> None:
     )
     s.add_argument("--out", default="results/stiffness", help="output directory")
     s.set_defaults(func=run_stiffness)
+
+
+def add_list_parser(subparsers) -> None:
+    """Add ``list`` to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "list", help="models and their options, tasks, solvers with their engines, engines"
+    )
+    p.set_defaults(func=cmd_list)

@@ -1,43 +1,22 @@
-"""The ``nesterovnode`` command: parse arguments, call the library, print, write files.
+"""The ``train`` and ``compare`` subcommands: parse, call ``runs.train`` / ``runs.compare``,
+print the epochs and the table.
 
-nesterovnode list
-nesterovnode compare pointcloud [--models ...] [--epochs N] [--seeds K] [--out DIR] [--resume]
-nesterovnode train pointcloud --model nesterovnode [--epochs N] [--out DIR] [--resume]
-nesterovnode train mnist --model gnesterovnode --data-dir DIR [--download] [--device cuda]
-                         [--subset N] [--test-subset N] [--max-iters N]
-torchrun --nproc_per_node=K -m nesterovnode.cli train mnist ...   (DDP, one GPU per process)
-nesterovnode solvers compare --task pointcloud --model NAME --solvers DP5 scipy:Radau ...
-nesterovnode stiffness --task pointcloud --models node hbnode nesterovnode
+    nesterovnode train pointcloud --model nesterovnode [--epochs N] [--out DIR] [--resume]
+    nesterovnode compare pointcloud [--models ...] [--epochs N] [--seeds K] [--out DIR] [--resume]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from .tasks import MODEL_NAMES, TASKS
-
-
-def _task_arg(value: str) -> str:
-    key = value.lower()
-    if key not in TASKS:
-        raise argparse.ArgumentTypeError(f"unknown task {value!r}; valid tasks: {', '.join(TASKS)}")
-    return key
-
-
-def _model_arg(value: str) -> str:
-    key = value.lower()
-    if key not in MODEL_NAMES:
-        raise argparse.ArgumentTypeError(
-            f"unknown model {value!r}; valid models: {', '.join(MODEL_NAMES)}"
-        )
-    return key
+from ..tasks import TASKS
+from .args import model_arg, task_arg
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("task", type=_task_arg, help=f"one of: {', '.join(TASKS)}")
+    p.add_argument("task", type=task_arg, help=f"one of: {', '.join(TASKS)}")
     p.add_argument("--epochs", type=int, help="epochs per run (task default if omitted)")
     p.add_argument("--lr", type=float, help="Adam learning rate (task default if omitted)")
     p.add_argument("--batch-size", type=int, help="batch size (task default if omitted)")
@@ -50,6 +29,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="solver engine: torch, rk, scipy, julia (default: the task's, else by solver name)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help="model and data precision (default: the task's: float64 for pointcloud, "
+        "float32 for the image tasks)",
+    )
     p.add_argument(
         "--data-dir",
         help="directory holding the task's data files (image tasks; default "
@@ -71,12 +56,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--r", type=float, help="Nesterov factor r for the Nesterov models (default 3)")
     p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace results found in --out")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _base_config(args, model: str = "nesterovnode", seed: int = 0):
-    from .training import TrainConfig
+    from ..runs.training import TrainConfig
 
     model_options = {}
     if args.r is not None:
@@ -94,6 +80,7 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
         sensitivity=args.sensitivity,
         engine=args.engine,
         device=args.device,
+        dtype=args.dtype,
         seed=seed,
         data_dir=args.data_dir,
         subset=args.subset,
@@ -104,28 +91,6 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
     )
 
 
-def cmd_list(args) -> int:
-    from .solve import SOLVERS
-    from .solve.registry import engines
-
-    print("models:", ", ".join(MODEL_NAMES))
-    print("tasks: ", ", ".join(TASKS))
-    print("\nsolvers (canonical name: engine=native name):")
-    classes = engines()
-    for name, info in SOLVERS.items():
-        offers = [f"{e}={c.methods[name]}" for e, c in classes.items() if name in c.methods]
-        if offers:
-            kind = "adaptive" if info.adaptive else "fixed step, needs dt"
-            if info.implicit:
-                kind += ", implicit"
-            print(f"  {name:<10} order {info.order:<2} {kind:<32} {', '.join(offers)}")
-    print("\nengines:")
-    for name, cls in classes.items():
-        state = "available" if cls.available() else f"not available ({cls.install_hint})"
-        print(f"  {name:<6} {state}")
-    return 0
-
-
 def _prepare(args) -> None:
     """Settings shared by train and compare: --threads, and --paper's epochs and seeds."""
     if args.threads:
@@ -133,7 +98,7 @@ def _prepare(args) -> None:
 
         torch.set_num_threads(args.threads)
     if getattr(args, "paper", False):
-        from .tasks import get_task
+        from ..tasks import get_task
 
         paper = get_task(args.task).defaults
         args.epochs = args.epochs or paper.paper_epochs or paper.epochs
@@ -155,8 +120,8 @@ def format_epoch(rec: dict, task: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .comparison import compare, format_table, summary_rows
-    from .training import distributed_env
+    from ..runs.comparison import compare, format_table, summary_rows
+    from ..runs.training import distributed_env
 
     _prepare(args)
     out = Path(args.out or f"results/{args.task}")
@@ -181,8 +146,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .comparison import format_table, summary_rows
-    from .training import distributed_env, train
+    from ..runs.comparison import format_table, summary_rows
+    from ..runs.training import distributed_env, train
 
     _prepare(args)
     out = Path(args.out or f"runs/{args.task}/{args.model}/seed{args.seed}")
@@ -192,7 +157,14 @@ def cmd_train(args) -> int:
     def show(rec):
         print(format_epoch(rec, args.task), flush=True)
 
-    result = train(cfg, out, resume=args.resume, progress=not args.no_progress, on_epoch=show)
+    result = train(
+        cfg,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        on_epoch=show,
+    )
     if rank == 0:
         results = {
             "models": {
@@ -207,70 +179,24 @@ def cmd_train(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nesterovnode",
-        description="Momentum neural ODEs (NODE, ANODE, SONODE, HBNODE, GHBNODE, NesterovNODE, "
-        "GNesterovNODE) on solver engines chosen by name.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="models, tasks, solver names and engines")
-    p.set_defaults(func=cmd_list)
-
+def add_parsers(sub) -> None:
+    """Add ``compare`` and ``train`` to the CLI's subparsers."""
     p = sub.add_parser(
         "compare", help="train several models over seeds; table, results.json, plots"
     )
     _add_training_options(p)
-    p.add_argument("--models", nargs="+", type=_model_arg, help="default: all seven")
+    p.add_argument("--models", nargs="+", type=model_arg, help="default: all seven")
     p.add_argument("--seeds", type=int, help="runs per model (default 1)")
     p.add_argument("--out", help="output directory (default results/TASK)")
-    p.add_argument("--overwrite", action="store_true", help="replace results found in --out")
     p.add_argument("--paper", action="store_true", help="the paper's protocol (epochs, seeds)")
     p.add_argument("--jobs", type=int, help="runs in parallel processes (default: 2 on CPU)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train one model; checkpoint and log per epoch")
     _add_training_options(p)
-    p.add_argument("--model", required=True, type=_model_arg)
+    p.add_argument("--model", required=True, type=model_arg)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="run directory (default runs/TASK/MODEL/seedK)")
     p.add_argument("--paper", action="store_true", help="the paper's number of epochs")
     p.set_defaults(func=cmd_train)
 
-    from .cli_solvers import add_parsers
-
-    add_parsers(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one command: exit status 0; 2 for a usage or data error (the message on
-    stderr, no traceback); 130 on Ctrl-C."""
-    from .data.paths import DataUnavailableError
-    from .solve.errors import EngineNotInstalledError
-    from .training import DeviceUnavailableError, shutdown_distributed
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        rc = args.func(args)  # handlers may return their results for library use
-        return rc if isinstance(rc, int) else 0
-    except KeyboardInterrupt:
-        return 130  # checkpoints are written atomically; the message says how to resume
-    except (
-        ValueError,
-        FileExistsError,
-        FileNotFoundError,
-        DataUnavailableError,
-        DeviceUnavailableError,
-        EngineNotInstalledError,
-    ) as exc:
-        print(f"nesterovnode: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        shutdown_distributed()  # the DDP process group, when a command joined one
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -46,9 +46,34 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .io import save_torch_atomic, write_json_atomic, write_text_atomic
-from .solve import SolveConfig, clear_engine_caches
-from .tasks import Task, TaskModel, count_parameters, get_task
+from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
+from ..solve import SolveConfig, clear_engine_caches
+from ..tasks import Task, TaskModel, count_parameters, get_task
+from .folder import claim
+
+#: What a run writes to its folder (``_save``).
+RUN_FILES = ("checkpoint.pt", "log.jsonl", "config.json")
+
+#: The floating-point types a run may train in (``TrainConfig.dtype``).
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: The dtype of runs saved before the dtype was recorded (every task trained in float32).
+LEGACY_DTYPE = "float32"
+
+
+def saved_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's identity as it reads today: runs saved without a dtype were float32."""
+    return {**config, "dtype": config.get("dtype", LEGACY_DTYPE)}
+
+
+def dtype_hint(saved: dict[str, Any], asked: dict[str, Any]) -> str:
+    """The way to resume a run saved in another dtype (older runs are float32)."""
+    if saved.get("dtype") != asked.get("dtype"):
+        return (
+            f"; it was trained in {saved.get('dtype')} (runs saved before the dtype was "
+            f"recorded are {LEGACY_DTYPE}): pass --dtype {saved.get('dtype')} "
+            f"(dtype={saved.get('dtype')!r}) to resume it"
+        )
+    return ""
 
 
 @dataclass
@@ -76,6 +101,8 @@ class TrainConfig:
     max_iters: int | None = None  #: stop each epoch after N iterations (quick timings)
     download: bool = False  #: fetch missing data files (image tasks; needs torchvision)
     num_workers: int = 0
+    #: "float32" or "float64": the model and data in training (None: the task's default)
+    dtype: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
 
     def resolved(self, task: Task) -> TrainConfig:
@@ -100,6 +127,9 @@ class TrainConfig:
             value = getattr(out, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None for all), got {value}")
+        out.dtype = d.dtype if self.dtype is None else self.dtype
+        if out.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {out.dtype!r}")
         return out
 
     def solve_config(self) -> SolveConfig:
@@ -120,7 +150,7 @@ class TrainConfig:
         for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download"):
             d.pop(k)
         # Absent unless set, so runs saved before these options existed still resume.
-        for k in ("test_subset", "max_iters"):
+        for k in ("test_subset", "max_iters", "dtype"):
             if d[k] is None:
                 d.pop(k)
         return d
@@ -227,6 +257,7 @@ def evaluate(
     batch_size: int = 256,
     world: int = 1,
     rank: int = 0,
+    dtype: torch.dtype | None = None,
 ) -> float:
     """Accuracy of ``model`` on ``dataset`` (no gradients).
 
@@ -242,12 +273,19 @@ def evaluate(
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
     with torch.no_grad():
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            x, y = x.to(device), y.to(device)
+            x, y = _to(x, device, dtype), y.to(device)
             correct += task.correct(model(x), y)
             count += len(y)
     model.train(was_training)
     total_correct, total = _all_reduce_sum([float(correct), float(count)], device, world)
     return total_correct / max(total, 1)
+
+
+def _to(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None, **kw) -> torch.Tensor:
+    """``x`` on ``device``; floating inputs also in ``dtype`` (labels keep theirs)."""
+    if dtype is not None and x.is_floating_point():
+        return x.to(device, dtype, **kw)
+    return x.to(device, **kw)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -264,16 +302,18 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     task: Task | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> RunResult:
     """Train ``config.model`` on ``config.task``; checkpoint and log to ``out_dir``.
 
-    With ``resume=True`` and a checkpoint in ``out_dir`` the run continues after the last
-    finished epoch (up to ``config.epochs``); a checkpoint of a different configuration is
-    refused. Without ``resume`` an existing checkpoint is refused too, so nothing is
-    overwritten by accident.
+    ``out_dir`` follows the run-folder protocol (``runs.folder``): with ``resume=True`` and
+    a checkpoint there the run continues after the last finished epoch (up to
+    ``config.epochs``); a checkpoint of a different configuration is refused. Without
+    ``resume`` an existing checkpoint is refused too, so nothing is overwritten by
+    accident; ``overwrite=True`` removes the run found there and starts afresh.
     """
     if task is None:
         task = get_task(config.task)
@@ -289,28 +329,32 @@ def train(
     is_main = rank == 0
     torch.manual_seed(cfg.seed)
 
-    model = _build_model(task, cfg.model, cfg.identity()).to(device)
+    dtype = DTYPES[cfg.dtype]
+    model = _build_model(task, cfg.model, cfg.identity()).to(device=device, dtype=dtype)
     params = count_parameters(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     history: list[dict[str, float]] = []
 
     out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out else None
-    if out is not None and ckpt_path.exists():
-        if not resume:
-            raise FileExistsError(
-                f"{out} already holds a run (checkpoint.pt); pass resume=True (--resume) to "
-                f"continue it or choose another output directory (--out)"
-            )
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if state["config"] != cfg.identity():
-            raise ValueError(
-                f"the checkpoint in {out} is of another configuration:\n  saved: "
-                f"{state['config']}\n  asked: {cfg.identity()}\nuse another --out or --overwrite"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
+    saved: dict[str, Any] = {}
+
+    def read_config(path: Path) -> dict[str, Any]:
+        saved.update(torch.load(path, map_location=device, weights_only=False))
+        return saved_identity(saved["config"])
+
+    if claim(
+        out,
+        cfg.identity(),
+        results="checkpoint.pt",
+        read_config=read_config,
+        outputs=RUN_FILES,
+        resume=resume,
+        overwrite=overwrite,
+        hint=dtype_hint,
+    ):
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        history = saved["history"]
 
     ddp_model: nn.Module = model
     if world > 1:
@@ -342,7 +386,7 @@ def train(
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
         start = time.perf_counter()
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = _to(x, device, dtype, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             output = ddp_model(x)
             loss = task.loss_fn(output, y)
@@ -384,7 +428,7 @@ def train(
         }
         if cfg.evaluate and test_set is not None and not same_set:
             record["test_accuracy"] = evaluate(
-                model, task, test_set, device, world=world, rank=rank
+                model, task, test_set, device, world=world, rank=rank, dtype=dtype
             )
         history.append(record)
         if is_main and out is not None:
@@ -441,6 +485,7 @@ def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
     cfg = state["config"]
     task = get_task(state["task"])
     model = _build_model(task, state["model_name"], cfg)
+    model.to(dtype=DTYPES[saved_identity(cfg)["dtype"]])  # before loading: no rounding
     model.load_state_dict(state["model"])
     return model.to(device)
 

@@ -1,0 +1,289 @@
+"""Every picture the package draws, in one style: runs (loss, NFE and accuracy curves,
+mean ± std over seeds; learned features), solver comparison (work-precision) and
+stiffness (step sizes; spectra, stiffness ratios and spectral radii of several models).
+
+Figures are matplotlib ``Figure``s drawn by the Agg canvas (no pyplot, no GUI backend, no
+global state) and written as PNG atomically (``io.write_atomic``): a reader sees the old
+picture or the whole new one. Models have fixed colours and labels (``COLORS``,
+``LABELS``), so every figure of a comparison matches; other series take the default
+colour cycle. Every ``plot_*`` function returns the path it wrote.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .io import write_atomic
+
+#: Colours per model, fixed so every figure of a comparison matches.
+COLORS = {
+    "node": "#7f7f7f",
+    "anode": "#8c564b",
+    "sonode": "#9467bd",
+    "hbnode": "#1f77b4",
+    "ghbnode": "#17becf",
+    "nesterovnode": "#d62728",
+    "gnesterovnode": "#ff7f0e",
+}
+LABELS = {
+    "node": "NODE",
+    "anode": "ANODE",
+    "sonode": "SONODE",
+    "hbnode": "HBNODE",
+    "ghbnode": "GHBNODE",
+    "nesterovnode": "NesterovNODE",
+    "gnesterovnode": "GNesterovNODE",
+}
+DPI = 120
+
+
+# -- style -----------------------------------------------------------------------------------
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(6.4, 4.2), squeeze: bool = True):
+    """``fig, axes``: a Figure drawn by the Agg canvas; write it with ``save``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def save(fig, path: str | Path, title: str | None = None) -> Path:
+    """Title (when given), tight layout, then the PNG at ``path``, written atomically."""
+    path = Path(path)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=DPI, bbox_inches="tight"))
+    return path
+
+
+def color(name: str, i: int) -> str:
+    """A model's fixed colour, else the i-th of the default cycle."""
+    return COLORS.get(name, f"C{i % 10}")
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _finish(ax, legend: bool = True) -> None:
+    ax.grid(True, which="both", alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+# -- runs ------------------------------------------------------------------------------------
+def curve_stats(models: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per model: (epochs, mean, std) of ``key`` over the runs (seeds), on the epochs all
+    runs have."""
+    out = {}
+    for name, entry in models.items():
+        runs = [r["epochs"] for r in entry["runs"] if r["epochs"]]
+        if not runs:
+            continue
+        n = min(len(r) for r in runs)
+        values = np.array([[e[key] for e in r[:n]] for r in runs], dtype=float)
+        epochs = np.array([e["epoch"] for e in runs[0][:n]])
+        out[name] = (epochs, values.mean(axis=0), values.std(axis=0))
+    return out
+
+
+def plot_curve(
+    models: dict, key: str, ylabel: str, path: Path, log: bool = False, title: str = ""
+) -> Path:
+    """One line per model with a ±std band over seeds, against epoch."""
+    fig, ax = new_figure()
+    for i, (name, (epochs, mean, std)) in enumerate(curve_stats(models, key).items()):
+        c = color(name, i)
+        ax.plot(epochs, mean, label=label(name), color=c, lw=1.6)
+        ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.18, lw=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return save(fig, path)
+
+
+def plot_features(
+    features: dict[str, np.ndarray], labels: np.ndarray, path: Path, title: str = ""
+) -> Path:
+    """Scatter of the learned features h(T) per model, coloured by class (the paper's Fig. 4).
+
+    Features with more than two coordinates (ANODE) are shown by their first two.
+    """
+    names = list(features)
+    cols = min(4, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = new_figure(rows, cols, figsize=(3.2 * cols, 3.1 * rows), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        h = features[name]
+        for cls, c in ((-1, "#1f77b4"), (1, "#d62728")):
+            sel = labels == cls
+            ax.scatter(h[sel, 0], h[sel, 1], s=9, color=c, label=f"y = {cls:+d}")
+        extra = " (dims 1–2)" if h.shape[1] > 2 else ""
+        ax.set_title(label(name) + extra, fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7)
+    return save(fig, path, title)
+
+
+def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Path]:
+    """A comparison's pictures: loss and NFE curves against epoch, test accuracy when the
+    runs have it, and the feature scatter when ``features`` are given."""
+    out = Path(out)
+    models = results["models"]
+    task = results["task"]
+    paths = [
+        plot_curve(
+            models,
+            "loss",
+            "training loss",
+            out / "loss.png",
+            log=True,
+            title=f"{task}: training loss",
+        ),
+        plot_curve(
+            models,
+            "nfe_forward",
+            "forward NFE per batch",
+            out / "nfe_forward.png",
+            title=f"{task}: forward NFE",
+        ),
+        plot_curve(
+            models,
+            "nfe_backward",
+            "backward NFE per batch",
+            out / "nfe_backward.png",
+            title=f"{task}: backward NFE",
+        ),
+    ]
+    if any(
+        "test_accuracy" in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]
+    ):
+        paths.append(
+            plot_curve(
+                models,
+                "test_accuracy",
+                "test accuracy",
+                out / "test_accuracy.png",
+                title=f"{task}: test accuracy",
+            )
+        )
+    if features:
+        paths.append(
+            plot_features(
+                features,
+                labels,
+                out / "features.png",
+                title=f"{task}: learned features h(T), seed 0",
+            )
+        )
+    return paths
+
+
+# -- solver comparison -----------------------------------------------------------------------
+def plot_work_precision(comparison, path, title: str | None = None) -> Path:
+    """Error against forward NFE, log-log, one line per solver, points labelled by
+    tolerance (or dt); ``comparison`` is a ``diagnostics.Comparison`` or its rows."""
+    rows = comparison.rows if hasattr(comparison, "rows") else list(comparison)
+    fig, ax = new_figure(figsize=(6.5, 4.5))
+    by_solver: dict[str, list] = {}
+    for r in rows:
+        if r.status == "ok" and r.nfe > 0 and math.isfinite(r.error):
+            by_solver.setdefault(r.solver, []).append(r)
+    for i, (name, rs) in enumerate(by_solver.items()):
+        rs = sorted(rs, key=lambda r: r.nfe)
+        err = [max(r.error, 1e-17) for r in rs]
+        ax.loglog([r.nfe for r in rs], err, "o-", color=f"C{i % 10}", label=name)
+        for r, e in zip(rs, err):
+            text = f"{r.tol:.0e}" if r.tol is not None else f"dt={r.dt:.2g}"
+            ax.annotate(text, (r.nfe, e), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("forward NFE")
+    ax.set_ylabel("max |y - y_ref|")
+    ax.set_title(title or "work-precision")
+    _finish(ax)
+    return save(fig, path)
+
+
+# -- stiffness -------------------------------------------------------------------------------
+def plot_step_sizes(report, path, title: str | None = None) -> Path:
+    """Accepted step sizes against time (rejected attempts as crosses) of a
+    ``diagnostics.StiffnessReport``."""
+    fig, ax = new_figure(figsize=(6, 3.5))
+    ax.semilogy(report.step_times, report.step_sizes, ".-", label="accepted")
+    if report.rejected_times:
+        ax.semilogy(report.rejected_times, report.rejected_sizes, "x", color="C3", label="rejected")
+    ax.set_xlabel("t")
+    ax.set_ylabel("step size h")
+    ax.set_title(title or f"{report.solver} on {report.engine}")
+    _finish(ax)
+    return save(fig, path)
+
+
+def plot_spectra(reports: dict, path, title: str | None = None) -> Path:
+    """Compare models (``{name: StiffnessReport}``): eigenvalues at the last time
+    (complex plane), stiffness ratio, spectral radius and step size against time."""
+    fig, axes = new_figure(2, 2, figsize=(11, 8))
+    ax_eig, ax_ratio, ax_rho, ax_h = axes.ravel()
+    for i, (name, rep) in enumerate(reports.items()):
+        c = color(name, i)
+        last = rep.points[-1]
+        re = [x for s in last.samples for x in s.eig_real]
+        im = [x for s in last.samples for x in s.eig_imag]
+        if re:
+            ax_eig.scatter(re, im, s=6, alpha=0.5, color=c, label=label(name))
+        ax_ratio.plot(
+            rep.times,
+            [p.stiffness_ratio for p in rep.points],
+            "o-",
+            color=c,
+            label=f"{label(name)} (max)",
+        )
+        ax_ratio.plot(
+            rep.times, [p.mean_stiffness_ratio for p in rep.points], "--", color=c, alpha=0.6
+        )
+        ax_rho.plot(
+            rep.times, [p.spectral_radius for p in rep.points], "o-", color=c, label=label(name)
+        )
+        if rep.step_times:
+            ax_h.plot(rep.step_times, rep.step_sizes, ".-", color=c, label=label(name))
+    ax_eig.axvline(0.0, color="k", lw=0.5)
+    ax_eig.set_xlabel("Re λ")
+    ax_eig.set_ylabel("Im λ")
+    ax_eig.set_title("eigenvalues of ∂f/∂state at T")
+    ax_ratio.set_yscale("log")
+    ax_ratio.set_xlabel("t")
+    ax_ratio.set_title("max|Re λ|/min|Re λ| (solid: max, dashed: mean)")
+    ax_rho.set_xlabel("t")
+    ax_rho.set_title("spectral radius ρ")
+    ax_h.set_yscale("log")
+    ax_h.set_xlabel("t")
+    ax_h.set_title("accepted step size")
+    for ax in axes.ravel():
+        _finish(ax)
+    return save(fig, path, title)
+
+
+__all__ = [
+    "COLORS",
+    "LABELS",
+    "curve_stats",
+    "new_figure",
+    "plot_curve",
+    "plot_features",
+    "plot_spectra",
+    "plot_step_sizes",
+    "plot_work_precision",
+    "save",
+    "write_plots",
+]
