@@ -41,10 +41,10 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
-
 from nesterovnode.solve.graphs import GraphRunner
 from nesterovnode.solve.rk_engine import field_with_vjp
+from torch import nn
+
 from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 
 

@@ -145,7 +145,12 @@ def test_image_tasks_come_with_the_paper_protocol():
     assert (mnist.defaults.batch_size, cifar.defaults.batch_size) == (64, 256)
     for task in (mnist, cifar):
         d = task.defaults
-        assert (d.epochs, d.tol, d.solve.solver, d.solve.sensitivity) == (40, 1e-5, "DP5", "adjoint")
+        assert (d.epochs, d.tol, d.solve.solver, d.solve.sensitivity) == (
+            40,
+            1e-5,
+            "DP5",
+            "adjoint",
+        )
         assert d.ts == (1.0, 2.0)
     block = mnist.build_model("node").block
     assert block.config.rtol == 1e-5 and block.config.atol == 1e-5

@@ -49,8 +49,14 @@ def test_the_pi_controller_solves_to_the_same_accuracy(float64):
 
     y0 = torch.ones(1, 1)
     for controller in ("integral", "PI"):
-        sol = nn_.solve(nn_.NODE(Cos()), y0, [0.0, 10.0], rtol=1e-8, atol=1e-8,
-                        options={"controller": controller})
+        sol = nn_.solve(
+            nn_.NODE(Cos()),
+            y0,
+            [0.0, 10.0],
+            rtol=1e-8,
+            atol=1e-8,
+            options={"controller": controller},
+        )
         assert abs(float(sol.ys[-1, 0, 0]) - torch.e ** torch.sin(torch.tensor(10.0))) < 1e-7
     with pytest.raises(ValueError, match="controller' must be one of 'integral', 'PI'"):
         nn_.solve(nn_.NODE(Cos()), y0, [0.0, 1.0], options={"controller": "P"})
@@ -79,8 +85,16 @@ def engine_runs(dyn, solver, sensitivities=("adjoint", "adjoint")):
     out = []
     for engine, sensitivity in zip(("rk", "torchdiffeq"), sensitivities):
         dyn.zero_grad()
-        sol = nn_.solve(dyn, y0, [1.0, 2.0], solver=solver, engine=engine, rtol=1e-6,
-                        atol=1e-6, sensitivity=sensitivity)
+        sol = nn_.solve(
+            dyn,
+            y0,
+            [1.0, 2.0],
+            solver=solver,
+            engine=engine,
+            rtol=1e-6,
+            atol=1e-6,
+            sensitivity=sensitivity,
+        )
         sol.ys[-1].square().sum().backward()
         out.append((sol, [p.grad.clone() for p in dyn.parameters()]))
     return out
@@ -122,8 +136,16 @@ def test_the_one_adjoint_needs_fewer_backward_steps_than_torchdiffeqs_own(solver
 def loss_and_grads(dyn, h0, v0, options, sensitivity="adjoint"):
     dyn.zero_grad()
     y0 = dyn.initial_state(1.0, h0, v0)
-    sol = nn_.solve(dyn, y0, [1.0, 1.5, 2.0], rtol=1e-5, atol=1e-5, engine="rk",
-                    sensitivity=sensitivity, options=options)
+    sol = nn_.solve(
+        dyn,
+        y0,
+        [1.0, 1.5, 2.0],
+        rtol=1e-5,
+        atol=1e-5,
+        engine="rk",
+        sensitivity=sensitivity,
+        options=options,
+    )
     loss = dyn.readout(torch.tensor([1.0, 1.5, 2.0]), sol.ys).square().sum()
     loss.backward()
     grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])

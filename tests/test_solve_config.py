@@ -25,7 +25,13 @@ class Cos(nn.Module):
 def test_a_config_is_one_frozen_value_with_the_defaults_in_one_place():
     c = SolveConfig()
     assert (c.solver, c.rtol, c.atol, c.dt, c.sensitivity, c.engine, c.max_steps) == (
-        "DP5", 1e-7, 1e-7, None, "adjoint", None, 100_000
+        "DP5",
+        1e-7,
+        1e-7,
+        None,
+        "adjoint",
+        None,
+        100_000,
     )
     with pytest.raises(AttributeError):
         c.rtol = 1e-3
@@ -123,8 +129,9 @@ def test_torchdiffeq_bs3_is_as_accurate_at_T_as_rk():
     exact = math.exp(math.sin(10.0))
     err = {}
     for engine in ("rk", "torchdiffeq"):
-        sol = nn_.solve(nn_.NODE(Cos()), y0, [0.0, 10.0], solver="BS3", engine=engine,
-                        rtol=1e-8, atol=1e-8)
+        sol = nn_.solve(
+            nn_.NODE(Cos()), y0, [0.0, 10.0], solver="BS3", engine=engine, rtol=1e-8, atol=1e-8
+        )
         err[engine] = abs(float(sol.ys[-1, 0, 0]) - exact)
     assert err["torchdiffeq"] < 2 * err["rk"] < 1e-6
 

@@ -21,9 +21,9 @@ from .dynamics import (
 from .layers import ODEBlock
 from .solve import (
     SOLVERS,
-    SolveConfig,
     EngineNotInstalledError,
     Solution,
+    SolveConfig,
     SolverError,
     SolveStats,
     solve,

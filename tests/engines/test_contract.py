@@ -17,16 +17,21 @@ import torch
 from torch import nn
 
 import nesterovnode as nn_
+from conftest import BlowUp, TimeRecorder, TinyField
 from nesterovnode.solve import SolverError, engines, sensitivity_names
 from nesterovnode.solve.registry import ENGINE_ORDER, SOLVERS, engine_class
-
-from conftest import BlowUp, TimeRecorder, TinyField
 from test_core_closed_form import nesterov_closed_form_error
 
 FIXED_ORDER_SOLVERS = ("Euler", "Midpoint", "RK4", "RK38", "BS3", "DP5", "Tsit5", "DP8", "DP87")
 #: step sizes per order where the float64 error is well above round-off and below 1
-STEPS = {1: (0.02, 0.01, 0.005), 2: (0.04, 0.02, 0.01), 3: (0.1, 0.05, 0.025),
-         4: (0.1, 0.05, 0.025), 5: (0.1, 0.05, 0.025), 8: (0.5, 0.25, 0.125)}
+STEPS = {
+    1: (0.02, 0.01, 0.005),
+    2: (0.04, 0.02, 0.01),
+    3: (0.1, 0.05, 0.025),
+    4: (0.1, 0.05, 0.025),
+    5: (0.1, 0.05, 0.025),
+    8: (0.5, 0.25, 0.125),
+}
 
 
 def _engine(name):
@@ -37,8 +42,10 @@ def _engine(name):
 def _available(name):
     cls = engine_class(name)
     if cls is None or not cls.available():
-        pytest.skip(f"the {name} engine cannot run here: "
-                    f"{'absent' if cls is None else cls.unavailable_reason()}")
+        pytest.skip(
+            f"the {name} engine cannot run here: "
+            f"{'absent' if cls is None else cls.unavailable_reason()}"
+        )
     return cls
 
 
@@ -100,8 +107,9 @@ def test_adaptive_error_falls_with_the_tolerance_and_stays_near_it(engine, solve
     exact = math.exp(math.sin(10.0))
     errors = []
     for tol in (1e-5, 1e-8):
-        sol = nn_.solve(nn_.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine,
-                        rtol=tol, atol=tol)
+        sol = nn_.solve(
+            nn_.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine, rtol=tol, atol=tol
+        )
         errors.append(abs(float(sol.ys[-1, 0, 0]) - exact) / exact)
     assert errors[1] < errors[0] / 10
     assert errors[1] < 1e-6
@@ -111,8 +119,9 @@ def test_adaptive_error_falls_with_the_tolerance_and_stays_near_it(engine, solve
 def test_nesterov_readout_matches_the_bessel_closed_form(engine, solver):
     _available(engine)
     tol = 1e-7 if SOLVERS[solver].order <= 3 else 1e-10
-    err = nesterov_closed_form_error(3.0, solver=solver, engine=engine, rtol=tol, atol=tol,
-                                     sensitivity="adjoint")
+    err = nesterov_closed_form_error(
+        3.0, solver=solver, engine=engine, rtol=tol, atol=tol, sensitivity="adjoint"
+    )
     assert err < (1e-4 if SOLVERS[solver].order <= 3 else 1e-7)
 
 
@@ -125,8 +134,9 @@ def test_outputs_between_steps_have_the_methods_accuracy(engine, solver):
     nfe = {}
     for n in (2, 51):
         ts = torch.linspace(0.0, 10.0, n, dtype=torch.float64)
-        sol = nn_.solve(nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine,
-                        rtol=1e-8, atol=1e-8)
+        sol = nn_.solve(
+            nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, rtol=1e-8, atol=1e-8
+        )
         exact = torch.exp(torch.sin(ts))
         err = ((sol.ys[:, 0, 0] - exact).abs() / exact).max()
         assert float(err) < 1e-6, (n, float(err))
@@ -182,7 +192,11 @@ def test_gradients_equal_float64_finite_differences(engine, sensitivity, kind):
                 flat[i] = old
                 fd = (up - down) / (2 * eps)
                 assert abs(float(gflat[i]) - fd) < 1e-6 * max(1.0, abs(fd)), (
-                    tuple(tensor.shape), i, float(gflat[i]), fd)
+                    tuple(tensor.shape),
+                    i,
+                    float(gflat[i]),
+                    fd,
+                )
 
 
 # -- counting, the interval, failures ------------------------------------------------------
@@ -195,8 +209,16 @@ def test_reported_nfe_equals_the_calls_the_field_observes(engine, sensitivity):
     ts = torch.tensor([1.0, 1.5, 2.0], dtype=torch.float64)
     h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
     options = {"cuda_graphs": "emulate"} if engine == "rk" else {}
-    sol = nn_.solve(dyn, dyn.initial_state(ts[0], h0), ts, engine=engine,
-                    sensitivity=sensitivity, rtol=1e-6, atol=1e-6, options=options)
+    sol = nn_.solve(
+        dyn,
+        dyn.initial_state(ts[0], h0),
+        ts,
+        engine=engine,
+        sensitivity=sensitivity,
+        rtol=1e-6,
+        atol=1e-6,
+        options=options,
+    )
     forward = len(net.times)
     assert sol.stats.nfe_forward == forward > 0
     dyn.readout(ts, sol.ys)[-1].sum().backward()
@@ -223,21 +245,39 @@ def test_the_field_is_never_evaluated_outside_the_interval(engine, sensitivity):
             continue
         ts = torch.tensor([1.0, 1.3, 2.0], dtype=torch.float64)
         h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
-        sol = nn_.solve(dyn, dyn.initial_state(ts[0], h0), ts, solver=solver, engine=engine,
-                        sensitivity=sensitivity, rtol=1e-7, atol=1e-7)
+        sol = nn_.solve(
+            dyn,
+            dyn.initial_state(ts[0], h0),
+            ts,
+            solver=solver,
+            engine=engine,
+            sensitivity=sensitivity,
+            rtol=1e-7,
+            atol=1e-7,
+        )
         dyn.readout(ts, sol.ys)[-1].sum().backward()
         assert 1.0 <= min(rec.times) and max(rec.times) <= 2.0, (min(rec.times), max(rec.times))
 
 
-@pytest.mark.parametrize("engine,solver", cases("adaptive") + [
-    pytest.param("scipy", s, id=f"scipy-{s}") for s in ("LSODA", "RadauIIA5", "BDF")
-])
+@pytest.mark.parametrize(
+    "engine,solver",
+    cases("adaptive")
+    + [pytest.param("scipy", s, id=f"scipy-{s}") for s in ("LSODA", "RadauIIA5", "BDF")],
+)
 def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
     _available(engine)
     start = time.perf_counter()
     with pytest.raises(SolverError) as info:
-        nn_.solve(nn_.NODE(BlowUp()), torch.ones(1, 1, dtype=torch.float64), [0.0, 2.0],
-                  solver=solver, engine=engine, rtol=1e-5, atol=1e-5, max_steps=None)
+        nn_.solve(
+            nn_.NODE(BlowUp()),
+            torch.ones(1, 1, dtype=torch.float64),
+            [0.0, 2.0],
+            solver=solver,
+            engine=engine,
+            rtol=1e-5,
+            atol=1e-5,
+            max_steps=None,
+        )
     assert time.perf_counter() - start < 10  # LSODA used to record zero-length steps forever
     err = info.value
     assert 0.9 < err.t_reached <= 1.001
@@ -248,8 +288,9 @@ def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
 def test_an_unknown_engine_option_is_refused_with_the_valid_ones(engine):
     cls = _available(engine)
     with pytest.raises(ValueError, match="has no option 'bogus'; its options:") as info:
-        nn_.solve(nn_.NODE(CosField()), torch.ones(1, 1), [0.0, 1.0], engine=engine,
-                  options={"bogus": 1})
+        nn_.solve(
+            nn_.NODE(CosField()), torch.ones(1, 1), [0.0, 1.0], engine=engine, options={"bogus": 1}
+        )
     for name in cls.options:
         assert name in str(info.value)
 

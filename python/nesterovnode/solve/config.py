@@ -70,10 +70,13 @@ class SolveConfig:
             object.__setattr__(self, name, float(value))
         if self.dt is not None:
             if not (isinstance(self.dt, (int, float)) and self.dt > 0 and math.isfinite(self.dt)):
-                raise ValueError(f"dt must be a finite number > 0 (or None: adaptive), got {self.dt}")
+                raise ValueError(
+                    f"dt must be a finite number > 0 (or None: adaptive), got {self.dt}"
+                )
             object.__setattr__(self, "dt", float(self.dt))
         if self.max_steps is not None and (
-            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+            isinstance(self.max_steps, bool)
+            or not isinstance(self.max_steps, int)
             or self.max_steps < 1
         ):
             raise ValueError(f"max_steps must be a positive integer or None, got {self.max_steps}")
@@ -81,8 +84,7 @@ class SolveConfig:
             raise TypeError(f"sensitivity must be a name, got {self.sensitivity!r}")
         if self.sensitivity not in GENERIC_SENSITIVITIES and ":" not in self.sensitivity:
             raise ValueError(
-                f"unknown sensitivity {self.sensitivity!r}; valid: "
-                f"{', '.join(sensitivity_names())}"
+                f"unknown sensitivity {self.sensitivity!r}; valid: {', '.join(sensitivity_names())}"
             )
         if self.engine is not None:
             object.__setattr__(self, "engine", engine_name(self.engine))

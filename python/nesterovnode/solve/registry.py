@@ -61,12 +61,14 @@ SOLVERS: dict[str, SolverInfo] = _solvers(
     SolverInfo("Tsit5", 5, True, stability_bound=3.5, description="Tsitouras 5(4)"),
     SolverInfo("DP8", 8, True, stability_bound=6.0, description="Dormand–Prince 8(5,3)"),
     SolverInfo(
-        "DP87", 8, True, stability_bound=5.0, description="Prince–Dormand 8(7) 13M (torchdiffeq's dopri8)"
+        "DP87",
+        8,
+        True,
+        stability_bound=5.0,
+        description="Prince–Dormand 8(7) 13M (torchdiffeq's dopri8)",
     ),
     SolverInfo("Vern7", 7, True, stability_bound=4.6, description="Verner 7(6)"),
-    SolverInfo(
-        "RadauIIA5", 5, True, implicit=True, stiff=True, description="Radau IIA, 3 stages"
-    ),
+    SolverInfo("RadauIIA5", 5, True, implicit=True, stiff=True, description="Radau IIA, 3 stages"),
     SolverInfo("Rodas5P", 5, True, implicit=True, stiff=True, description="Rosenbrock 5(4)"),
     SolverInfo("BDF", 5, True, implicit=True, stiff=True, description="variable-order BDF/NDF 1–5"),
     SolverInfo(

@@ -146,8 +146,9 @@ class Recorder:
         self.attempts += 1
         if self.max_steps is not None and self.attempts > self.max_steps:
             raise self.fail(
-                t, "max_steps", f"took more than max_steps = {self.max_steps} steps (dt = "
-                f"{float(h):.3g})"
+                t,
+                "max_steps",
+                f"took more than max_steps = {self.max_steps} steps (dt = {float(h):.3g})",
             )
 
     def accepted(self, t, h) -> None:

@@ -31,7 +31,6 @@ engine; ``register_engine`` gives a new one the whole contract suite.
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -95,7 +94,9 @@ class ODEProblem:
     def set_extra(self, key: str, value) -> None:
         self.recorder.set(key, value)
 
-    def fail(self, reason: str | None, t_reached: float | None = None, detail: str = "") -> SolverError:
+    def fail(
+        self, reason: str | None, t_reached: float | None = None, detail: str = ""
+    ) -> SolverError:
         """The error to raise when the engine fails (``reason``: a key of errors.HINTS,
         or None with the engine's own message as ``detail``)."""
         return self.recorder.fail(t_reached, reason, detail)

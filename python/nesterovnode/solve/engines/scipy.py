@@ -75,8 +75,9 @@ class ScipyEngine(ExternalEngine):
         **ExternalEngine.options,
         "max_step": Option((int, float), None, "SciPy's max_step"),
         "min_step": Option((int, float), None, "SciPy's min_step"),
-        "blas_threads": Option(int, None, "OpenBLAS threads during the solve (default 1 up to "
-                               "2000 equations)"),
+        "blas_threads": Option(
+            int, None, "OpenBLAS threads during the solve (default 1 up to 2000 equations)"
+        ),
     }
 
     @classmethod

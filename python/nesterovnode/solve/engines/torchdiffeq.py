@@ -137,8 +137,13 @@ class TorchdiffeqEngine(Engine):
         counted = _Counted(field, request, "grid_constructor" in options)
         try:
             out = torchdiffeq.odeint(
-                counted, z0, t, rtol=request.rtol, atol=request.atol,
-                method=request.method, options=options,
+                counted,
+                z0,
+                t,
+                rtol=request.rtol,
+                atol=request.atol,
+                method=request.method,
+                options=options,
             )
         except AssertionError as exc:
             raise _failure(exc, request) from exc
@@ -172,8 +177,15 @@ class TorchdiffeqEngine(Engine):
             setattr(counted, name + "_adjoint", method)
         try:
             return torchdiffeq.odeint_adjoint(
-                counted, y0, t, rtol=request.rtol, atol=request.atol, method=request.method,
-                options=options, adjoint_params=params, adjoint_options=adjoint_options,
+                counted,
+                y0,
+                t,
+                rtol=request.rtol,
+                atol=request.atol,
+                method=request.method,
+                options=options,
+                adjoint_params=params,
+                adjoint_options=adjoint_options,
             )
         except AssertionError as exc:
             raise _failure(exc, request) from exc

@@ -79,18 +79,22 @@ class RKEngine(Engine):
         else:
             mode = "graph" if y.is_cuda else "eager"
         keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
-        channels = tuple(range(len(z0))) if request.error_channels is None else (
-            request.error_channels
+        channels = (
+            tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
         )
-        key = None if field.key is None else (
-            field.key,
-            request.method,
-            request.rtol,
-            request.atol,
-            channels,
-            tuple(tuple(z.shape) for z in z0),
-            dtype,
-            device,
+        key = (
+            None
+            if field.key is None
+            else (
+                field.key,
+                request.method,
+                request.rtol,
+                request.atol,
+                channels,
+                tuple(tuple(z.shape) for z in z0),
+                dtype,
+                device,
+            )
         )
 
         def runner(kind: str, fn, dense=False):
@@ -117,7 +121,9 @@ class RKEngine(Engine):
             direction = 1.0 if times[-1] > times[0] else -1.0
             step = runner(
                 "step",
-                make_adaptive_step(tab, field, request.rtol, request.atol, norm, field.reads, dense),
+                make_adaptive_step(
+                    tab, field, request.rtol, request.atol, norm, field.reads, dense
+                ),
                 dense,
             )
             init = runner(

@@ -43,7 +43,12 @@ def fixed_grid(times: Sequence[float], dt: float) -> list[list[float]]:
 
 
 def integrate_fixed(
-    tableau: Tableau, step, y0: State, times: Sequence[float], dt: float, recorder: Recorder,
+    tableau: Tableau,
+    step,
+    y0: State,
+    times: Sequence[float],
+    dt: float,
+    recorder: Recorder,
     keep: Keep,
 ) -> list[State]:
     """The states at ``times`` of a fixed-step solve."""
