@@ -1,0 +1,28 @@
+"""Runs: training one model (``training``), comparing several over seeds
+(``comparison``), and the run-folder protocol both follow (``folder``)."""
+
+from .comparison import compare, summary_rows
+from .folder import ConfigurationMismatch, claim
+from .training import (
+    DeviceUnavailableError,
+    RunResult,
+    TrainConfig,
+    load_model,
+    load_or_train,
+    read_log,
+    train,
+)
+
+__all__ = [
+    "ConfigurationMismatch",
+    "DeviceUnavailableError",
+    "RunResult",
+    "TrainConfig",
+    "claim",
+    "compare",
+    "load_model",
+    "load_or_train",
+    "read_log",
+    "summary_rows",
+    "train",
+]
