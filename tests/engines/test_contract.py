@@ -106,23 +106,25 @@ def test_adaptive_error_falls_with_the_tolerance_and_stays_near_it(engine, solve
     y0 = torch.ones(1, 1, dtype=torch.float64)
     exact = math.exp(math.sin(10.0))
     errors = []
-    for tol in (1e-5, 1e-8):
+    low = SOLVERS[solver].order <= 2  # Heun: thousands of steps at 1e-8
+    for tol in (1e-3, 1e-6) if low else (1e-5, 1e-8):
         sol = nn_.solve(
             nn_.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine, rtol=tol, atol=tol
         )
         errors.append(abs(float(sol.ys[-1, 0, 0]) - exact) / exact)
     assert errors[1] < errors[0] / 10
-    assert errors[1] < 1e-6
+    assert errors[1] < (1e-4 if low else 1e-6)
 
 
 @pytest.mark.parametrize("engine,solver", cases("adaptive"))
 def test_nesterov_readout_matches_the_bessel_closed_form(engine, solver):
     _available(engine)
-    tol = 1e-7 if SOLVERS[solver].order <= 3 else 1e-10
+    order = SOLVERS[solver].order
+    tol = 1e-6 if order <= 2 else 1e-7 if order <= 3 else 1e-10
     err = nesterov_closed_form_error(
         3.0, solver=solver, engine=engine, rtol=tol, atol=tol, sensitivity="adjoint"
     )
-    assert err < (1e-4 if SOLVERS[solver].order <= 3 else 1e-7)
+    assert err < (1e-3 if order <= 2 else 1e-4 if order <= 3 else 1e-7)
 
 
 @pytest.mark.parametrize("engine,solver", cases("adaptive"))
@@ -131,15 +133,16 @@ def test_outputs_between_steps_have_the_methods_accuracy(engine, solver):
     dense output for the method the NFE does not grow with their number."""
     cls = _available(engine)
     y0 = torch.ones(1, 1, dtype=torch.float64)
+    tol = 1e-5 if SOLVERS[solver].order <= 2 else 1e-8
     nfe = {}
     for n in (2, 51):
         ts = torch.linspace(0.0, 10.0, n, dtype=torch.float64)
         sol = nn_.solve(
-            nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, rtol=1e-8, atol=1e-8
+            nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, rtol=tol, atol=tol
         )
         exact = torch.exp(torch.sin(ts))
         err = ((sol.ys[:, 0, 0] - exact).abs() / exact).max()
-        assert float(err) < 1e-6, (n, float(err))
+        assert float(err) < 100 * tol, (n, float(err))
         nfe[n] = sol.stats.nfe_forward
     if solver in cls.dense_methods:
         assert nfe[51] <= nfe[2] + 2
