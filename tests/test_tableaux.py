@@ -351,3 +351,41 @@ def test_dp8_error_combination_as_documented_is_scipys():
         e5, e3 = rms(dp8.b_error), rms(dp8.b_error_low)
         err = e5**2 / math.sqrt(e5**2 + 0.01 * e3**2)
         assert err == pytest.approx(solver._estimate_error_norm(K, h, scale), rel=1e-12)
+
+
+def _real_stability_bound(a_rows, b) -> float:
+    """Largest x with |R(-x')| <= 1 on [0, x], R(z) = 1 + z bᵀ(I − zA)⁻¹1."""
+    s = len(b)
+    a = np.zeros((s, s))
+    for i, row in enumerate(a_rows):
+        a[i + 1, : len(row)] = row
+    bv, ones = np.asarray(b, dtype=float), np.ones(s)
+    xs = np.linspace(0.0, 10.0, 20001)
+    ok = [abs(1 - x * bv @ np.linalg.solve(np.eye(s) + x * a, ones)) <= 1 + 1e-12 for x in xs]
+    return float(xs[ok.index(False)])
+
+
+@pytest.mark.parametrize("native", sorted(TABLEAUX))
+def test_the_registrys_stability_bounds_are_the_tableaus(native):
+    from nesterovnode.solve.engines.rk import RKEngine
+    from nesterovnode.solve.registry import SOLVERS
+
+    canonical = {v: k for k, v in RKEngine.methods.items()}[native]
+    tab = TABLEAUX[native]
+    bound = _real_stability_bound(tab.a, tab.b)
+    assert bound == pytest.approx(SOLVERS[canonical].stability_bound, abs=2e-3)
+
+
+def test_torchdiffeqs_dopri8_is_not_dop853():
+    """torchdiffeq's dopri8 is Prince & Dormand's 8(7) 13M pair: another method than DP8
+    (DOP853), so it has its own canonical name, DP87."""
+    from torchdiffeq._impl.dopri8 import _DOPRI8_TABLEAU as t
+
+    from nesterovnode.solve.registry import SOLVERS
+
+    a_rows = [[float(x) for x in row] for row in t.beta]
+    b = [float(x) for x in t.c_sol]
+    assert len(b) != TABLEAUX["dp8"].stages or a_rows[0][0] != TABLEAUX["dp8"].a[0][0]
+    assert _real_stability_bound(a_rows, b) == pytest.approx(
+        SOLVERS["DP87"].stability_bound, abs=2e-3
+    )

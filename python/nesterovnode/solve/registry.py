@@ -41,7 +41,8 @@ class SolverInfo:
     implicit: bool = False
     stiff: bool = False  #: A-stable / meant for stiff problems
     auto_switching: bool = False  #: switches between a stiff and a non-stiff method
-    #: |h λ| bound of the stability region on the negative real axis (explicit methods)
+    #: |h λ| bound of the stability region on the negative real axis (explicit methods;
+    #: computed from each tableau's stability function in tests/test_tableaux.py)
     stability_bound: float | None = None
     description: str = ""
 
@@ -56,15 +57,15 @@ SOLVERS: dict[str, SolverInfo] = _solvers(
     SolverInfo("Heun", 2, True, stability_bound=2.0, description="Heun–Euler 2(1), adaptive"),
     SolverInfo("RK4", 4, False, stability_bound=2.785, description="classical Runge–Kutta"),
     SolverInfo("RK38", 4, False, stability_bound=2.785, description="Kutta's 3/8 rule"),
-    SolverInfo("BS3", 3, True, stability_bound=2.51, description="Bogacki–Shampine 3(2)"),
-    SolverInfo("DP5", 5, True, stability_bound=3.31, description="Dormand–Prince 5(4)"),
-    SolverInfo("Tsit5", 5, True, stability_bound=3.5, description="Tsitouras 5(4)"),
-    SolverInfo("DP8", 8, True, stability_bound=6.0, description="Dormand–Prince 8(5,3)"),
+    SolverInfo("BS3", 3, True, stability_bound=2.513, description="Bogacki–Shampine 3(2)"),
+    SolverInfo("DP5", 5, True, stability_bound=3.307, description="Dormand–Prince 5(4)"),
+    SolverInfo("Tsit5", 5, True, stability_bound=3.507, description="Tsitouras 5(4)"),
+    SolverInfo("DP8", 8, True, stability_bound=6.394, description="Dormand–Prince 8(5,3)"),
     SolverInfo(
         "DP87",
         8,
         True,
-        stability_bound=5.0,
+        stability_bound=5.167,
         description="Prince–Dormand 8(7) 13M (torchdiffeq's dopri8)",
     ),
     SolverInfo("Vern7", 7, True, stability_bound=4.6, description="Verner 7(6)"),
