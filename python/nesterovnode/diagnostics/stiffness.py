@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..solve.adjoint import dense_jacobian
+
 #: Largest system whose Jacobian is formed densely (beyond it: power iteration).
 MAX_DENSE = 2000
 
@@ -152,7 +154,7 @@ def _as_time(t, like: torch.Tensor) -> torch.Tensor:
 
 
 def jacobian(dynamics: nn.Module, t, y: torch.Tensor, per_sample: bool = False) -> torch.Tensor:
-    """``∂f/∂y`` at ``(t, y)`` by reverse-mode autograd.
+    """``∂f/∂y`` at ``(t, y)`` (the solve layer's ``dense_jacobian``, autograd).
 
     ``per_sample=False``: the whole batch as one system, ``[n, n]`` with ``n = y.numel()``.
     ``per_sample=True``: the diagonal blocks, ``[B, m, m]`` with ``m = y[0].numel()`` (each
@@ -161,23 +163,10 @@ def jacobian(dynamics: nn.Module, t, y: torch.Tensor, per_sample: bool = False) 
     tt = _as_time(t, y)
     y = y.detach()
     if not per_sample:
-        shape = y.shape
-
-        def f(v):
-            return dynamics(tt, v.view(shape)).reshape(-1)
-
-        return torch.func.jacrev(f)(y.reshape(-1)).detach()
-
-    sample_shape = y.shape[1:]
-
-    def f1(v):
-        return dynamics(tt, v.view(1, *sample_shape)).reshape(-1)
-
-    flat = y.reshape(y.shape[0], -1)
-    try:
-        return torch.func.vmap(torch.func.jacrev(f1))(flat).detach()
-    except (RuntimeError, ValueError):  # a field that does not vmap: one sample at a time
-        return torch.stack([torch.func.jacrev(f1)(v) for v in flat]).detach()
+        return dense_jacobian(lambda v: dynamics(tt, v), y).detach()
+    return torch.stack(
+        [dense_jacobian(lambda v: dynamics(tt, v), sample[None]) for sample in y]
+    ).detach()
 
 
 def spectral_radius_power(
