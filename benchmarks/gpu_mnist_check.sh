@@ -127,8 +127,8 @@ grep -q GRAPHS_OK "$OUT/graph_check.txt" 2>/dev/null && graphs_ok=1
 
 # (iii) one iteration per model: forward + adjoint backward + Adam, on real MNIST batches,
 # on torchdiffeq (the published code's solver) and on the rk engine (CUDA graphs)
-step "benchmarks/images.py --engine torch" 120 30 "$PY" benchmarks/images.py \
-  --device "$DEVICE" --engine torch --models "$BENCH_MODELS" --iters "$BENCH_ITERS" \
+step "benchmarks/images.py --engine torchdiffeq" 120 30 "$PY" benchmarks/images.py \
+  --device "$DEVICE" --engine torchdiffeq --models "$BENCH_MODELS" --iters "$BENCH_ITERS" \
   --warmup "$BENCH_WARMUP" --data-dir "$MNIST_DIR" --json "$OUT/bench_images_torch.json"
 step "benchmarks/images.py --engine rk" 120 30 "$PY" benchmarks/images.py \
   --device "$DEVICE" --engine rk --models "$BENCH_MODELS" --iters $((BENCH_ITERS * 3)) \

@@ -72,9 +72,9 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         graphed = task.build_model(name, engine="rk", options={"cuda_graphs": True}).to(device)
         eager = copy.deepcopy(graphed)
-        eager.block.solve_options["options"] = {"cuda_graphs": False}
+        eager.block.config = eager.block.config.replace(options={"cuda_graphs": False})
         reference = copy.deepcopy(graphed)
-        reference.block.solve_options.update(engine="torch", options=None)
+        reference.block.config = reference.block.config.replace(engine="torchdiffeq", options={})
         for b, (x, y) in enumerate(batches):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -41,10 +41,10 @@ import time
 from pathlib import Path
 
 import torch
-from nesterovnode.solve.graphs import GraphRunner
-from nesterovnode.solve.rk_engine import field_with_vjp
 from torch import nn
 
+from nesterovnode.solve.adjoint import AugmentedField
+from nesterovnode.solve.engines.rk.graphs import GraphRunner
 from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 
 
@@ -170,8 +170,7 @@ def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[floa
     captured by the rk engine's ``GraphRunner`` and replayed: the network's own cost with
     no launch overhead, which the graphed solver also pays per NFE."""
     t, h = example
-    named = [(n, p) for n, p in f.named_parameters() if p.requires_grad]
-    names, params = [n for n, _ in named], [p for _, p in named]
+    field = AugmentedField(f)  # the one vector–Jacobian product of the solve layer
     # a fixed cotangent (no random numbers: the generator must not advance here)
     a = torch.linspace(-1.0, 1.0, h.numel(), device=h.device, dtype=h.dtype).view_as(h)
 
@@ -180,7 +179,7 @@ def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[floa
             return f(t, h)
 
     def with_vjp():
-        return field_with_vjp(f, names, params, t, h, a)
+        return field.vjp(t, h, a)
 
     seconds = []
     for fn in (forward_only, with_vjp):
@@ -216,7 +215,7 @@ def bench_model(name: str, task, args, device) -> dict:
         f = ChannelsLast(f)
     if args.compile:
         f = torch.compile(f)
-    engine = model.block.solve_options["engine"]
+    engine = model.block.config.resolve().engine.name
     graphed = (
         device.type == "cuda"
         and engine == "rk"
@@ -288,7 +287,7 @@ def bench_model(name: str, task, args, device) -> dict:
     f_time = mean("f_fwd") + mean("f_bwd")
     return {
         "model": name,
-        "engine": engine or "torch",
+        "engine": engine,
         "cuda_graphs": graphed,
         "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
         **network_ms,
@@ -400,7 +399,7 @@ def main(argv=None) -> list[dict]:
         help="read real batches from here (else random images of the task's shape)",
     )
     p.add_argument(
-        "--engine", default=None, help="solver engine: rk or torch (default: the task's, rk)"
+        "--engine", default=None, help="solver engine: rk or torchdiffeq (default: rk)"
     )
     p.add_argument(
         "--cuda-graphs",

@@ -1,12 +1,12 @@
-"""Torch engine vs SciPy engine on a point-cloud model: NFE and time, forward + backward.
+"""The rk engine vs the SciPy engine on a point-cloud model: NFE and time, forward + backward.
 
     .venv/bin/python benchmarks/solvers.py [--model nesterovnode] [--tol 1e-7] [--repeats 3]
 
 For each solver both engines offer (DP5, BS3, DP8) one forward solve of the whole point
 cloud (120 points) and one adjoint backward pass of L = sum(h(T)²); prints NFE and the best
-wall time of ``--repeats`` runs per engine and their ratios (scipy / torch). No assertions:
+wall time of ``--repeats`` runs per engine and their ratios (scipy / rk). No assertions:
 timings depend on the machine (the SciPy engine pays a NumPy <-> torch copy per evaluation
-and Python-level step control; the torch engine pays torchdiffeq's Python-level control).
+and Python-level step control; the rk engine runs in-process on tensors).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv=None):
     ratios = []
     for solver in ("DP5", "BS3", "DP8"):
         best = {}
-        for engine in ("torch", "scipy"):
+        for engine in ("rk", "scipy"):
             runs = [
                 run(model.dynamics, y0, ts, f"{engine}:{solver}", args.tol)
                 for _ in range(args.repeats)
@@ -78,7 +78,7 @@ def main(argv=None):
                 f"{solver:6} {engine:6} {stats.nfe_forward:8d} {stats.nfe_backward:8d} "
                 f"{stats.steps_accepted:6d} {fwd:8.4f} {bwd:8.4f}"
             )
-        (st_t, f_t, b_t), (st_s, f_s, b_s) = best["torch"], best["scipy"]
+        (st_t, f_t, b_t), (st_s, f_s, b_s) = best["rk"], best["scipy"]
         ratios.append(
             (
                 solver,
@@ -91,7 +91,7 @@ def main(argv=None):
     print()
     print(
         f"{'solver':6} {'NFE fwd':>9} {'NFE bwd':>9} {'time fwd':>9} {'time bwd':>9}"
-        "   (scipy / torch)"
+        "   (scipy / rk)"
     )
     for solver, nf, nb, tf, tb in ratios:
         print(f"{solver:6} {nf:9.2f} {nb:9.2f} {tf:9.2f} {tb:9.2f}")
