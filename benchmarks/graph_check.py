@@ -2,7 +2,7 @@
 
 For each model, one MNIST-shaped batch (real with ``--data-dir``, else random) goes
 through the paper's architecture three times — rk engine with CUDA graphs, rk engine
-eager, torch engine (torchdiffeq) — at DP5, rtol = atol = 1e-5, adjoint. Printed: the
+eager, the torchdiffeq engine — at DP5, rtol = atol = 1e-5, adjoint. Printed: the
 forward/backward NFE of each and the largest relative difference of the loss and of the
 parameter gradients (graph vs eager: same operations, so equal up to the order of
 floating-point reductions; rk vs torchdiffeq: same method and step control, so close at

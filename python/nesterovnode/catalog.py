@@ -62,14 +62,19 @@ def solver_table() -> str:
 
 
 def engine_table() -> str:
-    """The engines and whether each is installed here (else how to install it)."""
+    """The engines: their sensitivities (beyond adjoint and adjoint-seminorm, which every
+    engine has), their options, and whether each is installed here (else how)."""
     from .solve import engines
 
-    rows = [
-        [name, "available" if cls.available() else f"not available ({cls.install_hint})"]
-        for name, cls in engines().items()
-    ]
-    return text_table(["engine", "state"], rows)
+    rows = []
+    for name, cls in engines().items():
+        sens = (["backprop"] if cls.differentiable else []) + [
+            f"{name}:{s}" for s in cls.native_sensitivities
+        ]
+        options = ", ".join(f"{k} ({o.doc})" for k, o in cls.options.items()) or "-"
+        state = "available" if cls.available() else f"not available ({cls.install_hint})"
+        rows.append([name, ", ".join(sens) or "-", options, state])
+    return text_table(["engine", "more sensitivities", "options", "state"], rows)
 
 
 def catalog() -> str:

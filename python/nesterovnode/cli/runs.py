@@ -22,11 +22,18 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="batch size (task default if omitted)")
     p.add_argument("--solver", help="solver name, e.g. DP5, BS3, RK4, scipy:RK45 (default DP5)")
     p.add_argument("--tol", type=float, help="rtol = atol of the adaptive solver (task default)")
-    p.add_argument("--dt", type=float, help="step size of a fixed-step solver (Euler, RK4, ...)")
-    p.add_argument("--sensitivity", choices=["adjoint", "adjoint-seminorm", "backprop"])
+    p.add_argument(
+        "--dt", type=float, help="a fixed step for any solver (needed by Euler, Midpoint, RK4)"
+    )
+    p.add_argument(
+        "--sensitivity",
+        help="adjoint (default), adjoint-seminorm, backprop, or an engine's own, e.g. "
+        "torchdiffeq:adjoint (`nesterovnode list` shows them)",
+    )
     p.add_argument(
         "--engine",
-        help="solver engine: torch, rk, scipy, julia (default: the task's, else by solver name)",
+        help="solver engine: rk, torchdiffeq, scipy, julia (default: the first that offers "
+        "the solver, rk for its methods)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
     p.add_argument(

@@ -18,7 +18,7 @@ The names are those of Julia's OrdinaryDiffEq.jl, one method per name on every e
 * ``bs3``: Bogacki & Shampine 3(2) (1989);
 * ``dp5``: Dormand & Prince 5(4) (1980) with Shampine's embedded 4th-order weights (as
   torchdiffeq's dopri5), not the 5179/57600 set of Hairer's DOPRI5 code; both are 4th-order
-  pairs, and these make the rk and torch engines take the same steps;
+  pairs, and these make the rk and torchdiffeq engines take the same steps;
 * ``tsit5``: Tsitouras 5(4) (2011), the coefficients of OrdinaryDiffEq.jl and diffrax;
 * ``dp8``: Dormand & Prince 8(5,3) as in Hairer's DOP853 (and SciPy's ``DOP853``).
 
