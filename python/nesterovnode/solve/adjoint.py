@@ -204,53 +204,32 @@ def backsolve(run: Backsolve, y0: torch.Tensor) -> torch.Tensor:
 
 
 class _TimeGradient(torch.autograd.Function):
-    """Identity on ys whose backward gives dL/dt_i = ∂L/∂y(t_i)·f(t_i, y_i) for every i
-    (for i = 0 this cancels the ∂L/∂y(t_0) part of ``_StartTimeGradient``'s term)."""
+    """Identity on states ``xs`` at times ``ts`` (one per leading index) whose backward
+    gives dL/dt_i = sign · ∂L/∂x_i · f(t_i, x_i), one evaluation of f per time."""
 
     @staticmethod
-    def forward(ctx, ys, ts, dynamics, recorder):
-        ctx.dynamics, ctx.recorder = dynamics, recorder
-        ctx.save_for_backward(ys, ts)
-        return ys.view_as(ys)
+    def forward(ctx, xs, ts, dynamics, recorder, sign):
+        ctx.dynamics, ctx.recorder, ctx.sign = dynamics, recorder, sign
+        ctx.save_for_backward(xs, ts)
+        return xs.view_as(xs)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_ys):
-        ys, ts = ctx.saved_tensors
+    def backward(ctx, grad_xs):
+        xs, ts = ctx.saved_tensors
         with torch.no_grad():
-            out = torch.zeros_like(ts)
-            for i in range(len(ts)):
-                out[i] = (grad_ys[i] * ctx.dynamics(ts[i], ys[i])).sum()
+            out = torch.stack([(g * ctx.dynamics(t, x)).sum() for g, t, x in zip(grad_xs, ts, xs)])
             ctx.recorder.evaluations(len(ts))
-        return grad_ys, out, None, None
-
-
-class _StartTimeGradient(torch.autograd.Function):
-    """Identity on y0 whose backward gives dL/dt_0 from the total a(t_0) (see above); the
-    ∂L/∂y(t_0) part is undone by adding it back here (ys[0] is y0, whatever t_0)."""
-
-    @staticmethod
-    def forward(ctx, y0, t0, dynamics, recorder):
-        ctx.dynamics, ctx.recorder = dynamics, recorder
-        ctx.save_for_backward(y0, t0)
-        return y0.view_as(y0)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_y0):
-        y0, t0 = ctx.saved_tensors
-        with torch.no_grad():
-            f = ctx.dynamics(t0, y0)
-            ctx.recorder.evaluations(1)
-            grad_t0 = -(grad_y0 * f).sum()
-        return grad_y0, grad_t0.reshape(t0.shape), None, None
+        return grad_xs, ctx.sign * out.to(ts.dtype), None, None, None
 
 
 def with_start_time_gradient(y0, ts, dynamics, recorder):
-    """y0 that carries dL/dt_0 back to ``ts`` (only when ``ts`` requires grad)."""
-    return _StartTimeGradient.apply(y0, ts[0], dynamics, recorder)
+    """y0 that carries dL/dt_0 = −a(t_0)·f(t_0, y_0) back to ``ts`` (a(t_0) the total
+    gradient of y0, which includes ∂L/∂y(t_0): ``with_output_time_gradients`` adds that
+    part back, since ys[0] is y0 whatever t_0)."""
+    return _TimeGradient.apply(y0[None], ts[:1], dynamics, recorder, -1.0)[0]
 
 
 def with_output_time_gradients(ys, ts, dynamics, recorder):
-    """ys that carry dL/dt_i back to ``ts`` (only when ``ts`` requires grad)."""
-    return _TimeGradient.apply(ys, ts, dynamics, recorder)
+    """ys that carry dL/dt_i = ∂L/∂y(t_i)·f(t_i, y_i) back to ``ts``."""
+    return _TimeGradient.apply(ys, ts, dynamics, recorder, 1.0)
