@@ -127,7 +127,8 @@ class RKEngine(Engine):
                 dense,
             )
             init = runner(
-                "init", make_initial_step(tab, field, request.rtol, request.atol, norm, direction)
+                "init",
+                make_initial_step(tab.order, field, request.rtol, request.atol, norm, direction),
             )
             controller = make_controller(request.options["controller"], tab.order)
             outputs = integrate_adaptive(
