@@ -92,6 +92,8 @@ class AugmentedField:
 
     def __call__(self, t: torch.Tensor, state: State) -> State:
         y, a = state[0], state[1]
+        if torch.compiler.is_compiling():  # autograd.grad would break the compiled graph
+            return self.functional(t, y, a)
         f, grads = self.vjp(t, y, a)
         vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
         flat = [
