@@ -21,7 +21,7 @@ from nesterovnode.solve.engines.rk.graphs import (
     RunnerCache,
     StaticRunner,
 )
-from nesterovnode.solve.engines.rk.loop import fixed_grid
+from nesterovnode.solve.grid import fixed_grid
 from nesterovnode.solve.registry import resolve
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from . import adjoint
 from .config import FIELDS, SolveConfig, check_tolerance_for_dtype
 from .engines.base import IntegrateRequest
 from .errors import SolverError
+from .grid import fixed_step_count
 from .stats import Recorder, SolveStats
 
 
@@ -168,7 +168,7 @@ def solve(
     _check_plain_callables(dynamics, plan.sensitivity)
     times = ts.detach().cpu().tolist()
     if config.dt is not None and config.max_steps is not None:
-        n_steps = sum(math.ceil(abs(b - a) / config.dt - 1e-9) for a, b in zip(times, times[1:]))
+        n_steps = fixed_step_count(times, config.dt)
         if n_steps > config.max_steps:
             raise ValueError(
                 f"{plan.info.name} with dt={config.dt} takes {n_steps} steps over "

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import SolverError
+from ..grid import fixed_grid
 from ..stats import Recorder
 from .base import Engine, IntegrateRequest, State
 from .rk.step import Norm, make_initial_step
@@ -111,8 +112,6 @@ class TorchdiffeqEngine(Engine):
         y = z0[0]
         t = torch.tensor(list(times), dtype=y.dtype, device=y.device)
         if fixed:
-            from .rk.loop import fixed_grid
-
             grid = torch.tensor(
                 sorted({x for g in fixed_grid(list(times), request.dt) for x in g}),
                 dtype=y.dtype,

@@ -8,8 +8,8 @@ keep the time, the step size and the output times as Python floats.
   method's own continuous extension (its order, no extra evaluation), so the NFE does not
   grow with the number of output times; the others (DP8, Heun) end a step on every
   output time.
-- Fixed step: each interval between output times is split into ``interval_steps`` equal
-  steps, so every output time is a grid point; no host synchronisation at all.
+- Fixed step: each interval between output times is split into equal steps
+  (``solve/grid.py``), so every output time is a grid point; no host synchronisation.
 """
 
 from __future__ import annotations
@@ -19,27 +19,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ...grid import fixed_grid
 from ...stats import Recorder
 from .step import State, fixed_step_evaluations, interpolate
 from .tableaux import Tableau
 
 #: keep(state) -> a copy that the next runner call will not overwrite (identity eagerly)
 Keep = Callable[[State], State]
-
-
-def interval_steps(a: float, b: float, dt: float) -> int:
-    """Steps of a fixed-step solve over [a, b]: ceil(length / dt) equal steps, so none is
-    longer than dt and every output time is a grid point (nothing interpolated)."""
-    return max(1, math.ceil(abs(b - a) / dt - 1e-9))
-
-
-def fixed_grid(times: Sequence[float], dt: float) -> list[list[float]]:
-    """Step start and end times per output interval (``interval_steps`` each)."""
-    grids = []
-    for a, b in zip(times[:-1], times[1:]):
-        n = interval_steps(a, b, dt)
-        grids.append([a + (b - a) * i / n for i in range(n)] + [b])
-    return grids
 
 
 def integrate_fixed(
