@@ -12,8 +12,8 @@ nesterovnode data walker2d --episodes 400 --out DIR
 
 One module per group of subcommands, each adding its parsers (``add_parsers``):
 ``runs`` (train, compare), ``data`` (data generators), ``solvers`` (list, solvers compare,
-stiffness); ``args`` holds the argument types they share. ``python -m nesterovnode`` and ``python -m nesterovnode.cli``
-run ``main``.
+stiffness); ``args`` holds the argument types they share. ``python -m nesterovnode`` and
+``python -m nesterovnode.cli`` run ``main``.
 """
 
 from __future__ import annotations
