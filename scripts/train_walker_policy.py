@@ -11,6 +11,10 @@ mean, std and the training record).
 
     python scripts/train_walker_policy.py [--iterations 200] [--seconds 600] [--seed 0]
 
+The shipped file is iteration 91 of `--seed 0` (`--iterations 92 --seconds 1e9`
+reproduces it): evaluation return ≈ 3400-3550 over the full 1000 steps (steady walking),
+about 6 minutes on one core.
+
 Needs ``pip install "nesterovnode[walker]"``.
 """
 
