@@ -61,11 +61,15 @@ def adjoint_norms(model, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, 
     return norms.mean(0).numpy(), to_end.mean(0).numpy()
 
 
-def trained_model(name: str, seed: int, args) -> torch.nn.Module:
-    if args.runs:
-        path = Path(args.runs) / "runs" / name / f"seed{seed}" / "checkpoint.pt"
+def trained_model(name: str, seed: int, args) -> torch.nn.Module | None:
+    """From the first ``--runs`` folder with a checkpoint, else trained here (None with
+    ``--no-train``)."""
+    for runs in args.runs or []:
+        path = Path(runs) / "runs" / name / f"seed{seed}" / "checkpoint.pt"
         if path.exists():
             return load_model(path)
+    if args.no_train:
+        return None
     cfg = TrainConfig(
         task="walker2d",
         model=name,
@@ -81,7 +85,8 @@ def trained_model(name: str, seed: int, args) -> torch.nn.Module:
 def main() -> None:
     p = argparse.ArgumentParser(description="Adjoint norms along Walker2D windows (Fig. 2 right)")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--runs", help="a walker2d comparison folder with trained checkpoints")
+    p.add_argument("--runs", nargs="+", help="walker2d comparison folders with trained checkpoints")
+    p.add_argument("--no-train", action="store_true", help="skip trained curves without one")
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--windows", type=int, default=64, help="test windows averaged over")
@@ -106,12 +111,16 @@ def main() -> None:
             for seed in range(args.seeds):
                 if state == "trained":
                     model = trained_model(name, seed, args)
+                    if model is None:
+                        continue
                 else:
                     torch.manual_seed(seed)
                     model = task.build_model(name)
                 n, t = adjoint_norms(model.float(), x, y)
                 curves.append(n)
                 times.append(t)
+            if not curves:
+                continue
             results[f"{name}/{state}"] = {
                 "norm": np.mean(curves, axis=0).tolist(),
                 "T_minus_t": np.mean(times, axis=0).tolist(),
@@ -128,7 +137,9 @@ def main() -> None:
     fig, ax = new_figure()
     for i, name in enumerate(args.models):
         for state, style in (("trained", "-"), ("untrained", "--")):
-            r = results[f"{name}/{state}"]
+            r = results.get(f"{name}/{state}")
+            if r is None:
+                continue
             ax.plot(
                 r["T_minus_t"],
                 r["norm"],
