@@ -9,7 +9,6 @@ their reason.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -268,8 +267,9 @@ def test_the_field_is_never_evaluated_outside_the_interval(engine, sensitivity):
     + [pytest.param("scipy", s, id=f"scipy-{s}") for s in ("LSODA", "RadauIIA5", "BDF")],
 )
 def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
+    """y' = y² from y(0) = 1 is infinite at t = 1: every engine stops near it with the
+    reason (not by running to max_steps: LSODA used to record zero-length steps there)."""
     _available(engine)
-    start = time.perf_counter()
     with pytest.raises(SolverError) as info:
         nn_.solve(
             nn_.NODE(BlowUp()),
@@ -279,11 +279,10 @@ def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
             engine=engine,
             rtol=1e-5,
             atol=1e-5,
-            max_steps=None,
         )
-    assert time.perf_counter() - start < 10  # LSODA used to record zero-length steps forever
     err = info.value
     assert 0.9 < err.t_reached <= 1.001
+    assert err.reason in ("nonfinite", "underflow", "stalled"), err.reason
     assert err.stats.nfe_forward > 0 and "t = " in str(err)
 
 

@@ -6,9 +6,11 @@ the adjoint system is integrated from t_N back to t_0,
     y' = f(t, y),   a' = −aᵀ ∂f/∂y,   g' = −aᵀ ∂f/∂θ,
     a(t_N) = ∂L/∂y(t_N),   g(t_N) = 0,
 
-one output interval at a time: on reaching t_i, y is reset to the stored forward state and
-∂L/∂y(t_i) is added to a, and the method restarts (an interval whose a is zero
-contributes nothing and is skipped). Then a(t_0) = dL/dy_0 and g(t_0) = dL/dθ. Any engine
+one stretch at a time: on reaching an output time t_i where the loss reads the state
+(∂L/∂y(t_i) ≠ 0), y is reset to the stored forward state, ∂L/∂y(t_i) is added to a and
+the method restarts; output times the loss does not read are crossed without a stop, so
+the backward NFE does not grow with them (a stretch whose a is zero contributes nothing
+and is skipped). Then a(t_0) = dL/dy_0 and g(t_0) = dL/dθ. Any engine
 that can ``integrate`` runs it; ``AugmentedField`` is the one place where the
 vector–Jacobian products are formed.
 
@@ -92,6 +94,8 @@ class AugmentedField:
 
     def __call__(self, t: torch.Tensor, state: State) -> State:
         y, a = state[0], state[1]
+        if torch.compiler.is_compiling():  # autograd.grad would break the compiled graph
+            return self.functional(t, y, a)
         f, grads = self.vjp(t, y, a)
         vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
         flat = [
@@ -161,15 +165,19 @@ class Backsolve:
     def solve_backward(self, ys: torch.Tensor, grad_ys: torch.Tensor):
         """``(dL/dy0, dL/dθ per trainable parameter)`` from the adjoint system."""
         field, times = self.field, self.times
+        # The adjoint restarts only where the loss reads the state: output times whose
+        # ∂L/∂y(t_i) is zero are crossed without a stop (one host read for all of them).
+        reads = (grad_ys.flatten(1) != 0).any(dim=1).tolist()
+        stops = [0] + [i for i in range(1, len(times) - 1) if reads[i]] + [len(times) - 1]
         a = grad_ys[-1]
         g = ys.new_zeros(sum(field.sizes))
-        for i in range(len(times) - 1, 0, -1):
+        for lo, hi in reversed(list(zip(stops[:-1], stops[1:]))):
             if bool(torch.any(a != 0)):  # a = 0 stays 0 over the interval: nothing to do
                 _, a_path, g_path = self.engine.integrate(
-                    field, (ys[i], a, g), [times[i], times[i - 1]], self.backward_request
+                    field, (ys[hi], a, g), [times[hi], times[lo]], self.backward_request
                 )
                 a, g = a_path[-1], g_path[-1]
-            a = a + grad_ys[i - 1]
+            a = a + grad_ys[lo]
         grads = torch.split(g, field.sizes) if field.params else ()
         return a, tuple(gp.view_as(p) for gp, p in zip(grads, field.params))
 

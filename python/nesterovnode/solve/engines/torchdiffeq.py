@@ -41,24 +41,24 @@ ORDER_OF = {"adaptive_heun": 2, "bosh3": 3, "dopri5": 5, "dopri8": 8}
 class _Counted:
     """The field as torchdiffeq calls it: counts every evaluation and every step."""
 
-    def __init__(self, field, request: IntegrateRequest, fixed: bool, count=None):
-        self.field, self.request, self.fixed = field, request, fixed
-        self.count = request.recorder.evaluations if count is None else count
+    def __init__(self, field, recorder: Recorder, fixed: bool, count=None):
+        self.field, self.recorder, self.fixed = field, recorder, fixed
+        self.count = recorder.evaluations if count is None else count
 
     def __call__(self, t, z):
         self.count(1)
         return self.field(t, z)
 
     def callback_step(self, t0, y0, dt):
-        self.request.recorder.attempt(float(t0), float(dt))
+        self.recorder.attempt(float(t0), float(dt))
         if self.fixed:
-            self.request.recorder.accepted(float(t0), float(dt))
+            self.recorder.accepted(float(t0), float(dt))
 
     def callback_accept_step(self, t0, y0, dt):
-        self.request.recorder.accepted(float(t0), float(dt))
+        self.recorder.accepted(float(t0), float(dt))
 
     def callback_reject_step(self, t0, y0, dt):
-        self.request.recorder.rejected(float(t0), float(dt))
+        self.recorder.rejected(float(t0), float(dt))
 
 
 def _rms(channels):
@@ -123,7 +123,7 @@ class TorchdiffeqEngine(Engine):
         direction = 1.0 if times[-1] > times[0] else -1.0
         norm = Norm(tuple(channels))
         init = make_initial_step(
-            _Tab(ORDER_OF[request.method]), field, request.rtol, request.atol, norm, direction
+            ORDER_OF[request.method], field, request.rtol, request.atol, norm, direction
         )
         with torch.no_grad():
             _, h = init(t[0], t.new_tensor(abs(times[1] - times[0])), tuple(z.detach() for z in z0))
@@ -134,7 +134,7 @@ class TorchdiffeqEngine(Engine):
         import torchdiffeq
 
         t, options = self._options(field, z0, times, request)
-        counted = _Counted(field, request, "grid_constructor" in options)
+        counted = _Counted(field, request.recorder, "grid_constructor" in options)
         try:
             out = torchdiffeq.odeint(
                 counted,
@@ -171,9 +171,9 @@ class TorchdiffeqEngine(Engine):
         if sensitivity == "adjoint-seminorm":
             adjoint_options["norm"] = "seminorm"
         _, params = trainable(dynamics)
-        counted = _Counted(dynamics, request, "grid_constructor" in options, count)
+        counted = _Counted(dynamics, request.recorder, "grid_constructor" in options, count)
         for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
-            method = getattr(_Counted(dynamics, _Phase(backward), counted.fixed), name)
+            method = getattr(_Counted(dynamics, backward, counted.fixed), name)
             setattr(counted, name + "_adjoint", method)
         try:
             return torchdiffeq.odeint_adjoint(
@@ -189,20 +189,6 @@ class TorchdiffeqEngine(Engine):
             )
         except AssertionError as exc:
             raise _failure(exc, request) from exc
-
-
-class _Phase:
-    """A stand-in request for the backward callbacks: only the recorder is read."""
-
-    def __init__(self, recorder):
-        self.recorder = recorder
-
-
-class _Tab:
-    """What the first-step rule reads of a method: its order."""
-
-    def __init__(self, order: int):
-        self.order = order
 
 
 def _failure(exc: AssertionError, request: IntegrateRequest) -> SolverError:

@@ -17,6 +17,10 @@ Options (``SolveConfig.options``):
   the same; if you change a model's Python attributes (not its parameters or buffers)
   between solves, pass ``cuda_graphs=False``.
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
+- ``compile``: True compiles each step with ``torch.compile`` (forward and adjoint: all
+  stages, the error norm and the accept/reject choice as one program; CPU, or a GPU
+  with ``cuda_graphs=False``). Each state shape compiles once per process (seconds) and
+  is reused; the numbers equal the eager ones to round-off (tests/test_rk_engine.py).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class RKEngine(Engine):
             (bool, str), True, "True, False or 'emulate'", choices=(True, False, "emulate")
         ),
         "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
+        "compile": Option(bool, False, "torch.compile each step (CPU)", choices=(True, False)),
     }
     differentiable = True
     dense_methods = frozenset(
@@ -72,12 +77,14 @@ class RKEngine(Engine):
         y = z0[0]
         dtype, device = y.dtype, y.device
         graphs = request.options["cuda_graphs"]
-        if torch.is_grad_enabled() or graphs is False:
+        if torch.is_grad_enabled():
             mode = "eager"  # autograd may record the solver's operations (backprop)
         elif graphs == "emulate":
             mode = "emulate"
+        elif y.is_cuda and graphs is True:
+            mode = "graph"
         else:
-            mode = "graph" if y.is_cuda else "eager"
+            mode = "compile" if request.options["compile"] else "eager"
         keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
         channels = (
             tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
@@ -100,12 +107,14 @@ class RKEngine(Engine):
         def runner(kind: str, fn, dense=False):
             """Looked up (or captured) on first call, which brings example arguments."""
             found = None
+            # the first-step rule runs once per solve: compiling it would not pay
+            how = "eager" if mode == "compile" and kind == "init" else mode
 
             def call(*args):
                 nonlocal found
                 if found is None:
                     cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, mode)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, how)
                 return found(*args)
 
             return call
@@ -127,7 +136,8 @@ class RKEngine(Engine):
                 dense,
             )
             init = runner(
-                "init", make_initial_step(tab, field, request.rtol, request.atol, norm, direction)
+                "init",
+                make_initial_step(tab.order, field, request.rtol, request.atol, norm, direction),
             )
             controller = make_controller(request.options["controller"], tab.order)
             outputs = integrate_adaptive(

@@ -49,6 +49,16 @@ class EagerRunner:
         return self.fn(*pytree.tree_unflatten(tensors, spec))
 
 
+class CompiledRunner(EagerRunner):
+    """Calls ``torch.compile(fn)``: the whole step (stages, error norm, accept/reject) as
+    one compiled program on the CPU, with static shapes (each batch shape compiles once
+    and is kept in the ``RunnerCache``; Inductor's on-disk cache shortens the compilation
+    in later processes)."""
+
+    def __init__(self, fn: Callable, dtype: torch.dtype, device: torch.device):
+        super().__init__(torch.compile(fn, dynamic=False), dtype, device)
+
+
 class _StaticInputs:
     """Inputs kept in static buffers: a call copies new values into them."""
 
@@ -130,8 +140,8 @@ class RunnerCache:
         self._warned: set[str] = set()
 
     def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str):
-        """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA)
-        or "emulate" (``StaticRunner``)."""
+        """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA),
+        "compile" (``CompiledRunner``) or "emulate" (``StaticRunner``)."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self._runners.get(key)
@@ -140,6 +150,8 @@ class RunnerCache:
             return runner
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
+        elif mode == "compile":
+            runner = CompiledRunner(fn, dtype, device)
         else:
             runner = self._capture(fn, args, dtype, device)
         self._runners[key] = runner

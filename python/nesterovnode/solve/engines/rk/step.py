@@ -170,7 +170,7 @@ def fixed_step_evaluations(tableau: Tableau) -> int:
 
 
 def make_initial_step(
-    tableau: Tableau, field: StateField, rtol: float, atol: float, norm: Norm, direction: float
+    order: int, field: StateField, rtol: float, atol: float, norm: Norm, direction: float
 ):
     """``init(t0, span, y0) -> (f0, h)``: f(t0, y0) and the first step size |h| (a tensor).
 
@@ -179,10 +179,9 @@ def make_initial_step(
     interval, so the probe never leaves it: a Nesterov field is singular at t = 0),
     d2 = ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖/h0,
     h1 = (0.01 / max(d1, d2))^(1/p) (max(1e-6, 1e-3 h0) when both are ≤ 1e-15),
-    h = min(100 h0, h1). Costs two evaluations. Components the field does not read (the
-    adjoint's g) are not advanced by the probe.
+    h = min(100 h0, h1), p = ``order``. Costs two evaluations.
     """
-    exponent = 1.0 / tableau.order
+    exponent = 1.0 / order
 
     def init(t0, span, y0: State):
         f0 = field(t0, y0)
