@@ -167,18 +167,18 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
             title=f"{task}: backward NFE",
         ),
     ]
-    if any(
-        "test_accuracy" in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]
-    ):
-        paths.append(
-            plot_curve(
-                models,
-                "test_accuracy",
-                "test accuracy",
-                out / "test_accuracy.png",
-                title=f"{task}: test accuracy",
+    for key, name in (("test_accuracy", "test accuracy"), ("test_mse", "test MSE")):
+        if any(key in r["epochs"][0] for m in models.values() for r in m["runs"] if r["epochs"]):
+            paths.append(
+                plot_curve(
+                    models,
+                    key,
+                    name,
+                    out / f"{key}.png",
+                    log=key == "test_mse",
+                    title=f"{task}: {name}",
+                )
             )
-        )
     if features:
         paths.append(
             plot_features(

@@ -8,11 +8,12 @@ nesterovnode train mnist --model gnesterovnode --data-dir DIR [--download] [--de
 torchrun --nproc_per_node=K -m nesterovnode.cli train mnist ...   (DDP, one GPU per process)
 nesterovnode solvers compare --task pointcloud --model NAME --solvers DP5 scipy:Radau ...
 nesterovnode stiffness --task pointcloud --models node hbnode nesterovnode
+nesterovnode data walker2d --episodes 400 --out DIR
 
 One module per group of subcommands, each adding its parsers (``add_parsers``):
-``runs`` (train, compare), ``solvers`` (list, solvers compare, stiffness); ``args`` holds
-the argument types they share. ``python -m nesterovnode`` and ``python -m nesterovnode.cli``
-run ``main``.
+``runs`` (train, compare), ``data`` (data generators), ``solvers`` (list, solvers compare,
+stiffness); ``args`` holds the argument types they share. ``python -m nesterovnode`` and
+``python -m nesterovnode.cli`` run ``main``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import runs, solvers
+from . import data, runs, solvers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     solvers.add_list_parser(sub)
     runs.add_parsers(sub)
     solvers.add_parsers(sub)
+    data.add_parsers(sub)
     return parser
 
 

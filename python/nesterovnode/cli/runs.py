@@ -109,18 +109,24 @@ def _prepare(args) -> None:
 
         paper = get_task(args.task).defaults
         args.epochs = args.epochs or paper.paper_epochs or paper.epochs
+        args.tol = args.tol or paper.paper_tol  # None: the task's tol is the paper's
         if hasattr(args, "seeds"):
             args.seeds = max(args.seeds or 0, paper.paper_seeds)
 
 
 def format_epoch(rec: dict, task: str) -> str:
     """One line per epoch: loss, accuracy, test accuracy, NFE per batch, time, throughput."""
-    extra = f"  test acc {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
+    if "mse" in rec:  # a regression task (walker2d)
+        metric = f"mse {rec['mse']:.4f}"
+        extra = f"  test mse {rec['test_mse']:.4f}" if "test_mse" in rec else ""
+    else:
+        metric = f"acc {rec['accuracy']:.3f}"
+        extra = f"  test acc {rec['test_accuracy']:.4f}" if "test_accuracy" in rec else ""
     unit = "images/s" if task in ("mnist", "cifar10") else "samples/s"
     iters = rec.get("iterations")
     per_iter = f" ({rec['seconds'] / iters:.3f} s/it)" if iters else ""
     return (
-        f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  acc {rec['accuracy']:.3f}{extra}  "
+        f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  {metric}{extra}  "
         f"NFE {rec['nfe_forward']:.1f}/{rec['nfe_backward']:.1f}  {rec['seconds']:.2f}s"
         f"{per_iter}  {rec['samples_per_second']:.1f} {unit}"
     )

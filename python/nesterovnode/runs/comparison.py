@@ -165,6 +165,9 @@ def compare(
         "config": {**config, "epochs": base.epochs, "seeds": seeds},
         "models": {},
     }
+    data = task.data_description(base.data_dir)
+    if data is not None:  # the split and protocol of the task's data (walker2d)
+        results["data"] = data
     configs = [replace(base, model=m, seed=s) for m in models for s in range(seeds)]
     entries: dict[tuple[str, int], dict] = {}
     features: dict[str, np.ndarray] = {}
@@ -277,6 +280,10 @@ def _write_results(out: Path | None, results: dict, models, seeds: int, entries:
     return results
 
 
+#: The metrics a run may record (``Task.metric``), each also as ``test_<metric>``.
+METRICS = ("accuracy", "mse")
+
+
 def summary_rows(results: dict) -> list[dict[str, Any]]:
     """One row per model: params, final loss and accuracy (mean over seeds), NFE per batch
     (mean over epochs and seeds) and seconds per epoch."""
@@ -292,13 +299,14 @@ def summary_rows(results: dict) -> list[dict[str, Any]]:
             "seeds": len(runs),
             "epochs": min(len(r) for r in runs),
             "final_loss": float(np.mean([r[-1]["loss"] for r in runs])),
-            "accuracy": float(np.mean([r[-1]["accuracy"] for r in runs])),
             "nfe_forward": float(np.mean([e["nfe_forward"] for e in every])),
             "nfe_backward": float(np.mean([e["nfe_backward"] for e in every])),
             "s_per_epoch": float(np.mean([e["seconds"] for e in every])),
         }
-        if "test_accuracy" in runs[0][-1]:
-            row["test_accuracy"] = float(np.mean([r[-1]["test_accuracy"] for r in runs]))
+        for key in METRICS:  # the task's metric (accuracy; mse for regression tasks)
+            for k in (key, "test_" + key):
+                if k in runs[0][-1]:
+                    row[k] = float(np.mean([r[-1][k] for r in runs]))
         rows.append(row)
     return rows
 
@@ -311,10 +319,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("model", "model", "{}"),
         ("params", "params", "{}"),
         ("final_loss", "final loss", "{:.4g}"),
-        ("accuracy", "accuracy", "{:.3f}"),
     ]
-    if "test_accuracy" in rows[0]:
-        cols.append(("test_accuracy", "test acc", "{:.4f}"))
+    metric_columns = [
+        ("accuracy", "accuracy", "{:.3f}"),
+        ("test_accuracy", "test acc", "{:.4f}"),
+        ("mse", "MSE", "{:.4f}"),
+        ("test_mse", "test MSE", "{:.4f}"),
+    ]
+    cols += [c for c in metric_columns if c[0] in rows[0]]
     cols += [
         ("nfe_forward", "NFE fwd", "{:.1f}"),
         ("nfe_backward", "NFE bwd", "{:.1f}"),

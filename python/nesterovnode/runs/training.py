@@ -5,6 +5,9 @@ One run trains one model of one task with one seed. Each epoch appends a record
     {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds", "iterations",
      "samples_per_second"[, "test_accuracy"]}
 
+("accuracy" is the task's ``metric``: a regression task such as walker2d records "mse" and
+"test_mse" instead, the mean of its ``correct`` per example.)
+
 where the NFEs are means per batch (forward solve, and backward adjoint solve),
 ``seconds`` is the wall time of the epoch's training iterations (evaluation not
 included), ``iterations`` the optimiser steps each process took, and
@@ -419,7 +422,7 @@ def train(
         record = {
             "epoch": epoch,
             "loss": loss_n / n,
-            "accuracy": correct / n,
+            task.metric: correct / n,
             "nfe_forward": nfe_f / batches,
             "nfe_backward": nfe_b / batches,
             "seconds": seconds,
@@ -427,7 +430,7 @@ def train(
             "samples_per_second": n / seconds,
         }
         if cfg.evaluate and test_set is not None and not same_set:
-            record["test_accuracy"] = evaluate(
+            record["test_" + task.metric] = evaluate(
                 model, task, test_set, device, world=world, rank=rank, dtype=dtype
             )
         history.append(record)

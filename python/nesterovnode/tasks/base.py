@@ -116,6 +116,8 @@ class TaskDefaults:
     #: the paper's protocol (``--paper``): epochs and seeds
     paper_epochs: int | None = None
     paper_seeds: int = 1
+    #: the paper's rtol = atol (``--paper``), when the CPU default ``tol`` is looser
+    paper_tol: float | None = None
     #: floating-point type of the model and data in training: "float32" or "float64"
     dtype: str = "float32"
 
@@ -131,6 +133,9 @@ class Task(abc.ABC):
     name: str = ""
     #: "smoothl1" (regression on ±1 labels) or "cross_entropy" (classification)
     loss: str = "cross_entropy"
+    #: what ``correct(output, target) / n`` measures; a run records it as ``metric`` and
+    #: ``"test_" + metric`` ("accuracy"; "mse" for regression tasks, lower is better)
+    metric: str = "accuracy"
     defaults: TaskDefaults
     #: (ξ, learnable) per model that carries a ξ term in this task (others: ξ = 0).
     xi_defaults: dict[str, tuple[float, bool]] = {}
@@ -165,6 +170,10 @@ class Task(abc.ABC):
     def datasets(self, seed: int = 0, data_dir: str | None = None):
         """``(train, test)`` as ``torch.utils.data.Dataset``s (test may be None)."""
 
+    def data_description(self, data_dir: str | None = None) -> dict | None:
+        """What results.json records about the data (a split, a protocol), or None."""
+        return None
+
     def loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.loss == "smoothl1":
             return nn.functional.smooth_l1_loss(
@@ -183,6 +192,7 @@ TASKS = {
     "pointcloud": "nesterovnode.tasks.pointcloud:PointCloudTask",
     "mnist": "nesterovnode.tasks.images:MNISTTask",
     "cifar10": "nesterovnode.tasks.images:CIFAR10Task",
+    "walker2d": "nesterovnode.tasks.walker2d:Walker2DTask",
 }
 
 

@@ -1,0 +1,160 @@
+"""Adjoint norms along a Walker2D window (the paper's Fig. 2, right).
+
+For ODE-RNN, GHBNODE-RNN, NesterovNODE-RNN and GNesterovNODE-RNN, trained and untrained,
+the loss of the LAST prediction of a window, L = MSE(ŷ_(L-1), x_(L-1)), is backpropagated
+and at every observation time t_i (the end of gap i, before the RNN update) the adjoint
+norm is recorded as the paper defines it per model:
+
+- NODE: ‖∂L/∂h(t_i)‖;
+- GHBNODE: ‖[∂L/∂h, ∂L/∂m](t_i)‖ (the solver state is [h, m]);
+- NesterovNODE, GNesterovNODE: ‖[∂L/∂h, ∂L/∂x, ∂L/∂m](t_i)‖, h the readout k(t) x (σ(k) x),
+  [x, m] the solver state (∂L/∂x includes the path through h = k x).
+
+Norms are per window, then averaged over windows and seeds at each step index, and plotted
+against T - t (T the window's last time, averaged likewise) on a log axis. A vanishing
+adjoint shows as a curve that falls fast with T - t.
+
+Trained models come from a comparison's run folders (``--runs DIR``, e.g.
+results/walker2d: ``DIR/runs/MODEL/seedK/checkpoint.pt``) or are trained here for
+``--epochs`` on ``--subset`` windows. Writes ``adjoint_norms.json`` and
+``adjoint_norms.png`` to ``--out``.
+
+    python experiments/adjoint_norms.py --data-dir ../shared/data --runs results/walker2d
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nesterovnode.plotting import color, label, new_figure, save
+from nesterovnode.runs.training import TrainConfig, load_model, train
+from nesterovnode.tasks import get_task
+
+MODELS = ("node", "ghbnode", "nesterovnode", "gnesterovnode")
+
+
+def adjoint_norms(model, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(norms [L-1], T - t [L-1])``: the mean over windows of the adjoint norm at each
+    observation time, backpropagated from the last prediction's loss."""
+    model.record = []
+    try:
+        pred = model(x)
+        loss = torch.nn.functional.mse_loss(pred[:, -1], y[:, -1])
+        loss.backward()
+        nesterov = hasattr(model.dynamics, "factor")
+        norms = []
+        for _gap, end, H in model.record:
+            parts = [end.grad.reshape(len(x), -1)]
+            if nesterov:  # ∂L/∂h as well as ∂L/∂[x, m]
+                parts.append(H.grad[:, : model.n])
+            norms.append(torch.cat(parts, dim=1).norm(dim=1))
+    finally:
+        model.record = None
+    norms = torch.stack(norms, dim=1).detach()  # [W, L-1]
+    times = torch.cumsum(x[:, 1:, -1], dim=1)  # time of each observation after the first
+    to_end = (times[:, -1:] - times).detach()
+    return norms.mean(0).numpy(), to_end.mean(0).numpy()
+
+
+def trained_model(name: str, seed: int, args) -> torch.nn.Module | None:
+    """From the first ``--runs`` folder with a checkpoint, else trained here (None with
+    ``--no-train``)."""
+    for runs in args.runs or []:
+        path = Path(runs) / "runs" / name / f"seed{seed}" / "checkpoint.pt"
+        if path.exists():
+            return load_model(path)
+    if args.no_train:
+        return None
+    cfg = TrainConfig(
+        task="walker2d",
+        model=name,
+        epochs=args.epochs,
+        seed=seed,
+        data_dir=args.data_dir,
+        subset=args.subset,
+        evaluate=False,
+    )
+    return train(cfg, Path(args.out) / "runs" / name / f"seed{seed}", resume=True).model
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Adjoint norms along Walker2D windows (Fig. 2 right)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--runs", nargs="+", help="walker2d comparison folders with trained checkpoints")
+    p.add_argument("--no-train", action="store_true", help="skip trained curves without one")
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--windows", type=int, default=64, help="test windows averaged over")
+    p.add_argument("--epochs", type=int, default=3, help="training when no checkpoint")
+    p.add_argument("--subset", type=int, default=2560)
+    p.add_argument("--out", default="results/adjoint_norms")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    task = get_task("walker2d")
+    _, test = task.datasets(data_dir=args.data_dir)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randperm(len(test), generator=g)[: args.windows]
+    x, y = test.tensors[0][idx], test.tensors[1][idx]
+
+    results = {}
+    for name in args.models:
+        for state in ("untrained", "trained"):
+            curves, times = [], []
+            for seed in range(args.seeds):
+                if state == "trained":
+                    model = trained_model(name, seed, args)
+                    if model is None:
+                        continue
+                else:
+                    torch.manual_seed(seed)
+                    model = task.build_model(name)
+                n, t = adjoint_norms(model.float(), x, y)
+                curves.append(n)
+                times.append(t)
+            if not curves:
+                continue
+            results[f"{name}/{state}"] = {
+                "norm": np.mean(curves, axis=0).tolist(),
+                "T_minus_t": np.mean(times, axis=0).tolist(),
+            }
+            r = results[f"{name}/{state}"]
+            print(
+                f"{name:14s} {state:9s} norm at T: {r['norm'][-1]:.3e}  at T-t="
+                f"{r['T_minus_t'][0]:.2f}: {r['norm'][0]:.3e}  ratio "
+                f"{r['norm'][0] / max(r['norm'][-1], 1e-300):.2e}",
+                flush=True,
+            )
+    (out / "adjoint_norms.json").write_text(json.dumps(results, indent=1))
+
+    fig, ax = new_figure()
+    for i, name in enumerate(args.models):
+        for state, style in (("trained", "-"), ("untrained", "--")):
+            r = results.get(f"{name}/{state}")
+            if r is None:
+                continue
+            ax.plot(
+                r["T_minus_t"],
+                r["norm"],
+                style,
+                color=color(name, i),
+                label=f"{label(name)} ({state})",
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("T − t")
+    ax.set_ylabel("‖adjoint‖ (mean over windows)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    save(fig, out / "adjoint_norms.png", title="Walker2D: adjoint norms from the last time stamp")
+    print(f"wrote {out / 'adjoint_norms.json'} and {out / 'adjoint_norms.png'}")
+
+
+if __name__ == "__main__":
+    main()
