@@ -61,7 +61,11 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", quiet
     from tqdm.auto import tqdm
 
     return tqdm(
-        iterable, total=total, desc=desc, leave=False, disable=True if quiet else None,
+        iterable,
+        total=total,
+        desc=desc,
+        leave=False,
+        disable=True if quiet else None,
         dynamic_ncols=True,
     )
 
@@ -127,9 +131,7 @@ def train_runs(
 
     results: dict[str, Any] = {"task": task_name, "config": extra, "models": {}}
     for name, cfg in progress(runs, desc="runs", quiet=quiet):
-        run = train(
-            cfg, out / "runs" / name / f"seed{cfg.seed}", resume=True, progress=not quiet
-        )
+        run = train(cfg, out / "runs" / name / f"seed{cfg.seed}", resume=True, progress=not quiet)
         entry = results["models"].setdefault(name, {"params": run.params, "runs": []})
         entry["runs"].append({"seed": cfg.seed, "epochs": run.history})
         write_results(out, results)
@@ -230,9 +232,14 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     head = ["run", "params", "epochs", "train loss", "test acc", "NFE fwd", "NFE bwd", "s/epoch"]
     body = [
         [
-            r["label"], str(r["params"]), str(r["epochs"]), f"{r['final_loss']:.4g}",
+            r["label"],
+            str(r["params"]),
+            str(r["epochs"]),
+            f"{r['final_loss']:.4g}",
             f"{r['test_accuracy']:.4f}" if "test_accuracy" in r else "-",
-            f"{r['nfe_forward']:.1f}", f"{r['nfe_backward']:.1f}", f"{r['s_per_epoch']:.1f}",
+            f"{r['nfe_forward']:.1f}",
+            f"{r['nfe_backward']:.1f}",
+            f"{r['s_per_epoch']:.1f}",
         ]
         for r in rows
     ]

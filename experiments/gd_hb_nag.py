@@ -94,11 +94,17 @@ def plot(gaps: dict, analysis: dict, step: float, path: Path) -> Path:
     fig, ax = C.new_figure(figsize=(6.0, 4.4))
     names = {"gd": "GD", "hb": "heavy ball (β = 0.5)", "nag": "Nesterov (k/(k+3))"}
     for i, m in enumerate(("gd", "hb", "nag")):
-        ax.loglog(ks, gaps[m], lw=1.8, color=f"C{i}",
-                  label=f"{names[m]}, slope {analysis['slopes'][m]:.2f}")
+        ax.loglog(
+            ks,
+            gaps[m],
+            lw=1.8,
+            color=f"C{i}",
+            label=f"{names[m]}, slope {analysis['slopes'][m]:.2f}",
+        )
     ax.loglog(ks, r0 / (2 * step * ks), "k--", lw=1, label="GD bound ‖x₀−x*‖²/(2sk)")
-    ax.loglog(ks, 2 * r0 / (step * (ks + 1) ** 2), "k:", lw=1,
-              label="NAG bound 2‖x₀−x*‖²/(s(k+1)²)")
+    ax.loglog(
+        ks, 2 * r0 / (step * (ks + 1) ** 2), "k:", lw=1, label="NAG bound 2‖x₀−x*‖²/(s(k+1)²)"
+    )
     ax.set_xlabel("iteration k")
     ax.set_ylabel("F(x_k) − F*")
     ax.grid(True, which="both", alpha=0.3)
@@ -121,29 +127,35 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "figure": "Fig. 1",
         "problem": "F(x) = 1/2 x'Lx - x'b, L = tridiag(-1, 2, -1) (n x n), b = e1, x0 = 0",
-        "n": n, "iters": iters, "step": args.step, "beta": args.beta,
+        "n": n,
+        "iters": iters,
+        "step": args.step,
+        "beta": args.beta,
         **analysis,
         "gap": {m: gaps[m].tolist() for m in ("gd", "hb", "nag")},
     }
     C.write_results(out, results)
     plot(gaps, analysis, args.step, out / "gd_hb_nag.png")
     s = analysis["slopes"]
-    C.report([
-        f"Fig. 1 (n = {n}, {iters} iterations, s = {args.step}, β = {args.beta}); slopes of "
-        f"log(F − F*) vs log k over k in {analysis['fit_range']}:",
-        f"  GD {s['gd']:.2f}, heavy ball {s['hb']:.2f}, Nesterov {s['nag']:.2f} "
-        f"(Nesterov/GD slope ratio {s['nag'] / s['gd']:.2f})",
-        f"  final gaps: GD {analysis['final_gap']['gd']:.3g}, HB "
-        f"{analysis['final_gap']['hb']:.3g}, NAG {analysis['final_gap']['nag']:.3g}",
-        f"  GD under its O(1/k) bound at every k: {analysis['gd_below_bound']}; NAG under its "
-        f"O(1/k²) bound at every k: {analysis['nag_below_bound']}",
-        "  Seen: Nesterov's error falls one power of k faster than GD's; heavy ball with a "
-        "constant β runs parallel to GD (a constant factor faster). On this worst-case "
-        "quadratic (k < n/4) the measured exponents are about half the bounds' (−1/2 and "
-        "−1, not −1 and −2): the bounds hold, the ratio of 2 between the slopes is the "
-        "acceleration.",
-        f"  wrote {out / 'results.json'} and {out / 'gd_hb_nag.png'}",
-    ], out)
+    C.report(
+        [
+            f"Fig. 1 (n = {n}, {iters} iterations, s = {args.step}, β = {args.beta}); slopes of "
+            f"log(F − F*) vs log k over k in {analysis['fit_range']}:",
+            f"  GD {s['gd']:.2f}, heavy ball {s['hb']:.2f}, Nesterov {s['nag']:.2f} "
+            f"(Nesterov/GD slope ratio {s['nag'] / s['gd']:.2f})",
+            f"  final gaps: GD {analysis['final_gap']['gd']:.3g}, HB "
+            f"{analysis['final_gap']['hb']:.3g}, NAG {analysis['final_gap']['nag']:.3g}",
+            f"  GD under its O(1/k) bound at every k: {analysis['gd_below_bound']}; NAG under its "
+            f"O(1/k²) bound at every k: {analysis['nag_below_bound']}",
+            "  Seen: Nesterov's error falls one power of k faster than GD's; heavy ball with a "
+            "constant β runs parallel to GD (a constant factor faster). On this worst-case "
+            "quadratic (k < n/4) the measured exponents are about half the bounds' (−1/2 and "
+            "−1, not −1 and −2): the bounds hold, the ratio of 2 between the slopes is the "
+            "acceleration.",
+            f"  wrote {out / 'results.json'} and {out / 'gd_hb_nag.png'}",
+        ],
+        out,
+    )
     return results
 
 

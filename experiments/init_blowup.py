@@ -123,7 +123,7 @@ def run(
         per_model[m]["failed_at"].append(failed)
         per_model[m]["nfe"].append(int(nfe))
     x0_norm = float(h0.norm(dim=-1).mean())  # an upper bound of the G models' ‖x0‖ below
-    for m, entry in per_model.items():
+    for entry in per_model.values():
         arr = np.array(entry["norms"], dtype=float)
         arr[~np.isfinite(arr)] = np.nan
         start = arr[:, 0]
@@ -156,8 +156,11 @@ def plot(results: dict, path: Path) -> Path:
     ax.set_ylabel("‖h(t)‖₂ (batch mean)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    return C.save(fig, path, "Silverbox, random initialisation: ‖h(t)‖₂ "
-                             "(geometric mean and min–max over seeds)")
+    return C.save(
+        fig,
+        path,
+        "Silverbox, random initialisation: ‖h(t)‖₂ (geometric mean and min–max over seeds)",
+    )
 
 
 def verdict(results: dict) -> list[str]:
@@ -204,27 +207,34 @@ def main(argv: list[str] | None = None) -> dict:
     bound = results["g_bound"]
     k_ratio = math.exp(0.5 * (args.t_end - 1) - 1.5 * math.log(args.t_end))
     results.update(
-        figure="Fig. 2 (left)", seeds=seeds, batch=batch, t_span=[1.0, args.t_end],
+        figure="Fig. 2 (left)",
+        seeds=seeds,
+        batch=batch,
+        t_span=[1.0, args.t_end],
         solver="DP5 rtol=atol=1e-6 float64",
         k_ratio=k_ratio,
     )
     C.write_results(out, results)
     plot(results, out / "init_blowup.png")
-    C.report([
-        f"Fig. 2 left: ‖h(t)‖ at initialisation, Silverbox, {batch} inputs, {seeds} seeds, "
-        f"t from 1 to {args.t_end:g} (k(T)/k(1) = {k_ratio:.3g}):",
-        *verdict(results),
-        f"  Seen: NesterovNODE's norm grows by more than 1e6× in {n_big} of {seeds} seeds "
-        f"(median {np.nanmedian(nest):.3g}×, super-exponentially until the solver stops); "
-        f"{n_stopped_small} other seed(s) oscillate with a frequency growing like √k(t) and "
-        f"stop the adaptive solver (too many steps) before T; "
-        f"GNesterovNODE finishes the span in {seeds - len(g_fail)} of {seeds} seeds and its ‖h‖ stays at most {np.nanmax(gnest):.3g} "
-        f"({'within' if np.nanmax(gnest) <= bound else 'ABOVE'} its stated bound "
-        f"σ_max(‖h0‖ + σ_max√n(T − t0)) = {bound:.4g}), GHBNODE's at most "
-        f"{np.nanmax(ghb):.3g}. With a random linear field the ungated models (NODE, "
-        f"ANODE, SONODE, HBNODE) grow exponentially too; only the gated ones stay bounded.",
-        f"  wrote {out / 'results.json'} and {out / 'init_blowup.png'}",
-    ], out)
+    C.report(
+        [
+            f"Fig. 2 left: ‖h(t)‖ at initialisation, Silverbox, {batch} inputs, {seeds} seeds, "
+            f"t from 1 to {args.t_end:g} (k(T)/k(1) = {k_ratio:.3g}):",
+            *verdict(results),
+            f"  Seen: NesterovNODE's norm grows by more than 1e6× in {n_big} of {seeds} seeds "
+            f"(median {np.nanmedian(nest):.3g}×, super-exponentially until the solver stops); "
+            f"{n_stopped_small} other seed(s) oscillate with a frequency growing like √k(t) and "
+            f"stop the adaptive solver (too many steps) before T; "
+            f"GNesterovNODE finishes the span in {seeds - len(g_fail)} of {seeds} seeds and its "
+            f"‖h‖ stays at most {np.nanmax(gnest):.3g} "
+            f"({'within' if np.nanmax(gnest) <= bound else 'ABOVE'} its stated bound "
+            f"σ_max(‖h0‖ + σ_max√n(T − t0)) = {bound:.4g}), GHBNODE's at most "
+            f"{np.nanmax(ghb):.3g}. With a random linear field the ungated models (NODE, "
+            f"ANODE, SONODE, HBNODE) grow exponentially too; only the gated ones stay bounded.",
+            f"  wrote {out / 'results.json'} and {out / 'init_blowup.png'}",
+        ],
+        out,
+    )
     return results
 
 
