@@ -8,7 +8,7 @@ recorded. The paper's reading: GNesterovNODE keeps training well at the large st
 NODE and GHBNODE degrade. CIFAR-10 in the paper; **MNIST** here by default (CIFAR-10 cannot
 be obtained on these machines; ``--task cifar10 --data-dir DIR`` where it is present).
 
-CPU defaults: the first 320 training images, 2 epochs, batch 64, 500 test images, lr
+CPU defaults: the first 128 training images, 2 epochs, batch 64, 300 test images, lr
 1e-3. ``--paper``: whole data, the task's epochs, batch and lr (GPU: ``--device cuda``).
 
     python experiments/euler_stability.py [--models node ghbnode gnesterovnode]
@@ -36,8 +36,8 @@ def configs(args, data_dir: str) -> list[tuple[str, TrainConfig]]:
         epochs=args.epochs or (2 if cpu else None),
         lr=args.lr or (1e-3 if cpu else None),
         batch_size=args.batch_size,
-        subset=args.subset or (320 if cpu else None),
-        test_subset=args.test_subset or (500 if cpu else None),
+        subset=args.subset or (128 if cpu else None),
+        test_subset=args.test_subset or (300 if cpu else None),
         device=args.device,
         data_dir=data_dir,
     )

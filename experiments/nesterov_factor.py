@@ -7,8 +7,8 @@ and forward/backward NFE per batch. The paper runs CIFAR-10 (Table 3: test accur
 obtained on the project's machines, so the default task here is **MNIST** (``--task
 cifar10 --data-dir DIR`` runs the paper's setting where its data is present).
 
-CPU defaults (a few minutes on one core): the first 320 training images, 2 epochs, batch
-64, 500 test images, lr 1e-3. ``--paper``: the whole data set, 40 epochs, the task's batch
+CPU defaults (a few minutes on one core): the first 128 training images, 2 epochs, batch
+64, 300 test images, lr 1e-3. ``--paper``: the whole data set, 40 epochs, the task's batch
 size and learning rate (GPU: ``--device cuda``).
 
     python experiments/nesterov_factor.py [--task mnist] [--data-dir DIR] [--rs 3 5 10]
@@ -41,8 +41,8 @@ def configs(args, data_dir: str) -> list[tuple[str, TrainConfig]]:
         epochs=args.epochs or (2 if cpu else None),
         lr=args.lr or (1e-3 if cpu else None),
         batch_size=args.batch_size,
-        subset=args.subset or (320 if cpu else None),
-        test_subset=args.test_subset or (500 if cpu else None),
+        subset=args.subset or (128 if cpu else None),
+        test_subset=args.test_subset or (300 if cpu else None),
         device=args.device,
         data_dir=data_dir,
     )
