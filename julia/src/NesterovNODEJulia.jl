@@ -26,7 +26,7 @@ include("fields.jl")
 include("algorithms.jl")
 include("solve.jl")
 
-export Layout, parse_layout, field, FieldFn, PyRHS, algorithm, sensealg
+export Layout, parse_layout, field, FieldFn, PyRHS, calls, algorithm, sensealg
 export solve_forward, solve_with_pullback
 
 end # module

@@ -104,6 +104,9 @@ ChainRulesCore.@non_differentiable tick!(::Any)
 
 (F::FieldFn)(u, θ, t) = (tick!(F.calls); field(F.layout, u, θ, t))
 
+"""The calls a `FieldFn` has observed so far."""
+calls(F::FieldFn) = F.calls[]
+
 """
     PyRHS(f, vjp)
 

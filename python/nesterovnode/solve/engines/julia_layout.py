@@ -62,7 +62,11 @@ def _activation(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, nn.Hardtanh):
         return {"kind": "hardtanh", "min": float(module.min_val), "max": float(module.max_val)}
     if isinstance(module, nn.Softplus):
-        return {"kind": "softplus", "beta": float(module.beta), "threshold": float(module.threshold)}
+        return {
+            "kind": "softplus",
+            "beta": float(module.beta),
+            "threshold": float(module.threshold),
+        }
     raise LayoutError(
         f"{type(module).__name__} is not a layer the Julia fields mirror (Linear and the "
         f"activations Tanh, ReLU, Sigmoid, Identity, ELU, LeakyReLU, Hardtanh, Softplus)"
@@ -81,7 +85,10 @@ def _ops(module: nn.Module, offsets: dict[int, int]) -> list[dict[str, Any]]:
                 "kind": "dense",
                 "in": module.in_features,
                 "out": module.out_features,
-                "weight": {"offset": offsets[id(module.weight)], "shape": list(module.weight.shape)},
+                "weight": {
+                    "offset": offsets[id(module.weight)],
+                    "shape": list(module.weight.shape),
+                },
                 "bias": bias,
             }
         ]
@@ -243,7 +250,9 @@ def _act(op: dict[str, Any], x):
         return np.clip(x, op["min"], op["max"])
     if kind == "softplus":
         bx = op["beta"] * x
-        return np.where(bx > op["threshold"], x, np.log1p(np.exp(np.minimum(bx, 50.0))) / op["beta"])
+        return np.where(
+            bx > op["threshold"], x, np.log1p(np.exp(np.minimum(bx, 50.0))) / op["beta"]
+        )
     raise ValueError(f"unknown activation {kind}")
 
 
