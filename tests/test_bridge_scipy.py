@@ -20,7 +20,7 @@ from nesterovnode.solve import (
     resolve,
     solve,
 )
-from nesterovnode.solve.engines.julia import JuliaEngine
+from nesterovnode.solve.engines.julia import INSTALL_COMMAND, JuliaEngine
 from nesterovnode.solve.engines.scipy import ScipyEngine
 from nesterovnode.solve.registry import ENGINE_ORDER
 from nesterovnode.solve.stats import Recorder, SolveStats
@@ -213,8 +213,8 @@ def test_an_engine_that_is_not_installed_says_how_to_install_it():
         msg = str(exc.value)
         assert "julia" in msg.lower()
         assert "juliaup" in msg
-        assert "pip install nesterovnode[julia]" in msg
-        assert "diffeqpy.install()" in msg
+        assert 'pip install -e ".[julia]"' in msg
+        assert INSTALL_COMMAND in msg
 
 
 def test_the_julia_engine_module_imports_nothing_from_julia():

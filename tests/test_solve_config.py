@@ -168,3 +168,15 @@ def test_nfe_of_a_dense_output_method_does_not_grow_with_the_output_times():
             nfe[name, n] = sol.stats.nfe_forward
     assert nfe["nesterov", 2] == nfe["nesterov", 11] == nfe["nesterov", 51]
     assert nfe["hb", 2] == nfe["hb", 11] == nfe["hb", 51]
+
+
+def test_julia_takes_any_ordinarydiffeq_algorithm_by_name():
+    """Names outside the canonical table reach the julia engine as written (resolving
+    needs no Julia; only an installed engine is instantiated)."""
+    from nesterovnode.solve.registry import _resolve, engine_class, open_method
+
+    info = open_method("AutoTsit5(Rosenbrock23())")
+    assert info.auto_switching and info.implicit and info.name == "AutoTsit5(Rosenbrock23())"
+    assert engine_class("julia").open_methods and not engine_class("rk").open_methods
+    with pytest.raises(ValueError, match="the rk engine has no solver 'AutoTsit5"):
+        _resolve("rk:AutoTsit5(Rosenbrock23())")

@@ -182,6 +182,19 @@ def sensitivity_names() -> list[str]:
     return out
 
 
+def open_method(name: str) -> SolverInfo:
+    """What is known of a method an open engine takes by its own name: adaptive, treated as
+    implicit (the engine gets exact Jacobians); auto-switching when named Auto…."""
+    return SolverInfo(
+        name,
+        0,
+        True,
+        implicit=True,
+        auto_switching=name.startswith("Auto"),
+        description="passed to the engine as named",
+    )
+
+
 def _canonical(engine_cls: type[Engine], name: str) -> str | None:
     """Canonical name for ``name`` (canonical or native) within one engine."""
     if name in engine_cls.methods:
@@ -227,6 +240,8 @@ def _resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo
         if cls is None:
             raise EngineNotInstalledError(f"the {engine!r} engine is not part of this installation")
         canonical = _canonical(cls, solver)
+        if canonical is None and cls.open_methods:
+            return get_engine(engine), open_method(solver), solver
         if canonical is None:
             others = [n for n, c in engines().items() if _canonical(c, solver) is not None]
             where = f"; engines that have it: {', '.join(others)}" if others else ""

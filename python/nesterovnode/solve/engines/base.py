@@ -112,6 +112,10 @@ class Engine(abc.ABC):
     #: method's accuracy (their NFE does not grow with the number of output times); the
     #: others end a step on every output time
     dense_methods: frozenset[str] = frozenset()
+    #: True when the engine also takes method names outside ``methods`` (Julia: any
+    #: OrdinaryDiffEq algorithm expression, e.g. "AutoTsit5(Rosenbrock23())"), named
+    #: with the engine's prefix ("julia:AutoTsit5(Rosenbrock23())")
+    open_methods: bool = False
     #: what to run when ``available()`` is false
     install_hint: str = ""
 

@@ -64,7 +64,7 @@ INSTALL_HINT = (
     "install Julia (juliaup: curl -fsSL https://install.julialang.org | sh), then "
     '`pip install nesterovnode[julia]` (from a checkout: pip install -e ".[julia]"), then '
     f"once, from the repository root, `{INSTALL_COMMAND}` (it instantiates julia/ without "
-    'prompts and replaces the older `python -c "import diffeqpy; diffeqpy.install()"`)'
+    "prompts)"
 )
 
 #: retcode -> failure reason of errors.HINTS
@@ -171,6 +171,7 @@ class JuliaEngine(ExternalEngine):
     }
     native_sensitivities = SENSITIVITIES
     install_hint = INSTALL_HINT
+    open_methods = True  # any OrdinaryDiffEq algorithm: "julia:AutoTsit5(Rosenbrock23())"
 
     @classmethod
     def available(cls) -> bool:
@@ -213,7 +214,7 @@ class JuliaEngine(ExternalEngine):
         def f(du, u, t):
             _write(du, problem.fun(float(t), np.asarray(u)))
 
-        implicit = SOLVERS[problem.solver].implicit or problem.options.get("algorithm")
+        implicit = _implicit(problem.solver) or problem.options.get("algorithm")
         out = mod.solve_forward(
             mod.PyRHS(f, None, 0),
             problem.y0,
@@ -311,7 +312,7 @@ class _NativeRun:
     def forward(self, y0: torch.Tensor) -> torch.Tensor:
         request = self.request
         rhs = self.rhs()
-        implicit = SOLVERS[request.solver].implicit or request.options.get("algorithm")
+        implicit = _implicit(request.solver) or request.options.get("algorithm")
         u0 = y0.detach().reshape(-1).to("cpu", torch.float64).numpy()
         theta = flat_parameters(self.dynamics).numpy()
         out = self.mod.solve_with_pullback(
@@ -371,3 +372,9 @@ class _JuliaAdjoint(torch.autograd.Function):
     def backward(ctx, dys):
         du0, grads = ctx.run.backward(dys)
         return (None, du0, *grads)
+
+
+def _implicit(solver: str) -> bool:
+    """Implicit, or a name Julia takes that the registry does not know (open_methods)."""
+    info = SOLVERS.get(solver)
+    return info is None or info.implicit
