@@ -180,3 +180,19 @@ def test_julia_takes_any_ordinarydiffeq_algorithm_by_name():
     assert engine_class("julia").open_methods and not engine_class("rk").open_methods
     with pytest.raises(ValueError, match="the rk engine has no solver 'AutoTsit5"):
         _resolve("rk:AutoTsit5(Rosenbrock23())")
+
+
+@pytest.mark.parametrize(
+    "old, new",
+    [
+        ("nesterovnode.training", "nesterovnode.runs.training"),
+        ("nesterovnode.solve.rk_engine", "nesterovnode.solve.engines.rk"),
+        ("nesterovnode.solve.bridge", "nesterovnode.solve.engines.external"),
+    ],
+)
+def test_an_old_module_path_names_the_new_one(old, new):
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError, match=f"{old} has moved: import it from {new}"):
+        importlib.import_module(old)
+    importlib.import_module(new.split(" ")[0])
