@@ -81,7 +81,9 @@ def test_a_corrupt_checkpoint_is_refused_with_a_message_and_left_untouched(tmp_p
     train(quick(epochs=1), tmp_path, progress=False)
     (tmp_path / "checkpoint.pt").write_bytes(b"\x00garbage" * 10)
     before = (tmp_path / "checkpoint.pt").read_bytes()
-    with pytest.raises(CorruptRunError, match="checkpoint.pt is not a readable checkpoint.*--overwrite"):
+    with pytest.raises(
+        CorruptRunError, match="checkpoint.pt is not a readable checkpoint.*--overwrite"
+    ):
         train(quick(epochs=2), tmp_path, resume=True, progress=False)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_model(tmp_path)
@@ -92,7 +94,9 @@ def test_a_corrupt_checkpoint_is_refused_with_a_message_and_left_untouched(tmp_p
 
 
 def test_a_checkpoint_knows_its_task_model_and_options_and_refuses_another_name(tmp_path):
-    train(quick(model="gnesterovnode", epochs=1, model_options={"r": 4.0}), tmp_path, progress=False)
+    train(
+        quick(model="gnesterovnode", epochs=1, model_options={"r": 4.0}), tmp_path, progress=False
+    )
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["task"] == "pointcloud" and state["model_name"] == "gnesterovnode"
     assert state["config"]["model_options"] == {"r": 4.0}
@@ -122,7 +126,9 @@ def test_files_are_written_with_the_users_umask(tmp_path):
 def test_a_resumed_run_says_from_where_and_the_default_engine_matches_its_name(tmp_path):
     messages = []
     train(quick(epochs=1), tmp_path, progress=False)
-    train(quick(epochs=2, engine="rk"), tmp_path, resume=True, progress=False, notify=messages.append)
+    train(
+        quick(epochs=2, engine="rk"), tmp_path, resume=True, progress=False, notify=messages.append
+    )
     assert any("resuming" in m and "after epoch 1, from epoch 2 to 2" in m for m in messages)
 
 

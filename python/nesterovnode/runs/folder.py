@@ -46,8 +46,9 @@ def claim(
     ``read_config(path)``: the configuration saved in it; ``outputs``: the files and
     folders of a job (what ``overwrite`` removes); ``unfinished``: a folder that holds
     the runs of an unfinished job before ``results`` exists; ``hint(saved, asked)``:
-    text appended to a configuration-mismatch message. Returns True when the caller resumes from results
-    found in ``out``, False when it starts afresh (``out`` None: no folder, False).
+    text appended to a configuration-mismatch message. Returns True when the caller
+    resumes from results found in ``out``, False when it starts afresh (``out`` None: no
+    folder, False).
     """
     if out is None:
         return False
@@ -83,7 +84,7 @@ def claim(
     if not resume:
         raise FileExistsError(
             f"{out} already holds a {what} of this configuration ({results}); pass --resume "
-            f"(resume=True) to continue or extend it, or --overwrite to start again"
+            f"to continue or extend it, or --overwrite to start again"
         )
     return True
 

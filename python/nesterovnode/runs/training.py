@@ -72,13 +72,17 @@ def engine_of(config: dict[str, Any]) -> str | None:
     if config.get("engine") is not None:
         return config["engine"]
     try:
-        return SolveConfig(
-            solver=config["solver"],
-            rtol=config["tol"],
-            atol=config["tol"],
-            sensitivity=config["sensitivity"],
-            dt=config.get("model_options", {}).get("dt"),
-        ).resolve().engine.name
+        return (
+            SolveConfig(
+                solver=config["solver"],
+                rtol=config["tol"],
+                atol=config["tol"],
+                sensitivity=config["sensitivity"],
+                dt=config.get("model_options", {}).get("dt"),
+            )
+            .resolve()
+            .engine.name
+        )
     except Exception:  # noqa: BLE001 - an identity that does not resolve compares as saved
         return None
 
@@ -525,9 +529,7 @@ def train(
     return RunResult(model=model, params=params, history=history, config=cfg)
 
 
-def _estimate(
-    per_iteration: float, steps: int, epochs_left: int, task: str, device, cfg
-) -> str:
+def _estimate(per_iteration: float, steps: int, epochs_left: int, task: str, device, cfg) -> str:
     """The estimated duration of the rest of a run, from the first iterations; a warning
     when image training on the CPU would take hours."""
     total = per_iteration * steps * epochs_left

@@ -35,7 +35,7 @@ from .external import ExternalEngine, ODEProblem
 
 INSTALL_HINT = (
     "install Julia (juliaup: curl -fsSL https://install.julialang.org | sh), then "
-    "`pip install nesterovnode[julia]`, then run once "
+    '`pip install -e ".[julia]"` in the nesterovnode clone, then run once '
     '`python -c "import diffeqpy; diffeqpy.install()"`'
 )
 
