@@ -144,7 +144,8 @@ def test_plots_use_log_nfe_axes_integer_epochs_labelled_bands_and_name_the_subse
         return real(fig, path, title)
 
     monkeypatch.setattr(plotting, "save", save)
-    features = {"node": np.random.randn(10, 2), "anode": 4e4 * np.random.randn(10, 3)}
+    rng = np.random.default_rng(0)
+    features = {"node": rng.normal(size=(10, 2)), "anode": 4e4 * rng.normal(size=(10, 3))}
     labels = np.array([-1, 1] * 5)
     plotting.write_plots(fake_results(subset=64), tmp_path, features, labels)
     for name in ("nfe_forward.png", "nfe_backward.png", "loss.png"):
