@@ -213,7 +213,7 @@ def test_an_engine_that_is_not_installed_says_how_to_install_it():
         msg = str(exc.value)
         assert "julia" in msg.lower()
         assert "juliaup" in msg
-        assert "pip install nesterovnode[julia]" in msg
+        assert 'pip install -e ".[julia]"' in msg
         assert "diffeqpy.install()" in msg
 
 
