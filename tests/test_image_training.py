@@ -318,5 +318,8 @@ def test_cuda_device_without_cuda_exits_2_with_advice(synthetic_mnist, tmp_path,
 
 @pytest.mark.parametrize("option", ["--max-iters", "--subset", "--test-subset"])
 def test_non_positive_limits_are_refused(synthetic_mnist, tmp_path, capsys, option):
-    assert _train_cli(synthetic_mnist, tmp_path, option, "0") == 2
-    assert "must be >= 1" in capsys.readouterr().err
+    # refused when parsed, in the option's own words (a usage error: exit status 2)
+    with pytest.raises(SystemExit) as info:
+        _train_cli(synthetic_mnist, tmp_path, option, "0")
+    assert info.value.code == 2
+    assert f"argument {option}: must be an integer >= 1" in capsys.readouterr().err

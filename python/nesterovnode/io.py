@@ -16,11 +16,14 @@ import torch
 
 def write_atomic(path: str | Path, write) -> None:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``:
-    readers see the old file or the whole new one, never a part."""
+    readers see the old file or the whole new one, never a part. The file gets the mode
+    a plain ``open`` would give it (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes 0600 files; the result gets the mode open() would give it
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -30,6 +33,13 @@ def write_atomic(path: str | Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -61,5 +71,12 @@ def save_torch_atomic(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; a file that is not JSON raises ValueError naming it."""
     with open(path) as fh:
-        return json.load(fh)
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{path} is not valid JSON ({exc}); it may be truncated or corrupt: restore "
+                f"it, or pass --overwrite to start again"
+            ) from exc

@@ -77,12 +77,16 @@ def _finish(ax, legend: bool = True) -> None:
 
 
 # -- runs ------------------------------------------------------------------------------------
+def _finished(run: dict) -> bool:
+    return run.get("status", "finished") == "finished"
+
+
 def curve_stats(models: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per model: (epochs, mean, std) of ``key`` over the runs (seeds), on the epochs all
-    runs have."""
+    """Per model: (epochs, mean, std) of ``key`` over the runs (seeds) that finished, on
+    the epochs all of them have."""
     out = {}
     for name, entry in models.items():
-        runs = [r["epochs"] for r in entry["runs"] if r["epochs"]]
+        runs = [r["epochs"] for r in entry["runs"] if r["epochs"] and _finished(r)]
         if not runs:
             continue
         n = min(len(r) for r in runs)
@@ -95,20 +99,45 @@ def curve_stats(models: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarra
 def plot_curve(
     models: dict, key: str, ylabel: str, path: Path, log: bool = False, title: str = ""
 ) -> Path:
-    """One line per model with a ±std band over seeds, against epoch."""
+    """One line per model (mean over the seeds that finished) with a shaded ± std band
+    over them, against epoch (integer ticks); a failed run is a dashed line ending in a
+    cross at its last finished epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = new_figure()
-    for i, (name, (epochs, mean, std)) in enumerate(curve_stats(models, key).items()):
+    stats = curve_stats(models, key)
+    for i, (name, (epochs, mean, std)) in enumerate(stats.items()):
         c = color(name, i)
         ax.plot(epochs, mean, label=label(name), color=c, lw=1.6)
         ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.18, lw=0)
+    for i, (name, entry) in enumerate(models.items()):
+        for r in entry["runs"]:
+            if _finished(r) or not r["epochs"] or key not in r["epochs"][0]:
+                continue
+            xs = [e["epoch"] for e in r["epochs"]]
+            ys = [e[key] for e in r["epochs"]]
+            c = color(name, i)
+            ax.plot(xs, ys, "--", color=c, lw=1.0)
+            ax.plot(
+                xs[-1:],
+                ys[-1:],
+                "x",
+                color=c,
+                ms=8,
+                label=f"{label(name)} seed {r['seed']} failed in epoch {xs[-1] + 1}",
+            )
+    seeds = max((len([r for r in e["runs"] if _finished(r)]) for e in models.values()), default=0)
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
     if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if ax.get_legend_handles_labels()[0]:
+        band = f"line: mean, shaded: ± std over {seeds} seeds" if seeds > 1 else "one seed"
+        ax.legend(fontsize=8, ncol=2, title=band, title_fontsize=7)
     return save(fig, path)
 
 
@@ -117,7 +146,9 @@ def plot_features(
 ) -> Path:
     """Scatter of the learned features h(T) per model, coloured by class (the paper's Fig. 4).
 
-    Features with more than two coordinates (ANODE) are shown by their first two.
+    Features with more than two coordinates (ANODE) are shown by their first two; axes
+    are labelled h₁(T), h₂(T); a panel whose features reach far out (|h| > 100) says so
+    in its title (each panel has its own scale).
     """
     names = list(features)
     cols = min(4, len(names))
@@ -131,7 +162,12 @@ def plot_features(
             sel = labels == cls
             ax.scatter(h[sel, 0], h[sel, 1], s=9, color=c, label=f"y = {cls:+d}")
         extra = " (dims 1–2)" if h.shape[1] > 2 else ""
+        reach = float(np.nanmax(np.abs(h[:, :2]))) if h.size else 0.0
+        if reach > 100:
+            extra += f"\n|h| up to {reach:.0e}: blown up"
         ax.set_title(label(name) + extra, fontsize=9)
+        ax.set_xlabel("h₁(T)", fontsize=8)
+        ax.set_ylabel("h₂(T)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7)
     return save(fig, path, title)
@@ -142,7 +178,7 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
     runs have it, and the feature scatter when ``features`` are given."""
     out = Path(out)
     models = results["models"]
-    task = results["task"]
+    task = results["task"] + run_scope(results)
     paths = [
         plot_curve(
             models,
@@ -157,6 +193,7 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
             "nfe_forward",
             "forward NFE per batch",
             out / "nfe_forward.png",
+            log=True,
             title=f"{task}: forward NFE",
         ),
         plot_curve(
@@ -164,6 +201,7 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
             "nfe_backward",
             "backward NFE per batch",
             out / "nfe_backward.png",
+            log=True,
             title=f"{task}: backward NFE",
         ),
     ]
@@ -185,10 +223,24 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
                 features,
                 labels,
                 out / "features.png",
-                title=f"{task}: learned features h(T), seed 0",
+                title=f"{task}: learned features h(T) of the {len(labels)} training points, seed 0",
             )
         )
     return paths
+
+
+def run_scope(results: dict) -> str:
+    """What a comparison covered, for titles: quick-check subsets, truncated epochs and
+    models left out are named ("" for a full run)."""
+    cfg = results.get("config", {})
+    parts = []
+    if cfg.get("subset"):
+        parts.append(f"subset of {cfg['subset']} samples")
+    if cfg.get("max_iters"):
+        parts.append(f"≤ {cfg['max_iters']} iterations/epoch")
+    if results.get("configuration", {}).get("paper_protocol") is False:
+        parts.append(f"{cfg.get('epochs')} epochs, {cfg.get('seeds')} seed(s), not --paper")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 # -- solver comparison -----------------------------------------------------------------------
@@ -284,6 +336,7 @@ __all__ = [
     "plot_spectra",
     "plot_step_sizes",
     "plot_work_precision",
+    "run_scope",
     "save",
     "write_plots",
 ]

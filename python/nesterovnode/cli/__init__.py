@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Momentum neural ODEs (NODE, ANODE, SONODE, HBNODE, GHBNODE, NesterovNODE, "
         "GNesterovNODE) on solver engines chosen by name.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"nesterovnode {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     solvers.add_list_parser(sub)
     runs.add_parsers(sub)

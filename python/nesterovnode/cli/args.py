@@ -1,9 +1,12 @@
 """Argument types shared by the subcommands: task and model names checked against the
-registries, so a wrong name is a usage error listing the valid ones."""
+registries, so a wrong name is a usage error listing the valid ones; numbers checked
+when parsed, so a bad value is refused in the option's own words
+("argument --tol: must be a number > 0, got 0")."""
 
 from __future__ import annotations
 
 import argparse
+import math
 
 from ..dynamics.registry import MODEL_NAMES
 from ..tasks import TASKS
@@ -23,3 +26,36 @@ def model_arg(value: str) -> str:
             f"unknown model {value!r}; valid models: {', '.join(MODEL_NAMES)}"
         )
     return key
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1 (epochs, seeds, jobs, batch size, iterations, threads)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return n
+
+
+def nonnegative_int(value: str) -> int:
+    """An integer >= 0 (a seed; an epoch count where 0 means untrained)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return n
+
+
+def positive_float(value: str) -> float:
+    """A finite number > 0 (learning rate, tolerance, step, Nesterov r)."""
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value!r}") from None
+    if not (x > 0 and math.isfinite(x)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return x

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..tasks import TASKS
-from .args import model_arg, task_arg
+from .args import model_arg, nonnegative_int, positive_float, positive_int, task_arg
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("task", type=task_arg, help=f"one of: {', '.join(TASKS)}")
-    p.add_argument("--epochs", type=int, help="epochs per run (task default if omitted)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (task default if omitted)")
-    p.add_argument("--batch-size", type=int, help="batch size (task default if omitted)")
+    p.add_argument("--epochs", type=positive_int, help="epochs per run (task default if omitted)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (task default if omitted)")
+    p.add_argument("--batch-size", type=positive_int, help="batch size (task default if omitted)")
     p.add_argument("--solver", help="solver name, e.g. DP5, BS3, RK4, scipy:RK45 (default DP5)")
-    p.add_argument("--tol", type=float, help="rtol = atol of the adaptive solver (task default)")
     p.add_argument(
-        "--dt", type=float, help="a fixed step for any solver (needed by Euler, Midpoint, RK4)"
+        "--tol", type=positive_float, help="rtol = atol of the adaptive solver (task default)"
+    )
+    p.add_argument(
+        "--dt",
+        type=positive_float,
+        help="a fixed step for any solver (needed by Euler, Midpoint, RK4)",
     )
     p.add_argument(
         "--sensitivity",
@@ -35,7 +40,11 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         help="solver engine: rk, torchdiffeq, scipy, julia (default: the first that offers "
         "the solver, rk for its methods)",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (default cpu)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda when torch sees a GPU, else cpu; the default), cpu, cuda or cuda:K",
+    )
     p.add_argument(
         "--dtype",
         choices=["float32", "float64"],
@@ -52,20 +61,33 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fetch missing MNIST/CIFAR-10 files into --data-dir (needs torchvision and internet)",
     )
-    p.add_argument("--subset", type=int, help="train on the first N samples only (quick checks)")
     p.add_argument(
-        "--test-subset", type=int, help="evaluate on the first N test samples only (quick checks)"
+        "--subset", type=positive_int, help="train on the first N samples only (quick checks)"
+    )
+    p.add_argument(
+        "--test-subset",
+        type=positive_int,
+        help="evaluate on the first N test samples only (quick checks)",
     )
     p.add_argument(
         "--max-iters",
-        type=int,
-        help="stop every epoch after N iterations (quick timings; one record per epoch still)",
+        type=positive_int,
+        help="stop every epoch after N iterations (quick timings; one record per epoch); "
+        "without --epochs the run is one epoch",
     )
-    p.add_argument("--r", type=float, help="Nesterov factor r for the Nesterov models (default 3)")
+    p.add_argument(
+        "--r",
+        type=positive_float,
+        help="Nesterov factor r (nesterovnode, gnesterovnode only; default 3)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
     p.add_argument("--overwrite", action="store_true", help="replace results found in --out")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (without a terminal there is none: one line per epoch instead)",
+    )
 
 
 def _base_config(args, model: str = "nesterovnode", seed: int = 0):
@@ -98,8 +120,48 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
     )
 
 
+def _check_model_options(args, models: list[str]) -> None:
+    """Options that only some models have (--r) are refused for the others."""
+    from ..dynamics.registry import MODELS
+
+    if args.r is not None:
+        without = [m for m in models if "r" not in MODELS[m].options]
+        if without:
+            having = ", ".join(m for m in MODELS if "r" in MODELS[m].options)
+            raise ValueError(
+                f"--r applies to {having} only, not to {', '.join(without)}; drop --r or "
+                f"choose those models"
+            )
+
+
+def _device(args) -> str:
+    """--device auto: cuda when torch sees a GPU, else cpu."""
+    if args.device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return args.device
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _plain_lines(args) -> bool:
+    """One line per epoch when no progress bar is drawn (not a terminal, or --no-progress)."""
+    return args.no_progress or not sys.stderr.isatty()
+
+
 def _prepare(args) -> None:
-    """Settings shared by train and compare: --threads, and --paper's epochs and seeds."""
+    """Settings shared by train and compare: --threads, --device auto, --max-iters without
+    --epochs, and --paper's epochs and seeds."""
+    args.device = _device(args)
+    if args.max_iters is not None and args.epochs is None and not getattr(args, "paper", False):
+        args.epochs = 1
+        _say(
+            f"--max-iters {args.max_iters} without --epochs: one epoch of at most "
+            f"{args.max_iters} iterations"
+        )
     if args.threads:
         import torch
 
@@ -114,7 +176,7 @@ def _prepare(args) -> None:
             args.seeds = max(args.seeds or 0, paper.paper_seeds)
 
 
-def format_epoch(rec: dict, task: str) -> str:
+def format_epoch(rec: dict, task: str, epochs: int | None = None) -> str:
     """One line per epoch: loss, accuracy, test accuracy, NFE per batch, time, throughput."""
     if "mse" in rec:  # a regression task (walker2d)
         metric = f"mse {rec['mse']:.4f}"
@@ -125,24 +187,37 @@ def format_epoch(rec: dict, task: str) -> str:
     unit = "images/s" if task in ("mnist", "cifar10") else "samples/s"
     iters = rec.get("iterations")
     per_iter = f" ({rec['seconds'] / iters:.3f} s/it)" if iters else ""
+    of = f"/{epochs}" if epochs else ""
     return (
-        f"epoch {rec['epoch']:>3}  loss {rec['loss']:.4f}  {metric}{extra}  "
+        f"epoch {rec['epoch']:>3}{of}  loss {rec['loss']:.4f}  {metric}{extra}  "
         f"NFE {rec['nfe_forward']:.1f}/{rec['nfe_backward']:.1f}  {rec['seconds']:.2f}s"
         f"{per_iter}  {rec['samples_per_second']:.1f} {unit}"
     )
 
 
 def cmd_compare(args) -> int:
+    from ..dynamics.registry import MODEL_NAMES
     from ..runs.comparison import compare, format_table, summary_rows
     from ..runs.training import distributed_env
 
+    _check_model_options(args, args.models or list(MODEL_NAMES))
     _prepare(args)
     out = Path(args.out or f"results/{args.task}")
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if args.device != "cpu":
         jobs = 1  # one process per GPU; use torchrun for several
+    epochs_of = {}
+
+    def line(model, seed, rec):
+        total = epochs_of.get("n")
+        print(f"{model} seed {seed} " + format_epoch(rec, args.task, total), flush=True)
+
+    base = _base_config(args)
+    from ..tasks import get_task
+
+    epochs_of["n"] = args.epochs or get_task(args.task).defaults.epochs
     results = compare(
-        _base_config(args),
+        base,
         models=args.models,
         seeds=args.seeds or 1,
         out=out,
@@ -150,34 +225,70 @@ def cmd_compare(args) -> int:
         overwrite=args.overwrite,
         jobs=jobs,
         progress=not args.no_progress,
+        paper=bool(args.paper),
+        on_epoch=line if _plain_lines(args) else None,
+        notify=_say,
     )
     if distributed_env()[0] == 0:
+        conf = results["configuration"]
+        print(
+            f"\n{args.task}: {conf['epochs']} epochs, {conf['seeds']} seed(s), "
+            f"{conf['solver']} on {conf['engine']} at tol {conf['rtol']:g}, {conf['dtype']}, "
+            f"{conf['device']}, {conf['jobs']} run(s) in parallel; "
+            + (
+                "the paper's protocol"
+                if conf["paper_protocol"]
+                else "not the paper's protocol (--paper)"
+            )
+        )
         print(format_table(summary_rows(results)))
         plots = ", ".join(str(p) for p in sorted(out.glob("*.png")))
         print(f"\nresults: {out / 'results.json'}\nplots:   {plots}")
+        if results["failed"]:
+            _say(
+                f"nesterovnode: {len(results['failed'])} run(s) failed (the lines above); "
+                f"the others are in the table"
+            )
+            return 1
     return 0
 
 
 def cmd_train(args) -> int:
     from ..runs.comparison import format_table, summary_rows
+    from ..runs.failures import RunFailed
     from ..runs.training import distributed_env, train
 
+    _check_model_options(args, [args.model])
     _prepare(args)
     out = Path(args.out or f"runs/{args.task}/{args.model}/seed{args.seed}")
     cfg = _base_config(args, model=args.model, seed=args.seed)
     rank = distributed_env()[0]
+    done = []
 
     def show(rec):
+        done.append(rec["epoch"])
         print(format_epoch(rec, args.task), flush=True)
 
-    result = train(
-        cfg,
-        out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        on_epoch=show,
-    )
+    try:
+        result = train(
+            cfg,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            on_epoch=show,
+            notify=_say if rank == 0 else None,
+        )
+    except RunFailed as failure:
+        _say(f"nesterovnode: run failed: {failure}")
+        return 1
+    except KeyboardInterrupt:
+        if rank == 0:
+            _say(
+                f"\ninterrupted: every finished epoch is checkpointed in {out}; run the same "
+                f"command with --resume to continue"
+            )
+        raise
     if rank == 0:
         results = {
             "models": {
@@ -199,17 +310,18 @@ def add_parsers(sub) -> None:
     )
     _add_training_options(p)
     p.add_argument("--models", nargs="+", type=model_arg, help="default: all seven")
-    p.add_argument("--seeds", type=int, help="runs per model (default 1)")
+    p.add_argument("--seeds", type=positive_int, help="runs per model (default 1)")
     p.add_argument("--out", help="output directory (default results/TASK)")
     p.add_argument("--paper", action="store_true", help="the paper's protocol (epochs, seeds)")
-    p.add_argument("--jobs", type=int, help="runs in parallel processes (default: 2 on CPU)")
+    p.add_argument(
+        "--jobs", type=positive_int, help="runs in parallel processes (default: 2 on CPU)"
+    )
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train one model; checkpoint and log per epoch")
     _add_training_options(p)
     p.add_argument("--model", required=True, type=model_arg)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", help="run directory (default runs/TASK/MODEL/seedK)")
     p.add_argument("--paper", action="store_true", help="the paper's number of epochs")
     p.set_defaults(func=cmd_train)
-

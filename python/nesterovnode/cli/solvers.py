@@ -19,7 +19,7 @@ from pathlib import Path
 from ..diagnostics.models import DEFAULT_SOLVERS
 from ..dynamics.registry import MODEL_NAMES
 from ..io import write_json_atomic
-from .args import model_arg, task_arg
+from .args import model_arg, nonnegative_int, positive_float, positive_int, task_arg
 
 
 # -- handlers --------------------------------------------------------------------------------
@@ -142,10 +142,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task", default="pointcloud", type=task_arg, help="task name (default: pointcloud)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of data, model and training")
+    p.add_argument(
+        "--seed", type=nonnegative_int, default=0, help="seed of data, model and training"
+    )
     p.add_argument(
         "--points",
-        type=int,
+        type=positive_int,
         default=None,
         help="use this many inputs of the training set (default: all)",
     )
@@ -179,7 +181,7 @@ def add_parsers(subparsers) -> None:
     c.add_argument("--checkpoint", default=None, help="a trained run (directory or .pt)")
     c.add_argument(
         "--epochs",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="without --checkpoint: train this many epochs first (default 0: the untrained model)",
     )
@@ -192,14 +194,14 @@ def add_parsers(subparsers) -> None:
     c.add_argument(
         "--tols",
         nargs="+",
-        type=float,
+        type=positive_float,
         default=[1e-3, 1e-5, 1e-7],
         help="rtol = atol values for adaptive solvers",
     )
     c.add_argument(
         "--dt",
         nargs="+",
-        type=float,
+        type=positive_float,
         default=[0.1, 0.05, 0.02],
         help="step sizes for fixed-step solvers (RK4, Euler, Midpoint)",
     )
@@ -208,13 +210,13 @@ def add_parsers(subparsers) -> None:
         default="scipy:DOP853",
         help="reference solver (default scipy:DOP853, i.e. DP8 on SciPy)",
     )
-    c.add_argument("--reference-tol", type=float, default=1e-12)
+    c.add_argument("--reference-tol", type=positive_float, default=1e-12)
     c.add_argument(
         "--backward",
         action="store_true",
         help="also run a backward (adjoint) pass and report its NFE",
     )
-    c.add_argument("--repeats", type=int, default=1, help="time the best of N runs")
+    c.add_argument("--repeats", type=positive_int, default=1, help="time the best of N runs")
     c.add_argument("--out", default="results/solvers", help="output directory")
     c.set_defaults(func=run_compare)
 
@@ -235,7 +237,7 @@ def add_parsers(subparsers) -> None:
     )
     s.add_argument(
         "--epochs",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="training epochs (default: the task's; 0: untrained models)",
     )
@@ -246,9 +248,9 @@ def add_parsers(subparsers) -> None:
         metavar="MODEL=PATH",
         help="trained runs to load instead of training",
     )
-    s.add_argument("--times", type=int, default=11, help="analysis times along [t0, T]")
+    s.add_argument("--times", type=positive_int, default=11, help="analysis times along [t0, T]")
     s.add_argument("--solver", default="DP5")
-    s.add_argument("--tol", type=float, default=1e-7)
+    s.add_argument("--tol", type=positive_float, default=1e-7)
     s.add_argument(
         "--whole-batch",
         action="store_true",

@@ -2,6 +2,7 @@
 (``comparison``), and the run-folder protocol both follow (``folder``)."""
 
 from .comparison import compare, summary_rows
+from .failures import CorruptRunError, RunFailed, read_checkpoint, read_failure
 from .folder import ConfigurationMismatch, claim
 from .training import (
     DeviceUnavailableError,
@@ -15,6 +16,8 @@ from .training import (
 
 __all__ = [
     "ConfigurationMismatch",
+    "CorruptRunError",
+    "RunFailed",
     "DeviceUnavailableError",
     "RunResult",
     "TrainConfig",
@@ -22,6 +25,8 @@ __all__ = [
     "compare",
     "load_model",
     "load_or_train",
+    "read_checkpoint",
+    "read_failure",
     "read_log",
     "summary_rows",
     "train",

@@ -2,7 +2,9 @@
 
 The output directory holds
 
-    results.json            {"task", "config", "models": {NAME: {"params", "runs": [...]}}}
+    results.json            {"task", "config", "models": {NAME: {"params", "runs": [...]}},
+                             "summary", "configuration", "versions", "git_commit",
+                             "hardware", "started", "finished"} (see ``run_metadata``)
     runs/NAME/seedK/        each run's checkpoint.pt, log.jsonl, config.json
     loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
@@ -12,7 +14,11 @@ The output directory holds
 ``out`` follows the run-folder protocol (``runs.folder``): results there are continued
 only with ``resume`` (same configuration) and replaced only with ``overwrite``. Runs are
 independent and may go in parallel processes (``jobs``); every finished epoch
-is checkpointed, so an interrupted comparison resumes where it stopped. Under torchrun
+is checkpointed, so an interrupted comparison resumes where it stopped. A run that fails
+(``RunFailed``) is recorded as failed (``"status": "failed"`` with its cause) and the
+comparison goes on; results.json, the table and the plots always show what finished.
+Resuming keeps every model and seed already in results.json (a subset asked for extends
+nothing away) and refuses fewer epochs than were saved. Under torchrun
 the runs go one after another, each trained by all processes with DDP; only rank 0
 writes ``results.json`` and the plots.
 """
@@ -22,8 +28,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import platform
+import shutil
 import signal
+import subprocess
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
@@ -36,13 +46,22 @@ from ..io import read_json, write_json_atomic
 from ..plotting import write_plots
 from ..tables import text_table
 from ..tasks import MODEL_NAMES, check_model_name, get_task
+from .failures import RunFailed
 from .folder import claim
-from .training import TrainConfig, distributed_env, dtype_hint, saved_identity, train
+from .training import (
+    TrainConfig,
+    comparable,
+    distributed_env,
+    dtype_hint,
+    saved_identity,
+    train,
+)
 
 
 def comparison_config(base: TrainConfig) -> dict[str, Any]:
-    """What makes two comparisons the same experiment (models, seeds and epochs may grow)."""
-    d = base.identity()
+    """What makes two comparisons the same experiment (models, seeds and epochs may grow);
+    ``engine`` is the engine that runs (the default resolved to its name)."""
+    d = comparable(base.identity())
     d.pop("model")
     d.pop("seed")
     return d
@@ -55,7 +74,7 @@ def run_dir(out: Path, model: str, seed: int) -> Path:
 def _saved_comparison_config(results: Path) -> dict[str, Any]:
     """The configuration of a comparison's ``results.json`` (not epochs or seeds, which a
     resumed comparison may extend)."""
-    saved = saved_identity(read_json(results).get("config", {}))
+    saved = comparable(saved_identity(read_json(results).get("config", {})))
     return {k: v for k, v in saved.items() if k not in ("epochs", "seeds")}
 
 
@@ -85,7 +104,12 @@ def _init_worker(queue) -> None:
 
 
 def _run_one(
-    config: TrainConfig, out: str, threads: int | None, progress: bool = True
+    config: TrainConfig,
+    out: str,
+    threads: int | None,
+    progress: bool = True,
+    on_epoch=None,
+    notify=None,
 ) -> dict[str, Any]:
     """Train one (model, seed) run; in a worker process its epochs go to the main process
     through the worker's queue."""
@@ -95,33 +119,69 @@ def _run_one(
     if queue is not None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return _train_one(config, out, progress, queue)
+        return _train_one(config, out, progress, queue, on_epoch, notify)
     finally:
         if queue is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _train_one(config: TrainConfig, out: str, progress: bool, queue) -> dict[str, Any]:
+def _train_one(
+    config: TrainConfig, out: str, progress: bool, queue, on_epoch=None, notify=None
+) -> dict[str, Any]:
     task = get_task(config.task)
     path = run_dir(Path(out), config.model, config.seed)
 
     def report(record):
         if queue is not None:
-            queue.put((config.model, config.seed, record))
+            queue.put(("epoch", config.model, config.seed, record))
+        elif on_epoch is not None:
+            on_epoch(config.model, config.seed, record)
 
-    result = train(
-        config, path, resume=True, task=task, progress=progress and queue is None, on_epoch=report
-    )
+    def tell(text):
+        if queue is not None:
+            queue.put(("message", config.model, config.seed, text))
+        elif notify is not None:
+            notify(text)
+
+    try:
+        result = train(
+            config,
+            path,
+            resume=True,
+            task=task,
+            progress=progress and queue is None,
+            on_epoch=report,
+            notify=tell,
+        )
+    except RunFailed as failure:
+        tell(f"failed: {failure}")
+        return {
+            "model": config.model,
+            "seed": config.seed,
+            "params": _params(task, config),
+            "epochs": failure.history,
+            "status": "failed",
+            "failure": {k: v for k, v in failure.record().items() if k != "status"},
+        }
     entry = {
         "model": config.model,
         "seed": config.seed,
         "params": result.params,
         "epochs": result.history,
+        "status": "finished",
     }
     if task.name == "pointcloud":
         h, y = _features(result.model, task, config.seed, config.device)
         entry["features"], entry["labels"] = h, y
     return entry
+
+
+def _params(task, config: TrainConfig) -> int:
+    """The trainable parameters of a run's model (for a run that failed)."""
+    from ..tasks import count_parameters
+    from .training import _build_model
+
+    return count_parameters(_build_model(task, config.model, config.identity()))
 
 
 def compare(
@@ -134,19 +194,26 @@ def compare(
     overwrite: bool = False,
     jobs: int = 1,
     progress: bool = True,
+    paper: bool = False,
+    on_epoch=None,
+    notify=None,
 ) -> dict[str, Any]:
     """Train ``models`` (default all seven) for ``seeds`` seeds each; write results and plots.
 
-    Returns the ``results.json`` content.
+    ``on_epoch(model, seed, record)`` receives every finished epoch and ``notify(text)``
+    the runs' messages (resume point, duration estimate, failure), in the main process.
+    ``paper`` records that the epochs and seeds are the paper's protocol. Returns the
+    ``results.json`` content; ``results["failed"]`` lists the runs that failed.
     """
     task = get_task(base.task)
     base = base.resolved(task)
+    base.solve_config().resolve()  # an engine missing here fails before --out is made
     models = [check_model_name(m) for m in (models or MODEL_NAMES)]
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     out = Path(out)
     config = comparison_config(base)
-    claim(
+    resuming = claim(
         out,
         config,
         results="results.json",
@@ -158,8 +225,46 @@ def compare(
         unfinished="runs",
         hint=dtype_hint,
     )
+    if resuming:
+        models, seeds = _extend(out / "results.json", models, seeds, base.epochs, notify)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _compare(
+            base, task, models, seeds, out, config, jobs, progress, paper, on_epoch, notify
+        )
+    except BaseException:
+        if created and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)  # a failed start leaves no empty --out
+        raise
 
+
+def _extend(results: Path, models: list[str], seeds: int, epochs: int, notify):
+    """A resumed comparison's models and seeds: those saved plus those asked; fewer
+    epochs than saved are refused (the saved runs would no longer match the config)."""
+    saved = read_json(results)
+    saved_epochs = saved.get("config", {}).get("epochs")
+    if saved_epochs is not None and epochs < saved_epochs:
+        raise ValueError(
+            f"{results} holds {saved_epochs} epochs per run; --epochs {epochs} would "
+            f"describe it wrongly: pass --epochs {saved_epochs} or more to resume (or "
+            f"--overwrite, or another --out)"
+        )
+    saved_models = list(saved.get("models", {}))
+    merged = [m for m in MODEL_NAMES if m in saved_models or m in models]
+    saved_seeds = int(saved.get("config", {}).get("seeds", seeds))
+    kept = [m for m in saved_models if m not in models]
+    if notify is not None and (kept or saved_seeds > seeds):
+        notify(
+            f"resuming {results.parent}: it holds {', '.join(saved_models)} with "
+            f"{saved_seeds} seed(s); all are kept (models {', '.join(merged)}, "
+            f"{max(seeds, saved_seeds)} seed(s), {epochs} epochs)"
+        )
+    return merged, max(seeds, saved_seeds)
+
+
+def _compare(base, task, models, seeds, out, config, jobs, progress, paper, on_epoch, notify):
+    started = _now()
     results: dict[str, Any] = {
         "task": task.name,
         "config": {**config, "epochs": base.epochs, "seeds": seeds},
@@ -188,12 +293,18 @@ def compare(
     if world > 1:
         jobs = 1  # under torchrun every process takes part in every run
     jobs = max(1, min(jobs, len(configs)))
+    results.update(run_metadata(base, seeds, jobs, paper, started))
+
+    def finish(entries_done: bool):
+        results["finished"] = _now() if entries_done else None
+        return _write_results(out if is_main else None, results, models, seeds, entries)
+
     try:
         if jobs == 1:
             for cfg in configs:
-                collect(_run_one(cfg, str(out), None, progress=progress))
+                collect(_run_one(cfg, str(out), None, progress, on_epoch, notify))
         else:
-            _run_parallel(configs, out, jobs, collect, progress)
+            _run_parallel(configs, out, jobs, collect, progress, on_epoch, notify)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: every finished epoch is checkpointed under {out / 'runs'}; run "
@@ -201,15 +312,114 @@ def compare(
             file=sys.stderr,
         )
         raise
+    except Exception:
+        # another error: what finished is still written, with its pictures
+        if is_main and entries:
+            finish(False)
+            write_plots(results, out, {m: features[m] for m in models if m in features}, labels)
+        raise
+    results = finish(True)
     if not is_main:
-        return _write_results(None, results, models, seeds, entries)
-    results = _write_results(out, results, models, seeds, entries)
+        return results
     features = {m: features[m] for m in models if m in features}  # the paper's order
     write_plots(results, out, features, labels)
     return results
 
 
-def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> None:
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def run_metadata(base: TrainConfig, seeds: int, jobs: int, paper: bool, started: str) -> dict:
+    """What a results.json says about how it was made: the resolved configuration,
+    package versions, git commit, hardware and start time."""
+    import numpy
+    import torch as _torch
+
+    from .. import __version__
+
+    resolved = base.solve_config().resolve()
+    configuration = {
+        "engine": resolved.engine.name,
+        "solver": resolved.info.name,
+        "method": resolved.method,
+        "rtol": base.tol,
+        "atol": base.tol,
+        "dt": base.model_options.get("dt"),
+        "sensitivity": resolved.sensitivity,
+        "dtype": base.dtype,
+        "device": _device_name(base.device),
+        "lr": base.lr,
+        "batch_size": base.batch_size,
+        "epochs": base.epochs,
+        "seeds": seeds,
+        "subset": base.subset,
+        "max_iters": base.max_iters,
+        "jobs": jobs,
+        "paper_protocol": bool(paper),
+    }
+    versions = {
+        "nesterovnode": __version__,
+        "python": platform.python_version(),
+        "torch": _torch.__version__,
+        "numpy": numpy.__version__,
+    }
+    for name in ("torchdiffeq", "scipy", "matplotlib"):
+        with contextlib.suppress(Exception):
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+    hardware = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": _torch.get_num_threads(),
+        "cuda": [_torch.cuda.get_device_name(i) for i in range(_torch.cuda.device_count())]
+        if _torch.cuda.is_available()
+        else [],
+    }
+    return {
+        "configuration": configuration,
+        "versions": versions,
+        "git_commit": _git_commit(),
+        "hardware": hardware,
+        "started": started,
+    }
+
+
+def _device_name(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _git_commit() -> str | None:
+    """The commit of the package's checkout (None outside a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+    ).stdout.strip()
+    return done.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def _run_parallel(
+    configs, out: Path, jobs: int, collect, progress: bool, on_epoch=None, notify=None
+) -> None:
     from tqdm.auto import tqdm
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -230,7 +440,13 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             while not queue.empty():
-                model, seed, rec = queue.get()
+                kind, model, seed, rec = queue.get()
+                if kind == "message":
+                    if notify is not None:
+                        notify(rec)
+                    continue
+                if on_epoch is not None:
+                    on_epoch(model, seed, rec)
                 bar.update()
                 bar.set_postfix(
                     run=f"{model}/{seed}",
@@ -240,6 +456,12 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
                     nfe_b=f"{rec['nfe_backward']:.0f}",
                 )
             for fut in done:
+                while not queue.empty():  # the run's last records before its result
+                    kind, model, seed, rec = queue.get()
+                    if kind == "message" and notify is not None:
+                        notify(rec)
+                    elif kind == "epoch" and on_epoch is not None:
+                        on_epoch(model, seed, rec)
                 collect(fut.result())
     except KeyboardInterrupt:
         # Ctrl-C in a terminal reaches the workers too; a signal to this process alone
@@ -265,75 +487,188 @@ def _run_parallel(configs, out: Path, jobs: int, collect, progress: bool) -> Non
 
 
 def _write_results(out: Path | None, results: dict, models, seeds: int, entries: dict) -> dict:
-    """Fill ``results["models"]`` from ``entries``; write ``results.json`` unless ``out`` is
-    None."""
+    """Fill ``results["models"]``, ``["summary"]`` and ``["failed"]`` from ``entries``;
+    write ``results.json`` unless ``out`` is None."""
     results["models"] = {}
     for m in models:
         runs = [entries[(m, s)] for s in range(seeds) if (m, s) in entries]
         if runs:
             results["models"][m] = {
                 "params": runs[0]["params"],
-                "runs": [{"seed": r["seed"], "epochs": r["epochs"]} for r in runs],
+                "runs": [
+                    {
+                        "seed": r["seed"],
+                        "status": r.get("status", "finished"),
+                        **({"failure": r["failure"]} if "failure" in r else {}),
+                        "epochs": r["epochs"],
+                    }
+                    for r in runs
+                ],
             }
+    results["summary"] = summary(results)
+    results["failed"] = [
+        {"model": m, "seed": r["seed"], **r["failure"]}
+        for m, e in results["models"].items()
+        for r in e["runs"]
+        if r.get("status") == "failed"
+    ]
     if out is not None:
         write_json_atomic(out / "results.json", results)
     return results
 
 
-#: The metrics a run may record (``Task.metric``), each also as ``test_<metric>``.
-METRICS = ("accuracy", "mse")
+#: summary quantities: key -> (what it is, taken from the epochs of one run)
+SUMMARY = {
+    "final_loss": "training loss of the last epoch (mean over its batches)",
+    "accuracy": "training accuracy of the last epoch (running, over its batches)",
+    "test_accuracy": "test accuracy after the last epoch",
+    "mse": "training MSE of the last epoch (regression tasks: walker2d)",
+    "test_mse": "test MSE after the last epoch (regression tasks)",
+    "nfe_forward_last": "forward NFE per batch, last epoch",
+    "nfe_forward": "forward NFE per batch, mean over all epochs",
+    "nfe_backward_last": "backward NFE per batch, last epoch",
+    "nfe_backward": "backward NFE per batch, mean over all epochs",
+    "s_per_epoch": "wall seconds per epoch (training only), mean over epochs",
+}
+
+
+def _per_run(epochs: list[dict]) -> dict[str, float]:
+    last = epochs[-1]
+    out = {
+        "final_loss": last["loss"],
+        "nfe_forward_last": last["nfe_forward"],
+        "nfe_forward": float(np.mean([e["nfe_forward"] for e in epochs])),
+        "nfe_backward_last": last["nfe_backward"],
+        "nfe_backward": float(np.mean([e["nfe_backward"] for e in epochs])),
+        "s_per_epoch": float(np.mean([e["seconds"] for e in epochs])),
+    }
+    for key in ("accuracy", "test_accuracy", "mse", "test_mse"):  # the task's metric
+        if key in last:
+            out[key] = last[key]
+    return out
+
+
+def summary(results: dict) -> dict[str, Any]:
+    """Per model: ``{QUANTITY: {"mean", "std"}}`` over the seeds whose runs finished (see
+    ``SUMMARY``; std is the population std, 0 for one seed), with ``seeds``,
+    ``finished``, ``failed`` and ``epochs`` (of the finished runs)."""
+    out = {}
+    for name, entry in results["models"].items():
+        done = [
+            r["epochs"]
+            for r in entry["runs"]
+            if r.get("status", "finished") == "finished" and r["epochs"]
+        ]
+        failed = [r for r in entry["runs"] if r.get("status") == "failed"]
+        block: dict[str, Any] = {
+            "params": entry["params"],
+            "seeds": len(entry["runs"]),
+            "finished": len(done),
+            "failed": len(failed),
+            "epochs": min((len(r) for r in done), default=0),
+        }
+        per = [_per_run(r) for r in done]
+        for key in SUMMARY:
+            values = [p[key] for p in per if key in p]
+            if values:
+                block[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+        if failed:
+            block["failures"] = [
+                f"seed {r['seed']}: epoch {r['failure']['epoch']}, {r['failure']['cause']}"
+                for r in failed
+            ]
+        out[name] = block
+    return out
 
 
 def summary_rows(results: dict) -> list[dict[str, Any]]:
-    """One row per model: params, final loss and accuracy (mean over seeds), NFE per batch
-    (mean over epochs and seeds) and seconds per epoch."""
+    """One row per model: params, seeds, epochs, and every ``SUMMARY`` quantity as its
+    mean over the seeds that finished (``KEY_std``: the std over them); a model none of
+    whose runs finished has ``failed`` set and no numbers."""
     rows = []
-    for name, entry in results["models"].items():
-        runs = [r["epochs"] for r in entry["runs"] if r["epochs"]]
-        if not runs:
-            continue
-        every = [e for r in runs for e in r]
-        row = {
+    blocks = summary(results)
+    for name, block in blocks.items():
+        row: dict[str, Any] = {
             "model": name,
-            "params": entry["params"],
-            "seeds": len(runs),
-            "epochs": min(len(r) for r in runs),
-            "final_loss": float(np.mean([r[-1]["loss"] for r in runs])),
-            "nfe_forward": float(np.mean([e["nfe_forward"] for e in every])),
-            "nfe_backward": float(np.mean([e["nfe_backward"] for e in every])),
-            "s_per_epoch": float(np.mean([e["seconds"] for e in every])),
+            "params": block["params"],
+            "seeds": block["finished"],
+            "epochs": block["epochs"],
+            "failed": block["failed"],
         }
-        for key in METRICS:  # the task's metric (accuracy; mse for regression tasks)
-            for k in (key, "test_" + key):
-                if k in runs[0][-1]:
-                    row[k] = float(np.mean([r[-1][k] for r in runs]))
+        for key in SUMMARY:
+            if key in block:
+                row[key] = block[key]["mean"]
+                row[f"{key}_std"] = block[key]["std"]
+        if "failures" in block:
+            row["failures"] = block["failures"]
         rows.append(row)
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of ``summary_rows``."""
+def format_table(rows: list[dict[str, Any]], legend: bool = True) -> str:
+    """A fixed-width text table of ``summary_rows``: mean ± std over the seeds that
+    finished; a legend under it says what each column is."""
     if not rows:
         return "(no runs)"
     cols = [
-        ("model", "model", "{}"),
-        ("params", "params", "{}"),
         ("final_loss", "final loss", "{:.4g}"),
     ]
-    metric_columns = [
-        ("accuracy", "accuracy", "{:.3f}"),
+    for key, head, fmt in (
+        ("accuracy", "train acc", "{:.3f}"),
         ("test_accuracy", "test acc", "{:.4f}"),
-        ("mse", "MSE", "{:.4f}"),
+        ("mse", "train MSE", "{:.4f}"),
         ("test_mse", "test MSE", "{:.4f}"),
-    ]
-    cols += [c for c in metric_columns if c[0] in rows[0]]
+    ):
+        if any(key in r for r in rows):
+            cols.append((key, head, fmt))
     cols += [
-        ("nfe_forward", "NFE fwd", "{:.1f}"),
-        ("nfe_backward", "NFE bwd", "{:.1f}"),
+        ("nfe_forward_last", "NFE fwd last", "{:.1f}"),
+        ("nfe_forward", "NFE fwd mean", "{:.1f}"),
+        ("nfe_backward_last", "NFE bwd last", "{:.1f}"),
+        ("nfe_backward", "NFE bwd mean", "{:.1f}"),
         ("s_per_epoch", "s/epoch", "{:.3f}"),
     ]
-    body = [[fmt.format(r[k]) for k, _, fmt in cols] for r in rows]
-    return text_table([h for _, h, _ in cols], body, numbers_right=True)
+    spread = any(r["seeds"] > 1 for r in rows)
+    body = []
+    for r in rows:
+        cells = [r["model"], str(r["params"]), _runs_cell(r), str(r["epochs"])]
+        for k, _, fmt in cols:
+            if k not in r:
+                cells.append("failed" if r["failed"] else "-")
+                continue
+            cell = fmt.format(r[k])
+            if spread:
+                cell += " ± " + fmt.format(r[f"{k}_std"])
+            cells.append(cell)
+        body.append(cells)
+    head = ["model", "params", "seeds", "epochs"] + [h for _, h, _ in cols]
+    text = text_table(head, body, numbers_right=True)
+    if legend:
+        text += "\n\n" + table_legend(rows, spread)
+    return text
 
 
-__all__ = ["compare", "format_table", "summary_rows"]
+def _runs_cell(row: dict) -> str:
+    if not row["failed"]:
+        return str(row["seeds"])
+    return f"{row['seeds']} ({row['failed']} failed)"
+
+
+def table_legend(rows: list[dict[str, Any]], spread: bool) -> str:
+    """What the table's numbers are."""
+    lines = [
+        ("mean ± std over the seeds that finished; " if spread else "one seed per model; ")
+        + "seeds: runs that finished (failed runs counted apart, left out of the numbers)",
+        "final loss, train acc: the last epoch's training loss and running accuracy (mean "
+        "over its batches, not a separate evaluation)",
+        "NFE: function evaluations per batch, forward solve and backward (adjoint) solve; "
+        "last: the last epoch; mean: over all epochs",
+        "s/epoch: training wall time per epoch, measured with the other runs running in "
+        "parallel when --jobs > 1",
+    ]
+    failures = [f"{r['model']} {f}" for r in rows for f in r.get("failures", [])]
+    lines += [f"failed: {f}" for f in failures]
+    return "\n".join(lines)
+
+
+__all__ = ["compare", "format_table", "run_metadata", "summary", "summary_rows"]

@@ -84,7 +84,7 @@ def claim(
     if not resume:
         raise FileExistsError(
             f"{out} already holds a {what} of this configuration ({results}); pass --resume "
-            f"(resume=True) to continue or extend it, or --overwrite to start again"
+            f"to continue or extend it, or --overwrite to start again"
         )
     return True
 

@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
 from ..tasks import Task, TaskModel, count_parameters, get_task
+from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
 from .folder import claim
 
 #: What a run writes to its folder (``_save``).
@@ -66,6 +67,35 @@ LEGACY_DTYPE = "float32"
 def saved_identity(config: dict[str, Any]) -> dict[str, Any]:
     """A saved run's identity as it reads today: runs saved without a dtype were float32."""
     return {**config, "dtype": config.get("dtype", LEGACY_DTYPE)}
+
+
+def engine_of(config: dict[str, Any]) -> str | None:
+    """The engine a saved or asked run identity runs on: its ``engine``, or for None (the
+    default) the engine the solver resolves to; None when it cannot be resolved here."""
+    if config.get("engine") is not None:
+        return config["engine"]
+    try:
+        return (
+            SolveConfig(
+                solver=config["solver"],
+                rtol=config["tol"],
+                atol=config["tol"],
+                sensitivity=config["sensitivity"],
+                dt=config.get("model_options", {}).get("dt"),
+            )
+            .resolve()
+            .engine.name
+        )
+    except Exception:  # noqa: BLE001 - an identity that does not resolve compares as saved
+        return None
+
+
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A run identity with its engine resolved (None -> the engine that runs), so a run
+    saved with the default engine and one asked for by that engine's name are the same."""
+    if "solver" not in config or "tol" not in config:
+        return dict(config)
+    return {**config, "engine": engine_of(config)}
 
 
 def dtype_hint(saved: dict[str, Any], asked: dict[str, Any]) -> str:
@@ -197,10 +227,12 @@ def _init_distributed(device: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device): torchrun's process group joined when WORLD_SIZE > 1."""
     global _OWN_PROCESS_GROUP
     rank, local, world = distributed_env()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:K") from exc
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:K") from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(
@@ -309,6 +341,8 @@ def train(
     task: Task | None = None,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    estimate_after: int = 3,
 ) -> RunResult:
     """Train ``config.model`` on ``config.task``; checkpoint and log to ``out_dir``.
 
@@ -317,6 +351,13 @@ def train(
     ``config.epochs``); a checkpoint of a different configuration is refused. Without
     ``resume`` an existing checkpoint is refused too, so nothing is overwritten by
     accident; ``overwrite=True`` removes the run found there and starts afresh.
+
+    A failure (non-finite loss, a solve failing forward or backward, out of memory) stops
+    the run with ``RunFailed`` (one line: model, seed, epoch, cause, fix); the finished
+    epochs stay in the checkpoint and the log ends with a failure record. ``notify(text)``
+    receives the human messages: where a resumed run continues, and the estimated
+    duration after ``estimate_after`` iterations (with a warning when CPU image training
+    would take hours).
     """
     if task is None:
         task = get_task(config.task)
@@ -342,12 +383,17 @@ def train(
     saved: dict[str, Any] = {}
 
     def read_config(path: Path) -> dict[str, Any]:
-        saved.update(torch.load(path, map_location=device, weights_only=False))
-        return saved_identity(saved["config"])
+        saved.update(read_checkpoint(path, map_location=device))
+        if saved["model_name"] != cfg.model or saved["task"] != task.name:
+            raise ValueError(
+                f"{path} is a {saved['task']} {saved['model_name']} run, not {task.name} "
+                f"{cfg.model}; choose another --out"
+            )
+        return comparable(saved_identity(saved["config"]))
 
     if claim(
         out,
-        cfg.identity(),
+        comparable(cfg.identity()),
         results="checkpoint.pt",
         read_config=read_config,
         outputs=RUN_FILES,
@@ -358,6 +404,19 @@ def train(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         history = saved["history"]
+        if notify is not None and is_main:
+            if len(history) >= cfg.epochs:
+                notify(
+                    f"{cfg.model} seed {cfg.seed}: all {cfg.epochs} epochs already in {out} "
+                    f"(nothing to train; pass a larger --epochs to extend it)"
+                )
+            else:
+                failed = read_failure(out) if (out / "log.jsonl").exists() else None
+                again = f" (it failed there before: {failed['cause']})" if failed else ""
+                notify(
+                    f"{cfg.model} seed {cfg.seed}: resuming {out} after epoch {len(history)}, "
+                    f"from epoch {len(history) + 1} to {cfg.epochs}{again}"
+                )
 
     ddp_model: nn.Module = model
     if world > 1:
@@ -376,6 +435,7 @@ def train(
     if cfg.test_subset is not None and test_set is not None and not same_set:
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_subset, len(test_set))))
     model.train()
+    iterations_done = 0  # in this call (for the duration estimate)
     for epoch in range(len(history) + 1, cfg.epochs + 1):
         loader = _loader(
             train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers
@@ -391,16 +451,42 @@ def train(
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = _to(x, device, dtype, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
-            output = ddp_model(x)
-            loss = task.loss_fn(output, y)
-            loss.backward()
+            phase = "forward"
+            try:
+                output = ddp_model(x)
+                loss = task.loss_fn(output, y)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"the loss became {loss_value}")
+                phase = "backward"
+                loss.backward()
+            except Exception as exc:
+                found = classify(exc, phase, cfg)
+                if found is None:
+                    raise
+                bar.close()
+                where = str(out / "checkpoint.pt") if out is not None and history else None
+                failure = RunFailed(
+                    cfg.model, cfg.seed, epoch, *found, history=list(history), where=where
+                )
+                if is_main and out is not None:
+                    _mark_failed(out, history, failure)
+                clear_engine_caches()
+                raise failure from exc
             optimizer.step()
             stats = model.stats
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"{cfg.model}: the loss became {loss_value} at epoch {epoch}; lower --lr "
-                    f"(now {cfg.lr}) or the tolerance"
+            iterations_done += 1
+            if iterations_done == estimate_after and notify is not None and is_main:
+                elapsed = time.perf_counter() - start
+                notify(
+                    _estimate(
+                        elapsed / estimate_after,
+                        steps,
+                        cfg.epochs - epoch + 1,
+                        task.name,
+                        device,
+                        cfg,
+                    )
                 )
             sums[0] += loss_value * len(y)
             # loss.item() has already waited for the batch: reading this adds no stall
@@ -446,6 +532,38 @@ def train(
     return RunResult(model=model, params=params, history=history, config=cfg)
 
 
+def _estimate(per_iteration: float, steps: int, epochs_left: int, task: str, device, cfg) -> str:
+    """The estimated duration of the rest of a run, from the first iterations; a warning
+    when image training on the CPU would take hours."""
+    total = per_iteration * steps * epochs_left
+    text = (
+        f"{cfg.model} seed {cfg.seed}: about {_duration(total)} to go "
+        f"({per_iteration:.3g} s/iteration x {steps} iterations x {epochs_left} epochs, "
+        f"from the first iterations)"
+    )
+    if total > 3600 and torch.device(device).type == "cpu" and task in ("mnist", "cifar10"):
+        text += (
+            "\nwarning: image training on the CPU would take hours; use --device cuda, or "
+            "--subset N / --max-iters N / --epochs N for a quick check"
+        )
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _mark_failed(out: Path, history: list[dict], failure: RunFailed) -> None:
+    """End the run's log with the failure record (the checkpoint keeps the finished
+    epochs as they were)."""
+    lines = [json.dumps(r) for r in history] + [json.dumps(failure.record())]
+    write_text_atomic(out / "log.jsonl", "\n".join(lines) + "\n")
+
+
 def _build_model(task: Task, model: str, config: dict[str, Any]) -> TaskModel:
     """The task's model with a run's solve options (``TrainConfig.identity()``, as saved
     in every checkpoint)."""
@@ -477,14 +595,28 @@ def _save(out: Path, model: nn.Module, optimizer, history: list[dict], cfg: Trai
     write_json_atomic(out / "config.json", asdict(cfg))
 
 
-def load_model(checkpoint: str | Path, device: str = "cpu") -> TaskModel:
-    """Rebuild a trained ``TaskModel`` from a run's ``checkpoint.pt``."""
+def load_model(
+    checkpoint: str | Path,
+    device: str = "cpu",
+    *,
+    model: str | None = None,
+    task: str | None = None,
+) -> TaskModel:
+    """Rebuild a trained ``TaskModel`` from a run's ``checkpoint.pt``; with ``model`` /
+    ``task`` a checkpoint of another model or task is refused (ValueError)."""
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train one with `nesterovnode train`")
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = read_checkpoint(path, map_location=device)
+    for asked, key in ((model, "model_name"), (task, "task")):
+        if asked is not None and asked != state[key]:
+            raise ValueError(
+                f"{path} holds a {state['task']} {state['model_name']} run, not "
+                f"{task or state['task']} {model or state['model_name']}; pass the matching "
+                f"model name or another checkpoint"
+            )
     cfg = state["config"]
     task = get_task(state["task"])
     model = _build_model(task, state["model_name"], cfg)
@@ -506,12 +638,18 @@ def load_or_train(
     """A trained model: loaded from ``checkpoint`` when given, else trained for ``epochs``
     (and checkpointed in ``out_dir`` when given, resuming a run there)."""
     if checkpoint is not None:
-        return load_model(checkpoint)
+        return load_model(checkpoint, model=model_name, task=task_name)
     cfg = TrainConfig(task=task_name, model=model_name, epochs=epochs, seed=seed, **config)
     return train(cfg, out_dir, resume=True, progress=progress).model
 
 
-def read_log(out_dir: str | Path) -> list[dict[str, float]]:
-    """The epoch records of a run directory."""
-    path = Path(out_dir) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+__all__ = [
+    "DeviceUnavailableError",
+    "RunFailed",
+    "RunResult",
+    "TrainConfig",
+    "load_model",
+    "load_or_train",
+    "read_log",
+    "train",
+]

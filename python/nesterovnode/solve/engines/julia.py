@@ -62,7 +62,7 @@ INSTALL_COMMAND = "julia --project=. -e 'using Pkg; Pkg.instantiate()'"
 
 INSTALL_HINT = (
     "install Julia (juliaup: curl -fsSL https://install.julialang.org | sh), then "
-    '`pip install nesterovnode[julia]` (from a checkout: pip install -e ".[julia]"), then '
+    '`pip install -e ".[julia]"` in the nesterovnode clone, then '
     f"once, from the repository root, `{INSTALL_COMMAND}` (it instantiates julia/ without "
     "prompts)"
 )

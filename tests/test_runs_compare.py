@@ -1,0 +1,164 @@
+"""A comparison never loses what finished and says what its numbers are: failed runs,
+results.json's summary and metadata, resuming with other models or epochs, plots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import nesterovnode.runs.comparison as comparison
+from nesterovnode.runs.comparison import compare, format_table, summary_rows
+from nesterovnode.runs.failures import RunFailed
+from nesterovnode.runs.training import TrainConfig
+
+
+def quick(epochs=1, **kw):
+    return TrainConfig(task="pointcloud", epochs=epochs, tol=1e-3, **kw)
+
+
+def test_a_failed_run_is_recorded_and_the_comparison_writes_what_finished(tmp_path, monkeypatch):
+    real = comparison.train
+
+    def train(config, *a, **kw):
+        if config.model == "node":
+            raise RunFailed("node", 0, 1, "the loss became nan", "lower --lr", history=[])
+        return real(config, *a, **kw)
+
+    monkeypatch.setattr(comparison, "train", train)
+    messages = []
+    results = compare(
+        quick(), models=["node", "hbnode"], out=tmp_path, progress=False, notify=messages.append
+    )
+    assert any(m.startswith("failed: node seed 0 failed in epoch 1") for m in messages)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    node = saved["models"]["node"]["runs"][0]
+    assert node["status"] == "failed" and node["failure"]["cause"] == "the loss became nan"
+    assert saved["models"]["hbnode"]["runs"][0]["status"] == "finished"
+    assert saved["failed"] == [{"model": "node", "seed": 0, **node["failure"]}]
+    assert saved["summary"]["node"]["failed"] == 1 and "final_loss" not in saved["summary"]["node"]
+    table = format_table(summary_rows(results))
+    assert "1 (1 failed)" not in table and "0 (1 failed)" in table and "failed" in table
+    assert "failed: node seed 0: epoch 1, the loss became nan" in table
+    for name in ("loss", "nfe_forward", "features"):
+        assert (tmp_path / f"{name}.png").exists()
+
+
+def test_results_json_says_what_ran_where_and_when_with_a_summary_per_model(tmp_path):
+    results = compare(quick(), models=["node"], seeds=2, out=tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["config"]["engine"] == "rk"  # the default, resolved: not null
+    conf = saved["configuration"]
+    assert conf["engine"] == "rk" and conf["solver"] == "DP5" and conf["rtol"] == 1e-3
+    assert conf["dtype"] == "float64" and conf["device"] == "cpu"
+    assert conf["paper_protocol"] is False and conf["seeds"] == 2
+    assert saved["versions"]["torch"] and saved["versions"]["nesterovnode"]
+    assert "git_commit" in saved and saved["hardware"]["cpu_count"] >= 1
+    assert saved["started"] <= saved["finished"]
+    block = saved["summary"]["node"]
+    assert block["finished"] == 2 and block["epochs"] == 1
+    for key in ("final_loss", "accuracy", "nfe_forward_last", "nfe_forward", "s_per_epoch"):
+        assert set(block[key]) == {"mean", "std"}
+    losses = [r["epochs"][-1]["loss"] for r in saved["models"]["node"]["runs"]]
+    assert block["final_loss"]["mean"] == pytest.approx(sum(losses) / 2)
+    assert block["final_loss"]["std"] == pytest.approx(abs(losses[0] - losses[1]) / 2)
+    table = format_table(summary_rows(results))
+    assert "NFE fwd last" in table and "NFE fwd mean" in table and " ± " in table
+    assert "mean ± std over the seeds" in table and "running accuracy" in table
+
+
+def test_resuming_keeps_the_saved_models_and_refuses_fewer_epochs(tmp_path):
+    compare(quick(epochs=2), models=["node", "hbnode"], out=tmp_path, progress=False)
+    messages = []
+    again = compare(
+        quick(epochs=2),
+        models=["node"],
+        out=tmp_path,
+        resume=True,
+        progress=False,
+        notify=messages.append,
+    )
+    assert set(again["models"]) == {"node", "hbnode"}
+    assert set(json.loads((tmp_path / "results.json").read_text())["models"]) == {"node", "hbnode"}
+    assert any("all are kept" in m for m in messages)
+    with pytest.raises(ValueError, match="holds 2 epochs per run; --epochs 1"):
+        compare(quick(epochs=1), models=["node"], out=tmp_path, resume=True, progress=False)
+    # a results.json written before the engine was resolved (engine null) still resumes
+    path = tmp_path / "results.json"
+    old = json.loads(path.read_text())
+    old["config"]["engine"] = None
+    path.write_text(json.dumps(old))
+    compare(quick(epochs=2), models=["node"], out=tmp_path, resume=True, progress=False)
+
+
+def test_a_comparison_on_a_missing_engine_leaves_no_out_folder(tmp_path):
+    from nesterovnode.solve import EngineNotInstalledError, engines
+
+    if engines()["julia"].available():
+        pytest.skip("julia is installed here")
+    out = tmp_path / "cmp"
+    with pytest.raises(EngineNotInstalledError, match=r'pip install -e "\.\[julia\]"'):
+        compare(quick(engine="julia"), models=["node"], out=out, progress=False)
+    assert not out.exists()
+
+
+def fake_results(subset=None):
+    def run(seed, nfe, status="finished"):
+        epochs = [
+            {
+                "epoch": e,
+                "loss": 1.0 / e,
+                "accuracy": 0.5,
+                "nfe_forward": nfe * e,
+                "nfe_backward": nfe,
+                "seconds": 1.0,
+            }
+            for e in (1, 2, 3)
+        ]
+        return {"seed": seed, "status": status, "epochs": epochs}
+
+    return {
+        "task": "pointcloud",
+        "config": {"subset": subset, "epochs": 3, "seeds": 2},
+        "configuration": {"paper_protocol": False},
+        "models": {
+            "node": {"params": 1, "runs": [run(0, 20), run(1, 30)]},
+            "anode": {"params": 1, "runs": [run(0, 3000), run(1, 20, "failed")]},
+        },
+    }
+
+
+def test_plots_use_log_nfe_axes_integer_epochs_labelled_bands_and_name_the_subset(
+    tmp_path, monkeypatch
+):
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    import nesterovnode.plotting as plotting
+
+    figures = {}
+    real = plotting.save
+
+    def save(fig, path, title=None):
+        figures[path.name] = (fig, title)
+        return real(fig, path, title)
+
+    monkeypatch.setattr(plotting, "save", save)
+    rng = np.random.default_rng(0)
+    features = {"node": rng.normal(size=(10, 2)), "anode": 4e4 * rng.normal(size=(10, 3))}
+    labels = np.array([-1, 1] * 5)
+    plotting.write_plots(fake_results(subset=64), tmp_path, features, labels)
+    for name in ("nfe_forward.png", "nfe_backward.png", "loss.png"):
+        ax = figures[name][0].axes[0]
+        assert ax.get_yscale() == "log"
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        assert "subset of 64 samples" in ax.get_title()
+        legend = ax.get_legend()
+        assert "± std over 2 seeds" in legend.get_title().get_text()
+        assert any("seed 1 failed" in t.get_text() for t in legend.get_texts())
+    fig, title = figures["features.png"]
+    assert "10 training points" in title and "subset of 64" in title
+    node, anode = fig.axes[:2]
+    assert node.get_xlabel() == "h₁(T)" and node.get_ylabel() == "h₂(T)"
+    assert "blown up" in anode.get_title() and "dims 1–2" in anode.get_title()
