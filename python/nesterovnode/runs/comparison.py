@@ -659,8 +659,8 @@ def table_legend(rows: list[dict[str, Any]], spread: bool) -> str:
     lines = [
         ("mean ± std over the seeds that finished; " if spread else "one seed per model; ")
         + "seeds: runs that finished (failed runs counted apart, left out of the numbers)",
-        "final loss, train acc: the last epoch's training loss and running accuracy (mean "
-        "over its batches, not a separate evaluation)",
+        "final loss, train acc / train MSE: the last epoch's training loss and running "
+        "metric (mean over its batches, not a separate evaluation)",
         "NFE: function evaluations per batch, forward solve and backward (adjoint) solve; "
         "last: the last epoch; mean: over all epochs",
         "s/epoch: training wall time per epoch, measured with the other runs running in "
