@@ -64,7 +64,7 @@ def test_results_json_says_what_ran_where_and_when_with_a_summary_per_model(tmp_
     assert block["final_loss"]["std"] == pytest.approx(abs(losses[0] - losses[1]) / 2)
     table = format_table(summary_rows(results))
     assert "NFE fwd last" in table and "NFE fwd mean" in table and " ± " in table
-    assert "mean ± std over the seeds" in table and "running accuracy" in table
+    assert "mean ± std over the seeds" in table and "running metric" in table
 
 
 def test_resuming_keeps_the_saved_models_and_refuses_fewer_epochs(tmp_path):
