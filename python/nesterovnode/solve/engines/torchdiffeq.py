@@ -40,10 +40,13 @@ ORDER_OF = {"adaptive_heun": 2, "bosh3": 3, "dopri5": 5, "dopri8": 8}
 
 
 class _Counted:
-    """The field as torchdiffeq calls it: counts every evaluation and every step."""
+    """The field as torchdiffeq calls it on a fixed grid: counts every evaluation, and
+    every step (each one accepted)."""
 
-    def __init__(self, field, recorder: Recorder, fixed: bool, count=None):
-        self.field, self.recorder, self.fixed = field, recorder, fixed
+    fixed = True
+
+    def __init__(self, field, recorder: Recorder, count=None):
+        self.field, self.recorder = field, recorder
         self.count = recorder.evaluations if count is None else count
 
     def __call__(self, t, z):
@@ -55,11 +58,34 @@ class _Counted:
         if self.fixed:
             self.recorder.accepted(float(t0), float(dt))
 
+
+class _CountedAdaptive(_Counted):
+    """The same for adaptive methods, which also report acceptance and rejection (fixed-
+    grid solvers warn about callbacks they lack, so only these have them)."""
+
+    fixed = False
+
     def callback_accept_step(self, t0, y0, dt):
         self.recorder.accepted(float(t0), float(dt))
 
     def callback_reject_step(self, t0, y0, dt):
         self.recorder.rejected(float(t0), float(dt))
+
+
+def _counted(fixed: bool, field, recorder: Recorder, count=None) -> _Counted:
+    return (_Counted if fixed else _CountedAdaptive)(field, recorder, count)
+
+
+def _grid_constructor(dt: float):
+    """The library's fixed-step grid (``solve/grid.py``) over the times torchdiffeq passes
+    (negated, and so increasing, when it integrates backwards in time)."""
+
+    def construct(func, y0, t):
+        times = t.detach().cpu().tolist()
+        points = [x for g in fixed_grid(times, dt) for x in g[:-1]] + [times[-1]]
+        return torch.tensor(points, dtype=t.dtype, device=t.device)
+
+    return construct
 
 
 def _rms(channels):
@@ -112,12 +138,7 @@ class TorchdiffeqEngine(Engine):
         y = z0[0]
         t = torch.tensor(list(times), dtype=y.dtype, device=y.device)
         if fixed:
-            grid = torch.tensor(
-                sorted({x for g in fixed_grid(list(times), request.dt) for x in g}),
-                dtype=y.dtype,
-                device=y.device,
-            )
-            return t, {"grid_constructor": lambda *_: grid}
+            return t, {"grid_constructor": _grid_constructor(request.dt)}
         channels = range(len(z0)) if request.error_channels is None else request.error_channels
         direction = 1.0 if times[-1] > times[0] else -1.0
         norm = Norm(tuple(channels))
@@ -133,7 +154,7 @@ class TorchdiffeqEngine(Engine):
         import torchdiffeq
 
         t, options = self._options(field, z0, times, request)
-        counted = _Counted(field, request.recorder, "grid_constructor" in options)
+        counted = _counted("grid_constructor" in options, field, request.recorder)
         try:
             out = torchdiffeq.odeint(
                 counted,
@@ -170,10 +191,11 @@ class TorchdiffeqEngine(Engine):
         if sensitivity == "adjoint-seminorm":
             adjoint_options["norm"] = "seminorm"
         _, params = trainable(dynamics)
-        counted = _Counted(dynamics, request.recorder, "grid_constructor" in options, count)
+        counted = _counted("grid_constructor" in options, dynamics, request.recorder, count)
+        adjoint_counter = _counted(counted.fixed, dynamics, backward)
         for name in ("callback_step", "callback_accept_step", "callback_reject_step"):
-            method = getattr(_Counted(dynamics, backward, counted.fixed), name)
-            setattr(counted, name + "_adjoint", method)
+            if hasattr(adjoint_counter, name):
+                setattr(counted, name + "_adjoint", getattr(adjoint_counter, name))
         try:
             return torchdiffeq.odeint_adjoint(
                 counted,
