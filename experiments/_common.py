@@ -118,6 +118,24 @@ def load_silverbox(data_dir: str | Path | None = None) -> np.ndarray:
 # -- image runs ------------------------------------------------------------------------------
 
 
+def image_run_options(args: argparse.Namespace, data_dir: str, **fixed) -> dict[str, Any]:
+    """TrainConfig fields shared by the image experiments: the CPU-sized defaults (2
+    epochs on 128 training / 300 test images at lr 1e-3) unless ``--paper``, the user's
+    overrides, and ``fixed`` (the experiment's own, e.g. the solver)."""
+    cpu = not args.paper
+    return dict(
+        task=args.task,
+        epochs=args.epochs or (2 if cpu else None),
+        lr=args.lr or (1e-3 if cpu else None),
+        batch_size=args.batch_size,
+        subset=args.subset or (128 if cpu else None),
+        test_subset=args.test_subset or (300 if cpu else None),
+        device=args.device,
+        data_dir=data_dir,
+        **fixed,
+    )
+
+
 def train_runs(
     runs: list[tuple[str, Any]],
     out: Path,

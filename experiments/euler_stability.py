@@ -29,18 +29,7 @@ from nesterovnode.runs.training import TrainConfig  # noqa: E402
 
 
 def configs(args, data_dir: str) -> list[tuple[str, TrainConfig]]:
-    cpu = not args.paper
-    common = dict(
-        task=args.task,
-        solver="Euler",
-        epochs=args.epochs or (2 if cpu else None),
-        lr=args.lr or (1e-3 if cpu else None),
-        batch_size=args.batch_size,
-        subset=args.subset or (128 if cpu else None),
-        test_subset=args.test_subset or (300 if cpu else None),
-        device=args.device,
-        data_dir=data_dir,
-    )
+    common = C.image_run_options(args, data_dir, solver="Euler")
     return [
         (f"{m} dt={dt:g}", TrainConfig(model=m, seed=s, model_options={"dt": dt}, **common))
         for m in args.models

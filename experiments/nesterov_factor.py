@@ -34,18 +34,7 @@ PAPER_TABLE3 = {"r=3": 0.6180, "r=5": 0.6192, "r=10": 0.6296}  #: CIFAR-10 test 
 
 
 def configs(args, data_dir: str) -> list[tuple[str, TrainConfig]]:
-    cpu = not args.paper
-    common = dict(
-        task=args.task,
-        model="gnesterovnode",
-        epochs=args.epochs or (2 if cpu else None),
-        lr=args.lr or (1e-3 if cpu else None),
-        batch_size=args.batch_size,
-        subset=args.subset or (128 if cpu else None),
-        test_subset=args.test_subset or (300 if cpu else None),
-        device=args.device,
-        data_dir=data_dir,
-    )
+    common = C.image_run_options(args, data_dir, model="gnesterovnode")
     return [
         (f"r={r:g}", TrainConfig(seed=s, model_options={"r": float(r)}, **common))
         for r in args.rs
