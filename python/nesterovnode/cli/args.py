@@ -28,26 +28,24 @@ def model_arg(value: str) -> str:
     return key
 
 
-def positive_int(value: str) -> int:
-    """An integer >= 1 (epochs, seeds, jobs, batch size, iterations, threads)."""
+def _int_at_least(value: str, low: int) -> int:
     try:
         n = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
     return n
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1 (epochs, seeds, jobs, batch size, iterations, threads)."""
+    return _int_at_least(value, 1)
 
 
 def nonnegative_int(value: str) -> int:
     """An integer >= 0 (a seed; an epoch count where 0 means untrained)."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return n
+    return _int_at_least(value, 0)
 
 
 def positive_float(value: str) -> float:
