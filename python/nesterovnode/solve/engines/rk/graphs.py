@@ -55,7 +55,16 @@ class CompiledRunner(EagerRunner):
     and is kept in the ``RunnerCache``; Inductor's on-disk cache shortens the compilation
     in later processes)."""
 
+    #: compiled variants Dynamo keeps per code object: every step of every model, shape,
+    #: state layout (forward, adjoint) and method shares the code of ``make_*_step``'s
+    #: closure, so its default of 8 would send later steps back to eager
+    RECOMPILE_LIMIT = 512
+
     def __init__(self, fn: Callable, dtype: torch.dtype, device: torch.device):
+        config = torch._dynamo.config
+        for name in ("recompile_limit", "cache_size_limit"):
+            if getattr(config, name, self.RECOMPILE_LIMIT) < self.RECOMPILE_LIMIT:
+                setattr(config, name, self.RECOMPILE_LIMIT)
         super().__init__(torch.compile(fn, dynamic=False), dtype, device)
 
 
