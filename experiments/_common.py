@@ -136,6 +136,17 @@ def image_run_options(args: argparse.Namespace, data_dir: str, **fixed) -> dict[
     )
 
 
+def run_description(args: argparse.Namespace, runs, figure: str, **extra) -> dict[str, Any]:
+    """What an image experiment's results.json says about its runs: the figure, the data
+    (MNIST here is labelled as standing in for CIFAR-10), the shared training settings."""
+    return {
+        "figure": figure,
+        "data": "MNIST (CIFAR-10 absent here)" if args.task == "mnist" else "CIFAR-10",
+        **extra,
+        "train": {k: v for k, v in vars(runs[0][1]).items() if k != "model_options"},
+    }
+
+
 def train_runs(
     runs: list[tuple[str, Any]],
     out: Path,

@@ -63,14 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = C.setup(args)
     data_dir = C.image_data_dir(args, args.task)
     runs = configs(args, data_dir)
-    label = "MNIST (CIFAR-10 absent here)" if args.task == "mnist" else "CIFAR-10"
-    extra = {
-        "figure": "Fig. 9",
-        "data": label,
-        "solver": "Euler",
-        "dts": args.dts,
-        "train": {k: v for k, v in vars(runs[0][1]).items() if k != "model_options"},
-    }
+    extra = C.run_description(args, runs, "Fig. 9", solver="Euler", dts=args.dts)
+    label = extra["data"]
     try:
         results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet)
     except FileNotFoundError as exc:

@@ -50,13 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     out = C.setup(args)
     data_dir = C.image_data_dir(args, args.task)
     runs = configs(args, data_dir)
-    label = "MNIST (CIFAR-10 absent here)" if args.task == "mnist" else "CIFAR-10"
-    extra = {
-        "figure": "Table 3 / Fig. 8",
-        "data": label,
-        "paper_table3_cifar10": PAPER_TABLE3,
-        "train": {k: v for k, v in vars(runs[0][1]).items() if k != "model_options"},
-    }
+    extra = C.run_description(args, runs, "Table 3 / Fig. 8", paper_table3_cifar10=PAPER_TABLE3)
+    label = extra["data"]
     try:
         results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet)
     except FileNotFoundError as exc:

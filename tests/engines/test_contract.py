@@ -33,9 +33,14 @@ STEPS = {
 }
 
 
+def _param(engine, *values):
+    """A parameter set for ``engine`` (the julia ones marked ``julia``)."""
+    marks = [pytest.mark.julia] if engine == "julia" else []
+    return pytest.param(engine, *values, marks=marks, id="-".join((engine, *values)))
+
+
 def _engine(name):
-    marks = [pytest.mark.julia] if name == "julia" else []
-    return pytest.param(name, marks=marks, id=name)
+    return _param(name)
 
 
 def _available(name):
@@ -61,8 +66,7 @@ def cases(kind):
                 out.append((name, solver))
             if kind == "adaptive" and info.adaptive and not info.implicit:
                 out.append((name, solver))
-    marks = lambda e: [pytest.mark.julia] if e == "julia" else []  # noqa: E731
-    return [pytest.param(e, s, marks=marks(e), id=f"{e}-{s}") for e, s in out]
+    return [_param(e, s) for e, s in out]
 
 
 def sensitivity_cases():
@@ -73,8 +77,7 @@ def sensitivity_cases():
             if sens != "backprop" or cls.differentiable:
                 out.append((name, sens))
         out += [(name, f"{name}:{s}") for s in cls.native_sensitivities]
-    marks = lambda e: [pytest.mark.julia] if e == "julia" else []  # noqa: E731
-    return [pytest.param(e, s, marks=marks(e), id=f"{e}-{s}") for e, s in out]
+    return [_param(e, s) for e, s in out]
 
 
 class CosField(nn.Module):

@@ -435,33 +435,32 @@ def _run_parallel(
         disable=None if progress else True,
         dynamic_ncols=True,
     )
+    def drain() -> None:
+        """Pass on what the workers reported: messages, and epochs (to the bar too)."""
+        while not queue.empty():
+            kind, model, seed, rec = queue.get()
+            if kind == "message":
+                if notify is not None:
+                    notify(rec)
+                continue
+            if on_epoch is not None:
+                on_epoch(model, seed, rec)
+            bar.update()
+            bar.set_postfix(
+                run=f"{model}/{seed}",
+                epoch=rec["epoch"],
+                loss=f"{rec['loss']:.4f}",
+                nfe_f=f"{rec['nfe_forward']:.0f}",
+                nfe_b=f"{rec['nfe_backward']:.0f}",
+            )
+
     try:
         pending = {pool.submit(_run_one, c, str(out), threads) for c in configs}
         while pending:
             done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            while not queue.empty():
-                kind, model, seed, rec = queue.get()
-                if kind == "message":
-                    if notify is not None:
-                        notify(rec)
-                    continue
-                if on_epoch is not None:
-                    on_epoch(model, seed, rec)
-                bar.update()
-                bar.set_postfix(
-                    run=f"{model}/{seed}",
-                    epoch=rec["epoch"],
-                    loss=f"{rec['loss']:.4f}",
-                    nfe_f=f"{rec['nfe_forward']:.0f}",
-                    nfe_b=f"{rec['nfe_backward']:.0f}",
-                )
+            drain()
             for fut in done:
-                while not queue.empty():  # the run's last records before its result
-                    kind, model, seed, rec = queue.get()
-                    if kind == "message" and notify is not None:
-                        notify(rec)
-                    elif kind == "epoch" and on_epoch is not None:
-                        on_epoch(model, seed, rec)
+                drain()  # the run's last records before its result
                 collect(fut.result())
     except KeyboardInterrupt:
         # Ctrl-C in a terminal reaches the workers too; a signal to this process alone

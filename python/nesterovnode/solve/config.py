@@ -107,18 +107,9 @@ class SolveConfig:
         return dataclasses.asdict(self)
 
     def resolve(self) -> ResolvedSolve:
-        """Engine, method and options, checked (cached per configuration)."""
-        key = (
-            self.solver,
-            self.engine,
-            self.dt,
-            self.sensitivity,
-            tuple(sorted((k, repr(v)) for k, v in self.options.items())),
-        )
-        hit = _CACHE.get(key)
-        if hit is None:
-            hit = _CACHE[key] = _resolve(self)
-        return hit
+        """Engine, method and options, checked. The name lookup is the registry's (cached,
+        and cleared by ``register_engine``); the rest is a few dict operations."""
+        return _resolve(self)
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(SolveConfig))
@@ -134,9 +125,6 @@ class ResolvedSolve:
     sensitivity: str  #: "adjoint", "adjoint-seminorm", "backprop" or a native name
     native: bool  #: True when ``sensitivity`` is the engine's own
     options: dict[str, Any]  #: validated, with the engine's defaults
-
-
-_CACHE: dict[tuple, ResolvedSolve] = {}
 
 
 def _resolve(config: SolveConfig) -> ResolvedSolve:

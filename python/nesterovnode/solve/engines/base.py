@@ -40,6 +40,7 @@ implementing ``solve_native``.
 from __future__ import annotations
 
 import abc
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,6 +119,8 @@ class Engine(abc.ABC):
     open_methods: bool = False
     #: what to run when ``available()`` is false
     install_hint: str = ""
+    #: Python packages the engine imports (checked without importing them)
+    requires: tuple[str, ...] = ()
 
     @classmethod
     def runs_fixed(cls, solver: str) -> bool:
@@ -125,14 +128,19 @@ class Engine(abc.ABC):
         return solver in cls.methods and (cls.fixed_steps is None or solver in cls.fixed_steps)
 
     @classmethod
+    def missing(cls) -> list[str]:
+        """The packages of ``requires`` this installation lacks."""
+        return [m for m in cls.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
     def available(cls) -> bool:
-        """True when the engine can run on this machine (imports are cheap and safe)."""
-        return True
+        """True when the engine can run on this machine (nothing is imported)."""
+        return not cls.missing()
 
     @classmethod
     def unavailable_reason(cls) -> str:
         """Why ``available()`` is false (shown to the user with the install hint)."""
-        return f"the {cls.name} engine is not installed"
+        return f"the {cls.name} engine needs the Python package(s) {', '.join(cls.missing())}"
 
     def clear_caches(self) -> None:
         """Drop whatever the engine keeps between solves (the rk engine's CUDA graphs and

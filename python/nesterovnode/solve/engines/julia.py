@@ -41,7 +41,6 @@ This engine cannot be tested where Julia is absent; its tests are marked ``julia
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import time
@@ -95,7 +94,7 @@ def julia_module():
     global _MODULE
     if _MODULE is None:
         exe = shutil.which("julia")
-        if exe is None or importlib.util.find_spec("juliacall") is None:
+        if not JuliaEngine.available():
             from ..errors import EngineNotInstalledError
 
             raise EngineNotInstalledError(f"{JuliaEngine.unavailable_reason()}. {INSTALL_HINT}")
@@ -171,19 +170,18 @@ class JuliaEngine(ExternalEngine):
     }
     native_sensitivities = SENSITIVITIES
     install_hint = INSTALL_HINT
+    requires = ("juliacall",)
     open_methods = True  # any OrdinaryDiffEq algorithm: "julia:AutoTsit5(Rosenbrock23())"
 
     @classmethod
     def available(cls) -> bool:
-        return (
-            shutil.which("julia") is not None and importlib.util.find_spec("juliacall") is not None
-        )
+        return shutil.which("julia") is not None and super().available()
 
     @classmethod
     def unavailable_reason(cls) -> str:
         if shutil.which("julia") is None:
             return "the julia engine needs Julia, and no `julia` executable is on PATH"
-        return "the julia engine needs the Python package juliacall"
+        return super().unavailable_reason()
 
     # -- shared ---------------------------------------------------------------------------
     @staticmethod

@@ -48,6 +48,8 @@ from ..registry import SOLVERS
 from .base import Option
 from .external import ExternalEngine, ODEProblem
 
+#: methods whose dense output is below their order: solved one output interval at a time
+PER_INTERVAL = {"RadauIIA5"}
 #: accepted steps in a row of (relatively) zero length before time counts as stalled
 STALL_STEPS = 5
 
@@ -65,6 +67,7 @@ class ScipyEngine(ExternalEngine):
         "LSODA": "LSODA",
     }
     install_hint = "pip install scipy"
+    requires = ("scipy",)
     fixed_steps = frozenset()
     #: SciPy's dense outputs: RK45 4th order, RK23 3rd (Hermite), DOP853 7th (three extra
     #: evaluations per step that holds output times, so its NFE does grow with them), BDF
@@ -79,18 +82,6 @@ class ScipyEngine(ExternalEngine):
             int, None, "OpenBLAS threads during the solve (default 1 up to 2000 equations)"
         ),
     }
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import scipy.integrate  # noqa: F401
-        except ImportError:
-            return False
-        return True
-
-    @classmethod
-    def unavailable_reason(cls) -> str:
-        return "the scipy engine needs SciPy, which is not installed"
 
     def integrate_arrays(self, problem: ODEProblem) -> np.ndarray:
         """Step ``scipy.integrate.<method>`` from ``t[0]`` to ``t[-1]``; states at ``t``.
@@ -107,7 +98,7 @@ class ScipyEngine(ExternalEngine):
         threads = problem.options.get("blas_threads")
         threads = (1 if problem.n <= 2000 else None) if threads is None else threads
         with _BlasThreads(threads):
-            if problem.solver != "RadauIIA5" or len(problem.t) == 2:
+            if problem.solver not in PER_INTERVAL or len(problem.t) == 2:
                 return self._integrate(problem)
             out = [np.asarray(problem.y0, dtype=np.float64)]
             for a, b in zip(problem.t[:-1], problem.t[1:]):  # steps end on every output

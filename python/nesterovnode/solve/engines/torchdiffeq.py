@@ -118,14 +118,7 @@ class TorchdiffeqEngine(Engine):
         "adjoint-seminorm": "torchdiffeq's odeint_adjoint with its seminorm",
     }
     install_hint = "pip install torchdiffeq"
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            import torchdiffeq  # noqa: F401
-        except ImportError:
-            return False
-        return True
+    requires = ("torchdiffeq",)
 
     def _options(self, field, z0: State, times: Sequence[float], request: IntegrateRequest):
         """torchdiffeq's options and the grid, for ``integrate`` and ``solve_native``."""
