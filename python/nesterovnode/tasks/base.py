@@ -139,6 +139,10 @@ class Task(abc.ABC):
     defaults: TaskDefaults
     #: (ξ, learnable) per model that carries a ξ term in this task (others: ξ = 0).
     xi_defaults: dict[str, tuple[float, bool]] = {}
+    #: relative cost of one run per model at the task's defaults (measured; models not
+    #: listed count 1): a parallel comparison hands out the costliest runs first, so that
+    #: its workers finish together instead of one waiting on a run started last
+    run_cost: dict[str, float] = {}
 
     def split_options(self, model: str, options: dict) -> tuple[str, dict, dict]:
         """``(key, dynamics options, block options)`` from build_model's options: unknown

@@ -69,6 +69,17 @@ class PointCloudTask(Task):
         dtype="float64",
     )
     xi_defaults = XI_DEFAULTS
+    #: s/epoch of each model on the main job (100 epochs, 2 workers on 2 cores): the
+    #: generalised Nesterov model costs about 4x NODE (its NFE grows as it trains)
+    run_cost = {
+        "node": 0.23,
+        "anode": 0.30,
+        "sonode": 0.41,
+        "hbnode": 0.46,
+        "ghbnode": 0.60,
+        "nesterovnode": 0.28,
+        "gnesterovnode": 1.01,
+    }
 
     def build_model(self, model: str, **options) -> TaskModel:
         """The paper's point-cloud architecture; options: ``config`` (a SolveConfig) and
