@@ -302,7 +302,7 @@ def evaluate(
     """
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)  # sums of MSEs too
     count = 0
     if world > 1:
         dataset = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
@@ -490,7 +490,8 @@ def train(
                 )
             sums[0] += loss_value * len(y)
             # loss.item() has already waited for the batch: reading this adds no stall
-            sums[1] += int(task.correct(output.detach(), y))
+            # float, not int: a regression task's metric is a sum of MSEs, not a count
+            sums[1] += float(task.correct(output.detach(), y))
             sums[2] += len(y)
             sums[3] += stats.nfe_forward
             sums[4] += stats.nfe_backward
