@@ -12,7 +12,10 @@ norm is recorded as the paper defines it per model:
 
 Norms are per window, then averaged over windows and seeds at each step index, and plotted
 against T - t (T the window's last time, averaged likewise) on a log axis. A vanishing
-adjoint shows as a curve that falls fast with T - t.
+adjoint shows as a curve that falls fast with T - t. Where it vanishes is split per step:
+the factor by which the solver state's adjoint norm changes across a gap's ODE flow, and
+across the RNN update between two gaps (``ode_factor``, ``rnn_factor``: medians over the
+window's steps).
 
 Trained models come from a comparison's run folders (``--runs DIR``, e.g.
 results/walker2d: ``DIR/runs/MODEL/seedK/checkpoint.pt``) or are trained here for
@@ -25,12 +28,12 @@ results/walker2d: ``DIR/runs/MODEL/seedK/checkpoint.pt``) or are trained here fo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nesterovnode.io import write_json_atomic
 from nesterovnode.plotting import color, label, new_figure, save
 from nesterovnode.runs.training import TrainConfig, load_model, train
 from nesterovnode.tasks import get_task
@@ -38,27 +41,38 @@ from nesterovnode.tasks import get_task
 MODELS = ("node", "ghbnode", "nesterovnode", "gnesterovnode")
 
 
-def adjoint_norms(model, x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(norms [L-1], T - t [L-1])``: the mean over windows of the adjoint norm at each
-    observation time, backpropagated from the last prediction's loss."""
+def adjoint_norms(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+    """The mean over windows, backpropagated from the last prediction's loss, of:
+    ``norm [L-1]``, the adjoint norm at each observation time; ``T_minus_t [L-1]``; and
+    per step, the factors by which the solver state's adjoint norm changes across the ODE
+    flow of a gap (``ode``: ‖∂L/∂z(gap start)‖ / ‖∂L/∂z(gap end)‖) and across the RNN
+    update between gaps (``rnn``: ‖∂L/∂z(end of gap i)‖ / ‖∂L/∂z(start of gap i+1)‖)."""
     model.record = []
     try:
         pred = model(x)
         loss = torch.nn.functional.mse_loss(pred[:, -1], y[:, -1])
         loss.backward()
         nesterov = hasattr(model.dynamics, "factor")
-        norms = []
-        for _gap, end, H in model.record:
+        norms, starts, ends = [], [], []
+        for _gap, start, end, H in model.record:
             parts = [end.grad.reshape(len(x), -1)]
             if nesterov:  # ∂L/∂h as well as ∂L/∂[x, m]
                 parts.append(H.grad[:, : model.n])
             norms.append(torch.cat(parts, dim=1).norm(dim=1))
+            starts.append(start.grad.reshape(len(x), -1).norm(dim=1))
+            ends.append(end.grad.reshape(len(x), -1).norm(dim=1))
     finally:
         model.record = None
     norms = torch.stack(norms, dim=1).detach()  # [W, L-1]
+    starts, ends = torch.stack(starts, dim=1), torch.stack(ends, dim=1)
     times = torch.cumsum(x[:, 1:, -1], dim=1)  # time of each observation after the first
     to_end = (times[:, -1:] - times).detach()
-    return norms.mean(0).numpy(), to_end.mean(0).numpy()
+    return {
+        "norm": norms.mean(0).numpy(),
+        "T_minus_t": to_end.mean(0).numpy(),
+        "ode": (starts / ends).mean(0).numpy(),
+        "rnn": (ends[:, :-1] / starts[:, 1:]).mean(0).numpy(),
+    }
 
 
 def trained_model(name: str, seed: int, args) -> torch.nn.Module | None:
@@ -107,7 +121,7 @@ def main() -> None:
     results = {}
     for name in args.models:
         for state in ("untrained", "trained"):
-            curves, times = [], []
+            curves, times, ode, rnn = [], [], [], []
             for seed in range(args.seeds):
                 if state == "trained":
                     model = trained_model(name, seed, args)
@@ -116,23 +130,31 @@ def main() -> None:
                 else:
                     torch.manual_seed(seed)
                     model = task.build_model(name)
-                n, t = adjoint_norms(model.float(), x, y)
-                curves.append(n)
-                times.append(t)
+                # float64: the norms fall by many orders along a window, below float32's
+                # range for the untrained models
+                r = adjoint_norms(model.double(), x.double(), y.double())
+                curves.append(r["norm"])
+                times.append(r["T_minus_t"])
+                ode.append(r["ode"])
+                rnn.append(r["rnn"])
             if not curves:
                 continue
             results[f"{name}/{state}"] = {
                 "norm": np.mean(curves, axis=0).tolist(),
                 "T_minus_t": np.mean(times, axis=0).tolist(),
+                # median over steps of the per-step factors (mean over windows and seeds)
+                "ode_factor": float(np.median(np.mean(ode, axis=0))),
+                "rnn_factor": float(np.median(np.mean(rnn, axis=0))),
             }
             r = results[f"{name}/{state}"]
             print(
                 f"{name:14s} {state:9s} norm at T: {r['norm'][-1]:.3e}  at T-t="
                 f"{r['T_minus_t'][0]:.2f}: {r['norm'][0]:.3e}  ratio "
-                f"{r['norm'][0] / max(r['norm'][-1], 1e-300):.2e}",
+                f"{r['norm'][0] / max(r['norm'][-1], 1e-300):.2e}  per step: ODE gap "
+                f"x{r['ode_factor']:.3f}, RNN update x{r['rnn_factor']:.3f}",
                 flush=True,
             )
-    (out / "adjoint_norms.json").write_text(json.dumps(results, indent=1))
+    write_json_atomic(out / "adjoint_norms.json", results)
 
     fig, ax = new_figure()
     for i, name in enumerate(args.models):

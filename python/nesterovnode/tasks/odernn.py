@@ -148,8 +148,9 @@ class ODERNN(nn.Module):
         self.config = config
         self.flow = GapFlow(dynamics, (2, n) if self.d == 2 else (n,))
         self.stats = SummedStats()
-        #: when set (a list), ``forward`` appends every state it solves from and reaches
-        #: (the adjoint-norm experiment reads their gradients)
+        #: when set (a list), ``forward`` appends ``(gap, start, end, H⁻)`` per gap: the
+        #: solver states it solves from and reaches and the RNN's view at the end (the
+        #: adjoint-norm experiment reads their gradients)
         self.record: list | None = None
 
     def _solver_state(self, H: torch.Tensor) -> torch.Tensor:
@@ -181,10 +182,10 @@ class ODERNN(nn.Module):
             self.stats.parts.append(sol.stats)
             end, gap = self.flow.unpack(sol.ys[-1])
             H = self._rnn_view(self.flow.time(1.0, gap), end)
-            if self.record is not None:  # (gap, state at the gap's end, H⁻)
-                end.retain_grad()
-                H.retain_grad()
-                self.record.append((gap, end, H))
+            if self.record is not None:  # (gap, solver state at its start and end, H⁻)
+                for v in (y0, end, H):
+                    v.retain_grad()
+                self.record.append((gap, y0, end, H))
             preds.append(self.out(H[:, : self.n]))
             if i < L - 1:
                 H = self.rnn(torch.cat([H, obs[:, i]], dim=1))
