@@ -103,7 +103,10 @@ def episode(env, M, mean, std, seed: int, horizon: int, shift: float = 1.0, upri
         obs, r, term, trunc, _ = env.step(a)
         # ARS subtracts the alive bonus during training; the posture term keeps the gait
         # upright (without it ARS finds a fast crouched gait, unlike the paper's rollouts)
-        total += r - shift - upright * posture_penalty(obs, swing)
+        reward = r - shift
+        if upright:  # (no posture computed in plain ARS's loop)
+            reward -= upright * posture_penalty(obs, swing)
+        total += reward
         if term or trunc:
             break
     return total, np.asarray(seen)
@@ -153,30 +156,19 @@ def main() -> None:
         seeds = rng.integers(0, 2**31 - 1, size=args.directions)
         plus, minus = np.zeros(args.directions), np.zeros(args.directions)
         for j in range(args.directions):
-            plus[j], o1 = episode(
-                env,
-                M + args.nu * deltas[j],
-                mean,
-                std,
-                int(seeds[j]),
-                args.horizon,
-                shift=shift,
-                upright=args.upright,
-                swing=args.swing,
-            )
-            minus[j], o2 = episode(
-                env,
-                M - args.nu * deltas[j],
-                mean,
-                std,
-                int(seeds[j]),
-                args.horizon,
-                shift=shift,
-                upright=args.upright,
-                swing=args.swing,
-            )
-            stat.push_many(o1)
-            stat.push_many(o2)
+            for sign, returns in ((1.0, plus), (-1.0, minus)):
+                returns[j], seen = episode(
+                    env,
+                    M + sign * args.nu * deltas[j],
+                    mean,
+                    std,
+                    int(seeds[j]),
+                    args.horizon,
+                    shift=shift,
+                    upright=args.upright,
+                    swing=args.swing,
+                )
+                stat.push_many(seen)
         best = np.argsort(-np.maximum(plus, minus))[: args.top]
         sigma = np.concatenate([plus[best], minus[best]]).std() + 1e-8
         step = np.tensordot(plus[best] - minus[best], deltas[best], axes=1)

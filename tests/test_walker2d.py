@@ -24,6 +24,17 @@ from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 from nesterovnode.tasks.odernn import GapFlow
 from nesterovnode.tasks.walker2d import Walker2DTask
 
+#: tests of the real rollouts skip where ../shared/data/walker2d is absent; the
+#: generator's skip without gymnasium and MuJoCo
+needs_real_rollouts = pytest.mark.skipif(
+    shared_data_dir() is None or not (shared_data_dir() / "walker2d").is_dir(),
+    reason="the real Walker2D rollouts (../shared/data/walker2d) are not here",
+)
+needs_mujoco = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("gymnasium", "mujoco")),
+    reason='needs gymnasium with MuJoCo: pip install "nesterovnode[walker]"',
+)
+
 TABLE_1 = {
     "node": 9929,
     "anode": 10019,
@@ -88,10 +99,7 @@ def test_the_split_is_reproducible_and_recorded():
     assert d["protocol"]["window"] == 64 and d["windows"]["train"] == len(a.train)
 
 
-@pytest.mark.skipif(
-    shared_data_dir() is None or not (shared_data_dir() / "walker2d").is_dir(),
-    reason="the real Walker2D rollouts (../shared/data/walker2d) are not here",
-)
+@needs_real_rollouts
 def test_real_rollouts_split_300_40_60():
     s = walker2d_splits(shared_data_dir() / "walker2d")
     assert [len(s.rollouts[k]) for k in ("train", "valid", "test")] == [300, 40, 60]
@@ -201,12 +209,7 @@ def test_a_resumed_walker_run_equals_an_uninterrupted_one(tiny_data, tmp_path):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
-HAVE_MUJOCO = all(importlib.util.find_spec(m) for m in ("gymnasium", "mujoco"))
-
-
-@pytest.mark.skipif(
-    not HAVE_MUJOCO, reason='needs gymnasium with MuJoCo: pip install "nesterovnode[walker]"'
-)
+@needs_mujoco
 def test_generator_writes_rollouts_of_the_data_format_deterministically(tmp_path):
     from nesterovnode.data.walker2d import read_rollouts
     from nesterovnode.data.walker2d_generate import generate_walker2d
@@ -237,9 +240,7 @@ def test_generator_without_mujoco_names_the_extra(monkeypatch):
         walker2d_generate.require_gymnasium()
 
 
-@pytest.mark.skipif(
-    not HAVE_MUJOCO, reason='needs gymnasium with MuJoCo: pip install "nesterovnode[walker]"'
-)
+@needs_mujoco
 def test_models_train_on_generated_rollouts(tmp_path):
     """The generator's output is a data set the task reads and the models learn from."""
     from nesterovnode.data.walker2d_generate import generate_walker2d
@@ -258,13 +259,8 @@ def test_models_train_on_generated_rollouts(tmp_path):
 MEAN_WITHIN, SPREAD_FACTOR = 1.5, 3.5
 
 
-@pytest.mark.skipif(
-    not HAVE_MUJOCO, reason='needs gymnasium with MuJoCo: pip install "nesterovnode[walker]"'
-)
-@pytest.mark.skipif(
-    shared_data_dir() is None or not (shared_data_dir() / "walker2d").is_dir(),
-    reason="the real Walker2D rollouts (../shared/data/walker2d) are not here",
-)
+@needs_mujoco
+@needs_real_rollouts
 def test_generated_rollouts_have_the_statistics_of_the_real_set():
     from nesterovnode.data.walker2d import feature_statistics, read_rollouts
     from nesterovnode.data.walker2d_generate import generate_rollouts
