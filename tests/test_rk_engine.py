@@ -287,26 +287,3 @@ def test_a_training_run_releases_the_engines_cached_steps():
     train(config, task=task, progress=False, on_epoch=lambda r: seen.append(len(engine.runners)))
     assert seen and seen[0] > 0  # cached while training
     assert len(engine.runners) == 0  # released at the end
-
-
-@pytest.mark.slow  # compiling the forward and the adjoint step takes tens of seconds on 2 cores
-def test_compiled_steps_give_the_eager_numbers_to_round_off(float64):
-    """options={"compile": True}: each step (forward and adjoint) as one torch.compile'd
-    program; the same steps, NFE and gradients as eager."""
-    torch.manual_seed(0)
-    dyn = nn_.HBNODE(TinyField(2))
-    h0 = torch.randn(5, 2)
-    results = []
-    for compiled in (False, True):
-        dyn.zero_grad()
-        y0 = dyn.initial_state(1.0, h0)
-        sol = nn_.solve(
-            dyn, y0, [1.0, 1.5, 2.0], rtol=1e-6, atol=1e-6, options={"compile": compiled}
-        )
-        dyn.readout(torch.tensor([1.0, 1.5, 2.0]), sol.ys).square().sum().backward()
-        grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])
-        results.append((sol.ys.detach(), grads, sol.stats.nfe_forward, sol.stats.nfe_backward))
-    (ye, ge, fe, be), (yc, gc, fc, bc) = results
-    assert (fe, be) == (fc, bc)
-    assert torch.allclose(ye, yc, rtol=0, atol=1e-13)
-    assert torch.allclose(ge, gc, rtol=1e-12, atol=1e-13)

@@ -41,6 +41,16 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "the solver, rk for its methods)",
     )
     p.add_argument(
+        "--compile",
+        choices=["auto", "on", "off", "cpp"],
+        default="auto",
+        help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
+        "compiled to native code by TorchInductor, about 10 s per model and batch shape the "
+        "first time, about 2 s once Inductor's disk cache holds it; cpp: with Inductor's "
+        "C++ wrapper (faster steps, a longer first compilation); auto (default): on for CPU "
+        "runs of the point cloud of at least 300 iterations (the main job), off otherwise",
+    )
+    p.add_argument(
         "--device",
         default="auto",
         help="auto (cuda when torch sees a GPU, else cpu; the default), cpu, cuda or cuda:K",
@@ -117,6 +127,7 @@ def _base_config(args, model: str = "nesterovnode", seed: int = 0):
         max_iters=args.max_iters,
         download=args.download,
         model_options=model_options,
+        compile=args.compile,
     )
 
 
@@ -234,7 +245,8 @@ def cmd_compare(args) -> int:
         print(
             f"\n{args.task}: {conf['epochs']} epochs, {conf['seeds']} seed(s), "
             f"{conf['solver']} on {conf['engine']} at tol {conf['rtol']:g}, {conf['dtype']}, "
-            f"{conf['device']}, {conf['jobs']} run(s) in parallel; "
+            f"{conf['device']}, {conf['jobs']} run(s) in parallel, compiled steps "
+            f"{conf.get('compile', 'off')}; "
             + (
                 "the paper's protocol"
                 if conf["paper_protocol"]

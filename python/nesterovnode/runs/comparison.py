@@ -357,6 +357,7 @@ def run_metadata(base: TrainConfig, seeds: int, jobs: int, paper: bool, started:
         "subset": base.subset,
         "max_iters": base.max_iters,
         "jobs": jobs,
+        "compile": base.compile,
         "paper_protocol": bool(paper),
     }
     versions = {
@@ -448,6 +449,7 @@ def _run_parallel(
         disable=None if progress else True,
         dynamic_ncols=True,
     )
+
     def drain() -> None:
         """Pass on what the workers reported: messages, and epochs (to the bar too)."""
         while not queue.empty():

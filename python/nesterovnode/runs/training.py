@@ -52,6 +52,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
 from ..tasks import Task, TaskModel, count_parameters, get_task
+from .compiling import SETTINGS, compile_steps, compile_value
 from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
 from .folder import claim
 
@@ -137,6 +138,8 @@ class TrainConfig:
     #: "float32" or "float64": the model and data in training (None: the task's default)
     dtype: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
+    #: compiled ODE steps: "auto", "on", "cpp" or "off" (``runs/compiling.py``)
+    compile: str = "auto"
 
     def resolved(self, task: Task) -> TrainConfig:
         """A copy with every default filled in from the task."""
@@ -163,6 +166,8 @@ class TrainConfig:
         out.dtype = d.dtype if self.dtype is None else self.dtype
         if out.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {out.dtype!r}")
+        if out.compile not in SETTINGS:
+            raise ValueError(f"compile must be one of {', '.join(SETTINGS)}, got {out.compile!r}")
         return out
 
     def solve_config(self) -> SolveConfig:
@@ -180,7 +185,8 @@ class TrainConfig:
         """The fields that make two runs the same experiment (not epochs: a run may be
         extended; not device or data location)."""
         d = asdict(self)
-        for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download"):
+        # compile: compiled steps give the eager numbers to round-off
+        for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download", "compile"):
             d.pop(k)
         # Absent unless set, so runs saved before these options existed still resume.
         for k in ("test_subset", "max_iters", "dtype"):
@@ -434,6 +440,12 @@ def train(
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.subset, len(train_set))))
     if cfg.test_subset is not None and test_set is not None and not same_set:
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_subset, len(test_set))))
+    per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
+    if cfg.max_iters is not None:
+        per_epoch = min(per_epoch, cfg.max_iters)
+    left = per_epoch * max(cfg.epochs - len(history), 0)
+    value = compile_value(cfg.compile, device, left, task.defaults.compile_after)
+    compile_steps(model, cfg.compile, value)
     model.train()
     iterations_done = 0  # in this call (for the duration estimate)
     for epoch in range(len(history) + 1, cfg.epochs + 1):

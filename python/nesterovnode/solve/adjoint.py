@@ -29,8 +29,9 @@ f(t_0, y_0) (``with_start_time_gradient``, ``with_output_time_gradients``).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -43,6 +44,20 @@ def trainable(dynamics: nn.Module) -> tuple[list[str], tuple[torch.Tensor, ...]]
     """Names and tensors of the parameters of ``dynamics`` that require gradients."""
     named = [(n, p) for n, p in dynamics.named_parameters() if p.requires_grad]
     return [n for n, _ in named], tuple(p for _, p in named)
+
+
+_FUNCTIONAL = {"depth": 0}
+
+
+@contextlib.contextmanager
+def functional_products() -> Iterator[None]:
+    """Within it, ``AugmentedField`` forms its products through ``torch.func`` (what a
+    tracer such as ``make_fx`` can record: ``autograd.grad`` on parameters it cannot)."""
+    _FUNCTIONAL["depth"] += 1
+    try:
+        yield
+    finally:
+        _FUNCTIONAL["depth"] -= 1
 
 
 class DynamicsField:
@@ -102,7 +117,7 @@ class AugmentedField:
 
     def __call__(self, t: torch.Tensor, state: State) -> State:
         y, a = state[0], state[1]
-        if torch.compiler.is_compiling():  # autograd.grad would break the compiled graph
+        if _FUNCTIONAL["depth"] or torch.compiler.is_compiling():  # traced: torch.func
             return self.functional(t, y, a)
         f, grads = self.vjp(t, y, a)
         vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
@@ -115,8 +130,11 @@ class AugmentedField:
 
     def functional(self, t: torch.Tensor, y: torch.Tensor, a: torch.Tensor) -> State:
         """The same values as ``__call__`` through ``torch.func`` (so that it can itself be
-        differentiated, e.g. for the exact Jacobian implicit methods need)."""
-        theta = tuple(p.detach() for p in self.params)
+        differentiated, e.g. for the exact Jacobian implicit methods need). The parameters
+        are read from the module at the call, so that ``functional_call`` can substitute
+        them (the compiled steps pass them in as inputs)."""
+        live = dict(self.dynamics.named_parameters())
+        theta = tuple(live[n].detach() for n in self.names)
 
         def f(yy, th):
             return torch.func.functional_call(self.dynamics, dict(zip(self.names, th)), (t, yy))

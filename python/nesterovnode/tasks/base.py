@@ -120,6 +120,9 @@ class TaskDefaults:
     paper_tol: float | None = None
     #: floating-point type of the model and data in training: "float32" or "float64"
     dtype: str = "float32"
+    #: ``--compile auto`` compiles the rk engine's steps on the CPU for runs of at least
+    #: this many iterations (None: never; set where it was measured to pay)
+    compile_after: int | None = None
 
     @property
     def solve(self) -> SolveConfig:

@@ -67,6 +67,10 @@ class PointCloudTask(Task):
         paper_epochs=200,
         paper_seeds=5,
         dtype="float64",
+        # compiled steps: ~10 s per graph cold, ~2 s warm, then ~6x fewer us per
+        # evaluation; at 300 iterations (the main job) a cold first run costs about what
+        # eager does and every later run a quarter (benchmarks/PERFORMANCE.md)
+        compile_after=300,
     )
     xi_defaults = XI_DEFAULTS
     #: s/epoch of each model on the main job (100 epochs, 2 workers on 2 cores): the

@@ -17,10 +17,14 @@ Options (``SolveConfig.options``):
   the same; if you change a model's Python attributes (not its parameters or buffers)
   between solves, pass ``cuda_graphs=False``.
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
-- ``compile``: True compiles each step with ``torch.compile`` (forward and adjoint: all
-  stages, the error norm and the accept/reject choice as one program; CPU, or a GPU
-  with ``cuda_graphs=False``). Each state shape compiles once per process (seconds) and
-  is reused; the numbers equal the eager ones to round-off (tests/test_rk_engine.py).
+- ``compile``: True compiles each step (forward and adjoint: all stages, the error norm
+  and the accept/reject choice as one program) to native code: traced once with
+  ``make_fx``, compiled by TorchInductor (``compiled.py``; CPU, or a GPU with
+  ``cuda_graphs=False``). ``"cpp"`` uses Inductor's C++ wrapper: faster steps, a longer
+  first compilation. Each state shape compiles once per process (seconds; Inductor's disk
+  cache serves later processes) and is reused; the numbers equal the eager ones to
+  round-off (tests/test_rk_engine.py). Where compilation fails (no C++ compiler), a
+  warning says so and the step runs eagerly.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
 from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
 from .tableaux import TABLEAUX
+
+#: the runner mode of each value of the ``compile`` option
+_COMPILE_MODES = {False: "eager", True: "compile", "cpp": "compile-cpp"}
 
 
 class RKEngine(Engine):
@@ -56,7 +63,12 @@ class RKEngine(Engine):
             (bool, str), True, "True, False or 'emulate'", choices=(True, False, "emulate")
         ),
         "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
-        "compile": Option(bool, False, "torch.compile each step (CPU)", choices=(True, False)),
+        "compile": Option(
+            (bool, str),
+            False,
+            "True (compile each step with Inductor), 'cpp' (its C++ wrapper) or False",
+            choices=(True, False, "cpp"),
+        ),
     }
     differentiable = True
     dense_methods = frozenset(
@@ -84,7 +96,10 @@ class RKEngine(Engine):
         elif y.is_cuda and graphs is True:
             mode = "graph"
         else:
-            mode = "compile" if request.options["compile"] else "eager"
+            mode = _COMPILE_MODES[request.options["compile"]]
+        model = getattr(field, "dynamics", None)
+        if mode.startswith("compile") and not isinstance(model, torch.nn.Module):
+            mode = "eager"  # a compiled step takes the model's parameters as inputs
         keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
         channels = (
             tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
@@ -108,13 +123,13 @@ class RKEngine(Engine):
             """Looked up (or captured) on first call, which brings example arguments."""
             found = None
             # the first-step rule runs once per solve: compiling it would not pay
-            how = "eager" if mode == "compile" and kind == "init" else mode
+            how = "eager" if mode.startswith("compile") and kind == "init" else mode
 
             def call(*args):
                 nonlocal found
                 if found is None:
                     cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, how)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, how, model)
                 return found(*args)
 
             return call

@@ -27,6 +27,8 @@ from collections.abc import Callable, Hashable
 import torch
 from torch.utils import _pytree as pytree
 
+from .compiled import CompiledRunner
+
 
 def _leaf_tensors(args, dtype: torch.dtype, device: torch.device):
     """Flatten ``args``; Python numbers become 0-dim tensors of ``dtype``."""
@@ -47,25 +49,6 @@ class EagerRunner:
     def __call__(self, *args):
         tensors, spec = _leaf_tensors(args, self.dtype, self.device)
         return self.fn(*pytree.tree_unflatten(tensors, spec))
-
-
-class CompiledRunner(EagerRunner):
-    """Calls ``torch.compile(fn)``: the whole step (stages, error norm, accept/reject) as
-    one compiled program on the CPU, with static shapes (each batch shape compiles once
-    and is kept in the ``RunnerCache``; Inductor's on-disk cache shortens the compilation
-    in later processes)."""
-
-    #: compiled variants Dynamo keeps per code object: every step of every model, shape,
-    #: state layout (forward, adjoint) and method shares the code of ``make_*_step``'s
-    #: closure, so its default of 8 would send later steps back to eager
-    RECOMPILE_LIMIT = 512
-
-    def __init__(self, fn: Callable, dtype: torch.dtype, device: torch.device):
-        config = torch._dynamo.config
-        for name in ("recompile_limit", "cache_size_limit"):
-            if getattr(config, name, self.RECOMPILE_LIMIT) < self.RECOMPILE_LIMIT:
-                setattr(config, name, self.RECOMPILE_LIMIT)
-        super().__init__(torch.compile(fn, dynamic=False), dtype, device)
 
 
 class _StaticInputs:
@@ -148,9 +131,10 @@ class RunnerCache:
         self._runners: OrderedDict[Hashable, EagerRunner | GraphRunner] = OrderedDict()
         self._warned: set[str] = set()
 
-    def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str):
+    def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str, model=None):
         """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA),
-        "compile" (``CompiledRunner``) or "emulate" (``StaticRunner``)."""
+        "compile" or "compile-cpp" (``compiled.CompiledRunner``, which needs the ``model``
+        whose parameters the step reads) or "emulate" (``StaticRunner``)."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self._runners.get(key)
@@ -159,8 +143,8 @@ class RunnerCache:
             return runner
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
-        elif mode == "compile":
-            runner = CompiledRunner(fn, dtype, device)
+        elif mode in ("compile", "compile-cpp"):
+            runner = CompiledRunner(fn, model, dtype, device, cpp_wrapper=mode == "compile-cpp")
         else:
             runner = self._capture(fn, args, dtype, device)
         self._runners[key] = runner

@@ -1,0 +1,139 @@
+"""The rk engine's compiled steps (``options={"compile": True}``, solve/engines/rk/compiled.py)
+and the training runs' ``compile`` setting (runs/compiling.py).
+
+A compiled step is traced once with ``make_fx`` and compiled by TorchInductor; it must
+take the eager steps (same NFE), give the eager states and gradients to round-off, see
+the optimiser's in-place parameter updates (parameters are graph inputs, not constants),
+and fall back to eager steps with a warning where compilation fails.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import nesterovnode as nn_
+from conftest import make_dynamics
+from nesterovnode.runs.compiling import compile_steps, compile_value
+from nesterovnode.runs.training import TrainConfig
+from nesterovnode.solve.engines.rk import compiled as compiled_module
+from nesterovnode.solve.registry import get_engine
+
+
+def _solve_and_grad(dyn, h0, options, times=(1.0, 1.5, 2.0)):
+    """ys, the parameters' gradient (flat) and (NFE forward, NFE backward) of one adjoint
+    solve of a loss reading every output time."""
+    dyn.zero_grad()
+    y0 = dyn.initial_state(times[0], h0)
+    sol = nn_.solve(dyn, y0, list(times), rtol=1e-6, atol=1e-6, options=options)
+    loss = dyn.readout(torch.tensor(times), sol.ys).square().sum()
+    loss.backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters() if p.grad is not None])
+    return sol.ys.detach(), grads, (sol.stats.nfe_forward, sol.stats.nfe_backward)
+
+
+def _compiled_runners():
+    return [
+        r
+        for r in get_engine("rk").runners._runners.values()
+        if isinstance(r, compiled_module.CompiledRunner)
+    ]
+
+
+def _check_compiled_equals_eager(name: str, update: bool):
+    torch.manual_seed(0)
+    dyn = make_dynamics(name)
+    h0 = torch.randn(5, 3)
+    get_engine("rk").clear_caches()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+        ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
+        yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
+    runners = _compiled_runners()
+    assert len(runners) == 2 and all(r.compile_seconds > 0 for r in runners)  # fwd, adjoint
+    assert nfe_c == nfe_e and nfe_e[0] > 10
+    assert torch.allclose(yc, ye, rtol=0, atol=1e-12)
+    assert torch.allclose(gc, ge, rtol=1e-10, atol=1e-12)
+    if update:
+        # an optimiser's in-place update: the compiled steps must read the new values
+        with torch.no_grad():
+            for p in dyn.parameters():
+                p.mul_(1.1).add_(0.01)
+        ye2, ge2, nfe_e2 = _solve_and_grad(dyn, h0, {"compile": False})
+        yc2, gc2, nfe_c2 = _solve_and_grad(dyn, h0, {"compile": True})
+        assert _compiled_runners() == runners  # the same compiled steps, not new ones
+        assert (ye2 - ye).abs().max() > 1e-3  # the update changed the solution...
+        assert nfe_c2 == nfe_e2
+        assert torch.allclose(yc2, ye2, rtol=0, atol=1e-12)  # ...and the compiled steps saw it
+        assert torch.allclose(gc2, ge2, rtol=1e-10, atol=1e-12)
+    get_engine("rk").clear_caches()
+
+
+def test_compiled_steps_give_the_eager_numbers_and_see_parameter_updates(float64):
+    """NesterovNODE (its k(t) and t-dependent field): one forward and one adjoint step
+    compiled; the same NFE, states to 1e-12, gradients to 1e-10 relative, before and
+    after an in-place parameter update."""
+    _check_compiled_equals_eager("nesterovnode", update=True)
+
+
+@pytest.mark.slow  # seven models, two compilations each
+@pytest.mark.parametrize(
+    "name", ["node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode"]
+)
+def test_every_model_compiles_to_the_eager_numbers(name, float64):
+    _check_compiled_equals_eager(name, update=False)
+
+
+def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatch):
+    def no_compiler(graph, examples, cpp_wrapper=False):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(compiled_module, "inductor", no_compiler)
+    torch.manual_seed(0)
+    dyn = make_dynamics("hbnode")
+    h0 = torch.randn(4, 3)
+    get_engine("rk").clear_caches()
+    ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
+    with pytest.warns(RuntimeWarning, match="compiling an ODE step failed .*no C\\+\\+ compiler"):
+        yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
+    assert nfe_c == nfe_e
+    assert torch.equal(yc, ye) and torch.allclose(gc, ge, rtol=1e-12, atol=1e-14)
+    get_engine("rk").clear_caches()
+
+
+# -- the training runs' setting ------------------------------------------------------------
+def test_auto_compiles_long_cpu_runs_of_tasks_that_measured_it():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert compile_value("auto", cpu, 300, 300) is True  # the point cloud's main job
+    assert compile_value("auto", cpu, 299, 300) is False  # shorter runs stay eager
+    assert compile_value("auto", cuda, 10_000, 300) is False  # GPUs replay CUDA graphs
+    assert compile_value("auto", cpu, 10_000, None) is False  # tasks that did not measure it
+    assert compile_value("on", cuda, 1, None) is True
+    assert compile_value("cpp", cpu, 1, None) == "cpp"
+    assert compile_value("off", cpu, 10_000, 300) is False
+    with pytest.raises(ValueError, match="compile must be one of auto, on, off, cpp"):
+        compile_value("yes", cpu, 1, None)
+
+
+def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity():
+    from nesterovnode.tasks import get_task
+
+    task = get_task("pointcloud")
+    assert task.defaults.compile_after == 300
+    model = task.build_model("hbnode")
+    assert compile_steps(model, "auto", True)
+    assert model.block.config.options == {"compile": True}
+    kept = task.build_model("hbnode", options={"compile": False})  # the user's own choice
+    assert not compile_steps(kept, "on", True) and kept.block.config.options == {
+        "compile": False
+    }
+    other = task.build_model("hbnode", engine="torchdiffeq")
+    assert not compile_steps(other, "auto", True) and other.block.config.options == {}
+    with pytest.raises(ValueError, match="applies to the rk engine.*--engine rk"):
+        compile_steps(other, "on", True)
+    a, b = TrainConfig(compile="on"), TrainConfig(compile="off")
+    assert a.identity() == b.identity() and "compile" not in a.identity()
+    with pytest.raises(ValueError, match="compile must be one of"):
+        TrainConfig(compile="always").resolved(task)
