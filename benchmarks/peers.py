@@ -5,19 +5,21 @@ architectures, float64, DP5 at rtol = atol = 1e-7 over t in [1, 2], a continuous
 (backsolve) adjoint, Adam at 1e-2, batches of 50/50/20 in a fixed order, the same initial
 weights everywhere. Implementations:
 
-- ours, each in-process engine (``rk``, ``rk`` with compiled steps, ``torchdiffeq``),
-  sensitivity ``adjoint``;
+- ours, each in-process engine (``rk``, ``rk`` with compiled steps — Inductor's Python
+  and C++ wrappers —, ``torchdiffeq``), sensitivity ``adjoint``; their compile time is
+  what the compiled runners measured (run twice with a fresh ``TORCHINDUCTOR_CACHE_DIR``
+  to see a cold and a warm cache);
 - torchode (``JointBacksolveAdjoint``, ``Dopri5``, ``IntegralController``), the whole batch
   as one sample (one step size, as ours);
 - diffrax (JAX, jit; ``Dopri5``, ``PIDController`` as an integral controller,
   ``BacksolveAdjoint``), the networks rebuilt in JAX from the torch weights.
 
 First h(T) is checked to agree across them at tolerance 1e-12 (from the same weights);
-then each trains ``--epochs`` epochs and the table gives s/epoch (over the epochs after
-the first, which includes compilation), forward/backward NFE per batch (torchode and
-ours: the calls f observes; diffrax: the calls its field makes, through a host callback
-in an untimed pass), µs per evaluation, compile time (diffrax: the first epoch's extra
-time) and the ratios to ours on rk. Peers missing here are skipped with a message
+then each trains ``--epochs`` epochs and the table gives s/epoch and forward/backward NFE
+per batch over the same last epochs (at most 5; never the first, which compiles; NFE:
+torchode and ours, the calls f observes; diffrax, the calls its field makes, through a
+host callback in an untimed pass), µs per evaluation, compile time (diffrax: the first
+epoch's extra time) and the ratios to ours on rk. Peers missing here are skipped with a message
 (``pip install -e ".[bench]"``). No assertions: timings depend on the machine.
 
     python benchmarks/peers.py [--epochs 10] [--models hbnode nesterovnode] [--json PATH]
@@ -34,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from nesterovnode.solve.engines.rk.compiled import COMPILE_SECONDS
 from nesterovnode.tasks import get_task
 
 TOL, LR, T0, T1 = 1e-7, 1e-2, 1.0, 2.0
@@ -254,10 +257,11 @@ def agreement(name, x) -> dict:
 
 
 def summary(label, times, nfe, loss, epochs):
-    steady = times[1:] if len(times) > 1 else times
-    per_epoch = float(np.mean(steady))
-    fwd = float(np.mean([f for f, _ in nfe[-3 * min(5, epochs) :]]))
-    bwd = float(np.mean([b for _, b in nfe[-3 * min(5, epochs) :]]))
+    # time and NFE over the same last epochs (at most 5, never the first: it compiles)
+    last = max(1, min(5, len(times) - 1))
+    per_epoch = float(np.mean(times[-last:]))
+    fwd = float(np.mean([f for f, _ in nfe[-3 * last :]]))
+    bwd = float(np.mean([b for _, b in nfe[-3 * last :]]))
     evals = 3 * (fwd + (0 if math.isnan(bwd) else bwd))
     return {
         "impl": label,
@@ -265,7 +269,7 @@ def summary(label, times, nfe, loss, epochs):
         "nfe fwd": fwd,
         "nfe bwd": bwd,
         "us/eval": 1e6 * per_epoch / evals if not math.isnan(bwd) else math.nan,
-        "compile s": max(0.0, times[0] - per_epoch),
+        "compile s": max(0.0, times[0] - float(np.mean(times[1:] or times))),
         "final loss": loss,
     }
 
@@ -285,10 +289,14 @@ def main() -> None:
         for label, options in (
             ("ours, rk", {"engine": "rk"}),
             ("ours, rk compiled", {"engine": "rk", "options": {"compile": True}}),
+            ("ours, rk compiled cpp", {"engine": "rk", "options": {"compile": "cpp"}}),
             ("ours, torchdiffeq", {"engine": "torchdiffeq"}),
         ):
             m = torch_model(name, 0, **options)
+            before = COMPILE_SECONDS["total"]
             rows.append(summary(label, *run_torch(ours_step, m, x, y, args.epochs), args.epochs))
+            if "options" in options:  # what the compiled runners measured themselves
+                rows[-1]["compile s"] = COMPILE_SECONDS["total"] - before
         if importlib.util.find_spec("torchode"):
             m = torch_model(name, 0)
             rows.append(
@@ -308,12 +316,12 @@ def main() -> None:
             print("diffrax is not installed: pip install -e '.[bench]'")
         base = rows[0]["s/epoch"]
         print(
-            f"{'implementation':<19}{'s/epoch':>9}{'x rk':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
+            f"{'implementation':<22}{'s/epoch':>9}{'x rk':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
             f"{'us/eval':>9}{'compile s':>10}{'loss':>9}"
         )
         for r in rows:
             print(
-                f"{r['impl']:<19}{r['s/epoch']:>9.3f}{r['s/epoch'] / base:>7.2f}"
+                f"{r['impl']:<22}{r['s/epoch']:>9.3f}{r['s/epoch'] / base:>7.2f}"
                 f"{r['nfe fwd']:>9.1f}{r['nfe bwd']:>9.1f}{r['us/eval']:>9.0f}"
                 f"{r['compile s']:>10.2f}{r['final loss']:>9.4f}"
             )

@@ -19,8 +19,8 @@ Options (``SolveConfig.options``):
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
 - ``compile``: True compiles each step (forward and adjoint: all stages, the error norm
   and the accept/reject choice as one program) to native code: traced once with
-  ``make_fx``, compiled by TorchInductor (``compiled.py``; CPU, or a GPU with
-  ``cuda_graphs=False``). ``"cpp"`` uses Inductor's C++ wrapper: faster steps, a longer
+  ``make_fx``, compiled by TorchInductor (``compiled.py``; measured and tested on the
+  CPU: a GPU replays CUDA graphs instead, unless ``cuda_graphs=False``). ``"cpp"`` uses Inductor's C++ wrapper: faster steps, a longer
   first compilation. Each state shape compiles once per process (seconds; Inductor's disk
   cache serves later processes) and is reused; the numbers equal the eager ones to
   round-off (tests/test_rk_engine.py). Where compilation fails (no C++ compiler), a
