@@ -42,13 +42,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--compile",
-        choices=["auto", "on", "off", "cpp"],
+        choices=["auto", "on", "off"],
         default="auto",
         help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
-        "compiled to native code by TorchInductor, about 10 s per model and batch shape the "
-        "first time, about 2 s once Inductor's disk cache holds it; cpp: with Inductor's "
-        "C++ wrapper (faster steps, a longer first compilation); auto (default): on for CPU "
-        "runs of the point cloud of at least 300 iterations (the main job), off otherwise",
+        "compiled to native code by TorchInductor, seconds per model and batch shape the "
+        "first time, far less once Inductor's disk cache holds them; auto (default): on "
+        "for CPU runs of the point cloud of at least 300 iterations (the main job)",
     )
     p.add_argument(
         "--device",

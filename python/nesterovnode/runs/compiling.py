@@ -1,13 +1,12 @@
 """Whether a run's ODE steps are compiled (the rk engine's ``compile`` option).
 
-``TrainConfig.compile``: "on", "cpp" (Inductor's C++ wrapper), "off", or "auto" (the
-default): compiled on the CPU when the task says compilation pays
-(``TaskDefaults.compile_after``: a number of iterations) and the run has at least that
-many iterations left. A first compilation costs seconds per model and batch shape
-(about 10 s for a DP5 adjoint step on one core with a cold Inductor cache, about 2 s
-warm); each iteration then saves the difference between an eager and a compiled step
-(benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to round-off, so
-the setting is not part of a run's identity (a run may resume with another).
+``TrainConfig.compile``: "on", "off", or "auto" (the default): compiled on the CPU when
+the task says compilation pays (``TaskDefaults.compile_after``: a number of iterations)
+and the run has at least that many iterations left. A first compilation costs seconds
+per model and batch shape with a cold Inductor cache, far less with a warm one; each
+iteration then saves the difference between an eager and a compiled step
+(benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to round-off, so the
+setting is not part of a run's identity (a run may resume with another).
 """
 
 from __future__ import annotations
@@ -17,22 +16,21 @@ from torch import nn
 
 from ..layers import ODEBlock
 
-SETTINGS = ("auto", "on", "off", "cpp")
-_VALUES = {"on": True, "off": False, "cpp": "cpp"}
+SETTINGS = ("auto", "on", "off")
 
 
 def compile_value(setting: str, device: torch.device, iterations: int, after: int | None):
-    """The ``compile`` option a run uses: True, "cpp" or False."""
+    """The ``compile`` option a run uses: True or False."""
     if setting not in SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(SETTINGS)}, got {setting!r}")
     if setting != "auto":
-        return _VALUES[setting]
+        return setting == "on"
     return device.type == "cpu" and after is not None and iterations >= after
 
 
 def compile_steps(model: nn.Module, setting: str, value) -> bool:
     """Set ``compile=value`` on every ODE block of ``model`` solved by the rk engine whose
-    options do not set it already; True when some block compiles. "on"/"cpp" with a
+    options do not set it already; True when some block compiles. "on" with a
     block on another engine is an error (auto leaves such blocks as they are)."""
     compiled = False
     for block in model.modules():
@@ -40,7 +38,7 @@ def compile_steps(model: nn.Module, setting: str, value) -> bool:
             continue
         engine = block.config.resolve().engine.name
         if engine != "rk":
-            if setting in ("on", "cpp"):
+            if setting == "on":
                 raise ValueError(
                     f"--compile {setting} applies to the rk engine's steps; this run solves on "
                     f"{engine}: drop --compile or choose --engine rk"

@@ -17,14 +17,14 @@ Options (``SolveConfig.options``):
   the same; if you change a model's Python attributes (not its parameters or buffers)
   between solves, pass ``cuda_graphs=False``.
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
-- ``compile``: True compiles each step (forward and adjoint: all stages, the error norm
-  and the accept/reject choice as one program) to native code: traced once with
-  ``make_fx``, compiled by TorchInductor (``compiled.py``; measured and tested on the
-  CPU: a GPU replays CUDA graphs instead, unless ``cuda_graphs=False``). ``"cpp"`` uses Inductor's C++ wrapper: faster steps, a longer
-  first compilation. Each state shape compiles once per process (seconds; Inductor's disk
-  cache serves later processes) and is reused; the numbers equal the eager ones to
-  round-off (tests/test_rk_engine.py). Where compilation fails (no C++ compiler), a
-  warning says so and the step runs eagerly.
+- ``compile``: True compiles each step — the first-step rule and the adaptive step,
+  forward and adjoint: all stages, the error norm and the accept/reject choice — to
+  native code: traced once with ``make_fx``, compiled by TorchInductor with its C++
+  wrapper (``compiled.py``; measured and tested on the CPU: a GPU replays CUDA graphs
+  instead, unless ``cuda_graphs=False``). Each state shape compiles once per process
+  (seconds; Inductor's disk cache serves later processes) and is reused; the numbers
+  equal the eager ones to round-off (tests/test_rk_compiled.py). Where compilation fails
+  (no C++ compiler), a warning says so and the step runs eagerly.
 """
 
 from __future__ import annotations
@@ -39,9 +39,6 @@ from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
 from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
 from .tableaux import TABLEAUX
-
-#: the runner mode of each value of the ``compile`` option
-_COMPILE_MODES = {False: "eager", True: "compile", "cpp": "compile-cpp"}
 
 
 class RKEngine(Engine):
@@ -64,10 +61,7 @@ class RKEngine(Engine):
         ),
         "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
         "compile": Option(
-            (bool, str),
-            False,
-            "True (compile each step with Inductor), 'cpp' (its C++ wrapper) or False",
-            choices=(True, False, "cpp"),
+            bool, False, "compile each step to native code (Inductor; CPU)", choices=(True, False)
         ),
     }
     differentiable = True
@@ -96,9 +90,9 @@ class RKEngine(Engine):
         elif y.is_cuda and graphs is True:
             mode = "graph"
         else:
-            mode = _COMPILE_MODES[request.options["compile"]]
+            mode = "compile" if request.options["compile"] else "eager"
         model = getattr(field, "dynamics", None)
-        if mode.startswith("compile") and not isinstance(model, torch.nn.Module):
+        if mode == "compile" and not isinstance(model, torch.nn.Module):
             mode = "eager"  # a compiled step takes the model's parameters as inputs
         keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
         channels = (
@@ -122,8 +116,7 @@ class RKEngine(Engine):
         def runner(kind: str, fn, dense=False):
             """Looked up (or captured) on first call, which brings example arguments."""
             found = None
-            # the first-step rule runs once per solve: compiling it would not pay
-            how = "eager" if mode.startswith("compile") and kind == "init" else mode
+            how = mode
 
             def call(*args):
                 nonlocal found

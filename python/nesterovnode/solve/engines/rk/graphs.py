@@ -133,8 +133,8 @@ class RunnerCache:
 
     def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str, model=None):
         """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA),
-        "compile" or "compile-cpp" (``compiled.CompiledRunner``, which needs the ``model``
-        whose parameters the step reads) or "emulate" (``StaticRunner``)."""
+        "compile" (``compiled.CompiledRunner``, which needs the ``model`` whose parameters
+        the step reads) or "emulate" (``StaticRunner``)."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self._runners.get(key)
@@ -143,8 +143,8 @@ class RunnerCache:
             return runner
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
-        elif mode in ("compile", "compile-cpp"):
-            runner = CompiledRunner(fn, model, dtype, device, cpp_wrapper=mode == "compile-cpp")
+        elif mode == "compile":
+            runner = CompiledRunner(fn, model, dtype, device)
         else:
             runner = self._capture(fn, args, dtype, device)
         self._runners[key] = runner
