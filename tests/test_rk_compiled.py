@@ -137,3 +137,42 @@ def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity()
     assert a.identity() == b.identity() and "compile" not in a.identity()
     with pytest.raises(ValueError, match="compile must be one of"):
         TrainConfig(compile="always").resolved(task)
+
+
+def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
+    """Compiling happens in a run's first iterations, once: the estimate of the rest of
+    the run must not count it per iteration (a compiled main job once announced hours)."""
+    import time
+
+    from nesterovnode.layers import ODEBlock
+    from nesterovnode.runs.training import train
+    from nesterovnode.tasks.base import TaskDefaults
+    from nesterovnode.tasks.pointcloud import PointCloudTask
+
+    class Task(PointCloudTask):
+        defaults = TaskDefaults(epochs=1, lr=1e-2, batch_size=40, tol=1e-3)
+
+    forward = ODEBlock.forward
+
+    def compiling_once(self, *args, **kwargs):  # a stand-in for a first compilation
+        if not getattr(self, "_compiled_once", False):
+            self._compiled_once = True
+            time.sleep(1.0)
+            compiled_module.COMPILE_SECONDS["total"] += 1.0
+        return forward(self, *args, **kwargs)
+
+    class Estimated(Exception):
+        pass
+
+    def stop_at_the_estimate(text):
+        if "to go" in text:
+            raise Estimated(text)
+
+    monkeypatch.setattr(ODEBlock, "forward", compiling_once)
+    config = TrainConfig(model="hbnode", epochs=100, compile="off")
+    with pytest.raises(Estimated) as said:
+        train(config, task=Task(), progress=False, notify=stop_at_the_estimate, estimate_after=3)
+    text = str(said.value)
+    per_iteration = float(text.split("(")[1].split(" s/iteration")[0])
+    assert per_iteration < 0.3  # without the second of compiling (0.33 s per iteration)
+    assert "3 iterations x 100 epochs" in text and "after 1 s compiling its steps" in text

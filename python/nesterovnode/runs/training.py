@@ -51,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
+from ..solve.engines.rk.compiled import COMPILE_SECONDS
 from ..tasks import Task, TaskModel, count_parameters, get_task
 from .compiling import SETTINGS, compile_steps, compile_value
 from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
@@ -459,7 +460,7 @@ def train(
             progress and is_main,
         )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
-        start = time.perf_counter()
+        start, compiled_before = time.perf_counter(), COMPILE_SECONDS["total"]
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = _to(x, device, dtype, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -489,7 +490,9 @@ def train(
             stats = model.stats
             iterations_done += 1
             if iterations_done == estimate_after and notify is not None and is_main:
-                elapsed = time.perf_counter() - start
+                # compiling the steps happens once: it is not part of an iteration's time
+                compiled = COMPILE_SECONDS["total"] - compiled_before
+                elapsed = time.perf_counter() - start - compiled
                 notify(
                     _estimate(
                         elapsed / estimate_after,
@@ -498,6 +501,7 @@ def train(
                         task.name,
                         device,
                         cfg,
+                        compiled,
                     )
                 )
             sums[0] += loss_value * len(y)
@@ -545,14 +549,24 @@ def train(
     return RunResult(model=model, params=params, history=history, config=cfg)
 
 
-def _estimate(per_iteration: float, steps: int, epochs_left: int, task: str, device, cfg) -> str:
-    """The estimated duration of the rest of a run, from the first iterations; a warning
-    when image training on the CPU would take hours."""
+def _estimate(
+    per_iteration: float,
+    steps: int,
+    epochs_left: int,
+    task: str,
+    device,
+    cfg,
+    compiled: float = 0.0,
+) -> str:
+    """The estimated duration of the rest of a run, from the first iterations (without
+    the ``compiled`` seconds spent compiling the steps in them); a warning when image
+    training on the CPU would take hours."""
     total = per_iteration * steps * epochs_left
+    after = f", after {_duration(compiled)} compiling its steps" if compiled > 0 else ""
     text = (
         f"{cfg.model} seed {cfg.seed}: about {_duration(total)} to go "
         f"({per_iteration:.3g} s/iteration x {steps} iterations x {epochs_left} epochs, "
-        f"from the first iterations)"
+        f"from the first iterations{after})"
     )
     if total > 3600 and torch.device(device).type == "cpu" and task in ("mnist", "cifar10"):
         text += (
