@@ -174,5 +174,29 @@ def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
         train(config, task=Task(), progress=False, notify=stop_at_the_estimate, estimate_after=3)
     text = str(said.value)
     per_iteration = float(text.split("(")[1].split(" s/iteration")[0])
+    assert per_iteration > 0
     assert per_iteration < 0.3  # without the second of compiling (0.33 s per iteration)
     assert "3 iterations x 100 epochs" in text and "after 1 s compiling its steps" in text
+
+
+def test_a_run_records_the_seconds_it_spent_compiling(monkeypatch):
+    """Each epoch's record says how much of its ``seconds`` went to compiling steps."""
+    from nesterovnode.layers import ODEBlock
+    from nesterovnode.runs.training import train
+    from nesterovnode.tasks.base import TaskDefaults
+    from nesterovnode.tasks.pointcloud import PointCloudTask
+
+    class Task(PointCloudTask):
+        defaults = TaskDefaults(epochs=2, lr=1e-2, batch_size=60, tol=1e-3)
+
+    forward = ODEBlock.forward
+
+    def compiling_once(self, *args, **kwargs):  # a stand-in for a first compilation
+        if not getattr(self, "_compiled_once", False):
+            self._compiled_once = True
+            compiled_module.COMPILE_SECONDS["total"] += 2.5
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ODEBlock, "forward", compiling_once)
+    result = train(TrainConfig(model="hbnode", compile="off"), task=Task(), progress=False)
+    assert [r["compile_seconds"] for r in result.history] == pytest.approx([2.5, 0.0])

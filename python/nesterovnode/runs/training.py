@@ -3,7 +3,7 @@
 One run trains one model of one task with one seed. Each epoch appends a record
 
     {"epoch", "loss", "accuracy", "nfe_forward", "nfe_backward", "seconds", "iterations",
-     "samples_per_second"[, "test_accuracy"]}
+     "samples_per_second", "compile_seconds"[, "test_accuracy"]}
 
 ("accuracy" is the task's ``metric``: a regression task such as walker2d records "mse" and
 "test_mse" instead, the mean of its ``correct`` per example.)
@@ -12,7 +12,9 @@ where the NFEs are means per batch (forward solve, and backward adjoint solve),
 ``seconds`` is the wall time of the epoch's training iterations (evaluation not
 included), ``iterations`` the optimiser steps each process took, and
 ``samples_per_second`` the training examples per second over all processes: images per
-second for the image tasks (s/iteration is ``seconds / iterations``). ``max_iters``
+second for the image tasks (s/iteration is ``seconds / iterations``), and
+``compile_seconds`` the part of ``seconds`` spent compiling ODE steps (``--compile``; 0
+for eager steps). ``max_iters``
 truncates every epoch after that many iterations (quick timings; still one record per
 epoch); ``subset`` / ``test_subset`` train / evaluate on the first N examples only.
 
@@ -531,6 +533,7 @@ def train(
             "seconds": seconds,
             "iterations": round(batches / world),
             "samples_per_second": n / seconds,
+            "compile_seconds": COMPILE_SECONDS["total"] - compiled_before,
         }
         if cfg.evaluate and test_set is not None and not same_set:
             record["test_" + task.metric] = evaluate(
