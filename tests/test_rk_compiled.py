@@ -126,9 +126,7 @@ def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity()
     assert compile_steps(model, "auto", True)
     assert model.block.config.options == {"compile": True}
     kept = task.build_model("hbnode", options={"compile": False})  # the user's own choice
-    assert not compile_steps(kept, "on", True) and kept.block.config.options == {
-        "compile": False
-    }
+    assert not compile_steps(kept, "on", True) and kept.block.config.options == {"compile": False}
     other = task.build_model("hbnode", engine="torchdiffeq")
     assert not compile_steps(other, "auto", True) and other.block.config.options == {}
     with pytest.raises(ValueError, match="applies to the rk engine.*--engine rk"):
@@ -200,3 +198,20 @@ def test_a_run_records_the_seconds_it_spent_compiling(monkeypatch):
     monkeypatch.setattr(ODEBlock, "forward", compiling_once)
     result = train(TrainConfig(model="hbnode", compile="off"), task=Task(), progress=False)
     assert [r["compile_seconds"] for r in result.history] == pytest.approx([2.5, 0.0])
+
+
+def test_the_comparison_header_says_how_the_steps_ran():
+    from nesterovnode.cli.runs import _compiled
+
+    def results(setting, *seconds):
+        epochs = [{"epoch": i + 1, "compile_seconds": s} for i, s in enumerate(seconds)]
+        return {
+            "configuration": {"compile": setting},
+            "models": {"hbnode": {"runs": [{"seed": 0, "epochs": epochs}]}},
+        }
+
+    assert _compiled(results("auto", 0.0, 0.0)) == "--compile auto: eager steps"
+    assert (
+        _compiled(results("auto", 31.6, 0.4))
+        == "--compile auto: compiled steps, 32 s compiling in all runs"
+    )

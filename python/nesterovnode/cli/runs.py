@@ -144,6 +144,21 @@ def _check_model_options(args, models: list[str]) -> None:
             )
 
 
+def _compiled(results: dict) -> str:
+    """How the comparison's steps ran: --compile's setting and the seconds its runs spent
+    compiling (Inductor's disk cache makes later runs of the same models cheaper)."""
+    seconds = sum(
+        e.get("compile_seconds", 0.0)
+        for entry in results["models"].values()
+        for run in entry["runs"]
+        for e in run["epochs"]
+    )
+    setting = results["configuration"].get("compile", "off")
+    if seconds == 0:
+        return f"--compile {setting}: eager steps"
+    return f"--compile {setting}: compiled steps, {seconds:.0f} s compiling in all runs"
+
+
 def _device(args) -> str:
     """--device auto: cuda when torch sees a GPU, else cpu."""
     if args.device == "auto":
@@ -244,8 +259,7 @@ def cmd_compare(args) -> int:
         print(
             f"\n{args.task}: {conf['epochs']} epochs, {conf['seeds']} seed(s), "
             f"{conf['solver']} on {conf['engine']} at tol {conf['rtol']:g}, {conf['dtype']}, "
-            f"{conf['device']}, {conf['jobs']} run(s) in parallel, compiled steps "
-            f"{conf.get('compile', 'off')}; "
+            f"{conf['device']}, {conf['jobs']} run(s) in parallel, {_compiled(results)}; "
             + (
                 "the paper's protocol"
                 if conf["paper_protocol"]
