@@ -137,27 +137,37 @@ def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity()
         TrainConfig(compile="always").resolved(task)
 
 
-def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
-    """Compiling happens in a run's first iterations, once: the estimate of the rest of
-    the run must not count it per iteration (a compiled main job once announced hours)."""
+def _point_cloud_with_a_first_compilation(monkeypatch, seconds: float, epochs: int, batch: int):
+    """A small point-cloud task whose ODE block, on its first call, spends ``seconds``
+    and books them as compilation (a stand-in for compiling its steps)."""
     import time
 
     from nesterovnode.layers import ODEBlock
-    from nesterovnode.runs.training import train
     from nesterovnode.tasks.base import TaskDefaults
     from nesterovnode.tasks.pointcloud import PointCloudTask
 
     class Task(PointCloudTask):
-        defaults = TaskDefaults(epochs=1, lr=1e-2, batch_size=40, tol=1e-3)
+        defaults = TaskDefaults(epochs=epochs, lr=1e-2, batch_size=batch, tol=1e-3)
 
     forward = ODEBlock.forward
 
-    def compiling_once(self, *args, **kwargs):  # a stand-in for a first compilation
+    def compiling_once(self, *args, **kwargs):
         if not getattr(self, "_compiled_once", False):
             self._compiled_once = True
-            time.sleep(1.0)
-            compiled_module.COMPILE_SECONDS["total"] += 1.0
+            time.sleep(seconds)
+            compiled_module.COMPILE_SECONDS["total"] += seconds
         return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ODEBlock, "forward", compiling_once)
+    return Task()
+
+
+def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
+    """Compiling happens in a run's first iterations, once: the estimate of the rest of
+    the run must not count it per iteration (a compiled main job once announced hours)."""
+    from nesterovnode.runs.training import train
+
+    task = _point_cloud_with_a_first_compilation(monkeypatch, 1.0, epochs=1, batch=40)
 
     class Estimated(Exception):
         pass
@@ -166,38 +176,24 @@ def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
         if "to go" in text:
             raise Estimated(text)
 
-    monkeypatch.setattr(ODEBlock, "forward", compiling_once)
     config = TrainConfig(model="hbnode", epochs=100, compile="off")
     with pytest.raises(Estimated) as said:
-        train(config, task=Task(), progress=False, notify=stop_at_the_estimate, estimate_after=3)
+        train(config, task=task, progress=False, notify=stop_at_the_estimate, estimate_after=3)
     text = str(said.value)
     per_iteration = float(text.split("(")[1].split(" s/iteration")[0])
-    assert per_iteration > 0
-    assert per_iteration < 0.3  # without the second of compiling (0.33 s per iteration)
+    assert 0 < per_iteration < 0.3  # without the second of compiling (0.33 s per iteration)
     assert "3 iterations x 100 epochs" in text and "after 1 s compiling its steps" in text
 
 
 def test_a_run_records_the_seconds_it_spent_compiling(monkeypatch):
     """Each epoch's record says how much of its ``seconds`` went to compiling steps."""
-    from nesterovnode.layers import ODEBlock
     from nesterovnode.runs.training import train
-    from nesterovnode.tasks.base import TaskDefaults
-    from nesterovnode.tasks.pointcloud import PointCloudTask
 
-    class Task(PointCloudTask):
-        defaults = TaskDefaults(epochs=2, lr=1e-2, batch_size=60, tol=1e-3)
-
-    forward = ODEBlock.forward
-
-    def compiling_once(self, *args, **kwargs):  # a stand-in for a first compilation
-        if not getattr(self, "_compiled_once", False):
-            self._compiled_once = True
-            compiled_module.COMPILE_SECONDS["total"] += 2.5
-        return forward(self, *args, **kwargs)
-
-    monkeypatch.setattr(ODEBlock, "forward", compiling_once)
-    result = train(TrainConfig(model="hbnode", compile="off"), task=Task(), progress=False)
-    assert [r["compile_seconds"] for r in result.history] == pytest.approx([2.5, 0.0])
+    task = _point_cloud_with_a_first_compilation(monkeypatch, 0.5, epochs=2, batch=60)
+    result = train(TrainConfig(model="hbnode", compile="off"), task=task, progress=False)
+    records = result.history
+    assert [r["compile_seconds"] for r in records] == pytest.approx([0.5, 0.0])
+    assert records[0]["seconds"] > 0.5  # part of the epoch's time
 
 
 def test_the_comparison_header_says_how_the_steps_ran():
