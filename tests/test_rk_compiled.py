@@ -88,10 +88,14 @@ def test_every_model_compiles_to_the_eager_numbers(name, float64):
 
 
 def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatch):
+    tries = []
+
     def no_compiler(graph, examples):
+        tries.append(graph)
         raise RuntimeError("no C++ compiler found")
 
     monkeypatch.setattr(compiled_module, "inductor", no_compiler)
+    monkeypatch.setitem(compiled_module.FAILED, "reason", None)
     torch.manual_seed(0)
     dyn = make_dynamics("hbnode")
     h0 = torch.randn(4, 3)
@@ -101,6 +105,10 @@ def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatc
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
     assert nfe_c == nfe_e
     assert torch.equal(yc, ye) and torch.allclose(gc, ge, rtol=1e-12, atol=1e-14)
+    # the first failure stops the later runners (the adjoint's, a new shape) from trying
+    assert len(tries) == 1
+    _solve_and_grad(dyn, torch.randn(6, 3), {"compile": True})
+    assert len(tries) == 1
     get_engine("rk").clear_caches()
 
 

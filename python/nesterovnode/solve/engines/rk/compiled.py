@@ -31,6 +31,9 @@ from torch.utils import _pytree as pytree
 
 #: what the compiled runners of this process spent compiling, in seconds (benchmarks)
 COMPILE_SECONDS = {"total": 0.0}
+#: why compilation failed in this process (None: it has not): the later runners do not
+#: try again, since a missing compiler would fail each of them after seconds of work
+FAILED: dict[str, str | None] = {"reason": None}
 
 
 class _Bound(nn.Module):
@@ -141,15 +144,20 @@ class CompiledRunner:
         if self._eager:
             return self.fn(*_rebuild(_structure(args), iter(self._leaves(args))))
         if self._compiled is None:
+            if FAILED["reason"] is not None:
+                self._eager = True
+                return self(*args)
             try:
                 self._build(args)
             except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks, ...
                 self._eager = True
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                FAILED["reason"] = reason
                 warnings.warn(
-                    f"compiling an ODE step failed ({reason}); it runs eagerly (slower, the "
-                    f"same numbers). Inductor needs a C++ compiler on the CPU; pass "
-                    f"options={{'compile': False}} to skip compilation.",
+                    f"compiling an ODE step failed ({reason}); the steps of this process run "
+                    f"eagerly (slower, the same numbers). Inductor needs a C++ compiler on the "
+                    f"CPU; pass options={{'compile': False}} (--compile off) to skip "
+                    f"compilation.",
                     RuntimeWarning,
                     stacklevel=3,
                 )
