@@ -139,6 +139,11 @@ def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity()
     assert not compile_steps(other, "auto", True) and other.block.config.options == {}
     with pytest.raises(ValueError, match="applies to the rk engine.*--engine rk"):
         compile_steps(other, "on", True)
+    # a module solving with its own SolveConfig (Walker2D's ODE-RNN) is reached too
+    walker = get_task("walker2d").build_model("nesterovnode")
+    assert compile_steps(walker, "on", True)
+    configs = [m.config for m in walker.modules() if hasattr(m, "config")]
+    assert configs and all(c.options.get("compile") is True for c in configs)
     a, b = TrainConfig(compile="on"), TrainConfig(compile="off")
     assert a.identity() == b.identity() and "compile" not in a.identity()
     with pytest.raises(ValueError, match="compile must be one of"):

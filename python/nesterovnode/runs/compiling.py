@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import ODEBlock
+from ..solve import SolveConfig
 
 SETTINGS = ("auto", "on", "off")
 
@@ -29,12 +29,15 @@ def compile_value(setting: str, device: torch.device, iterations: int, after: in
 
 
 def compile_steps(model: nn.Module, setting: str, value) -> bool:
-    """Set ``compile=value`` on every ODE block of ``model`` solved by the rk engine whose
-    options do not set it already; True when some block compiles. "on" with a
+    """Set ``compile=value`` on every ODE block of ``model`` (every module with a
+    ``SolveConfig`` as its ``config``) solved by the rk engine whose options do not set it
+    already; True when some block compiles. "on" with a
     block on another engine is an error (auto leaves such blocks as they are)."""
     compiled = False
     for block in model.modules():
-        if not isinstance(block, ODEBlock) or "compile" in block.config.options:
+        # ODE blocks, and any module that solves with its own SolveConfig (the ODE-RNN)
+        config = getattr(block, "config", None)
+        if not isinstance(config, SolveConfig) or "compile" in config.options:
             continue
         engine = block.config.resolve().engine.name
         if engine != "rk":
