@@ -19,10 +19,15 @@ from ..solve import SolveConfig
 SETTINGS = ("auto", "on", "off")
 
 
-def compile_value(setting: str, device: torch.device, iterations: int, after: int | None):
-    """The ``compile`` option a run uses: True or False."""
+def check_setting(setting: str) -> None:
+    """Raise unless ``setting`` is one of ``SETTINGS``."""
     if setting not in SETTINGS:
         raise ValueError(f"compile must be one of {', '.join(SETTINGS)}, got {setting!r}")
+
+
+def compile_value(setting: str, device: torch.device, iterations: int, after: int | None):
+    """The ``compile`` option a run uses: True or False."""
+    check_setting(setting)
     if setting != "auto":
         return setting == "on"
     return device.type == "cpu" and after is not None and iterations >= after
@@ -31,15 +36,15 @@ def compile_value(setting: str, device: torch.device, iterations: int, after: in
 def compile_steps(model: nn.Module, setting: str, value) -> bool:
     """Set ``compile=value`` on every ODE block of ``model`` (every module with a
     ``SolveConfig`` as its ``config``) solved by the rk engine whose options do not set it
-    already; True when some block compiles. "on" with a
-    block on another engine is an error (auto leaves such blocks as they are)."""
+    already; True when some block compiles. "on" with a block on another engine is an
+    error (auto leaves such blocks as they are)."""
     compiled = False
     for block in model.modules():
         # ODE blocks, and any module that solves with its own SolveConfig (the ODE-RNN)
         config = getattr(block, "config", None)
         if not isinstance(config, SolveConfig) or "compile" in config.options:
             continue
-        engine = block.config.resolve().engine.name
+        engine = config.resolve().engine.name
         if engine != "rk":
             if setting == "on":
                 raise ValueError(
@@ -48,6 +53,6 @@ def compile_steps(model: nn.Module, setting: str, value) -> bool:
                 )
             continue
         if value:
-            block.config = block.config.replace(options={**block.config.options, "compile": value})
+            block.config = config.replace(options={**config.options, "compile": value})
             compiled = True
     return compiled

@@ -55,7 +55,7 @@ from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
 from ..solve.engines.rk.compiled import COMPILE_SECONDS
 from ..tasks import Task, TaskModel, count_parameters, get_task
-from .compiling import SETTINGS, compile_steps, compile_value
+from .compiling import check_setting, compile_steps, compile_value
 from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
 from .folder import claim
 
@@ -141,7 +141,7 @@ class TrainConfig:
     #: "float32" or "float64": the model and data in training (None: the task's default)
     dtype: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)  #: r, xi, …
-    #: compiled ODE steps: "auto", "on", "cpp" or "off" (``runs/compiling.py``)
+    #: compiled ODE steps: "auto", "on" or "off" (``runs/compiling.py``)
     compile: str = "auto"
 
     def resolved(self, task: Task) -> TrainConfig:
@@ -169,8 +169,7 @@ class TrainConfig:
         out.dtype = d.dtype if self.dtype is None else self.dtype
         if out.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {out.dtype!r}")
-        if out.compile not in SETTINGS:
-            raise ValueError(f"compile must be one of {', '.join(SETTINGS)}, got {out.compile!r}")
+        check_setting(out.compile)
         return out
 
     def solve_config(self) -> SolveConfig:
@@ -443,9 +442,7 @@ def train(
         train_set = torch.utils.data.Subset(train_set, range(min(cfg.subset, len(train_set))))
     if cfg.test_subset is not None and test_set is not None and not same_set:
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_subset, len(test_set))))
-    per_epoch = math.ceil(len(train_set) / (cfg.batch_size * world))
-    if cfg.max_iters is not None:
-        per_epoch = min(per_epoch, cfg.max_iters)
+    per_epoch = _steps(_loader(train_set, cfg.batch_size, cfg.seed, 1, True, world, rank, 0), cfg)
     left = per_epoch * max(cfg.epochs - len(history), 0)
     value = compile_value(cfg.compile, device, left, task.defaults.compile_after)
     compile_steps(model, cfg.compile, value)
@@ -455,7 +452,7 @@ def train(
         loader = _loader(
             train_set, cfg.batch_size, cfg.seed, epoch, True, world, rank, cfg.num_workers
         )
-        steps = len(loader) if cfg.max_iters is None else min(len(loader), cfg.max_iters)
+        steps = _steps(loader, cfg)
         bar = _progress(
             steps,
             f"{cfg.model} seed {cfg.seed} epoch {epoch}/{cfg.epochs}",
@@ -550,6 +547,11 @@ def train(
     # next run of a comparison trains; using the model again just captures anew.
     clear_engine_caches()
     return RunResult(model=model, params=params, history=history, config=cfg)
+
+
+def _steps(loader, cfg: TrainConfig) -> int:
+    """Iterations of an epoch: the loader's batches, at most ``max_iters``."""
+    return len(loader) if cfg.max_iters is None else min(len(loader), cfg.max_iters)
 
 
 def _estimate(

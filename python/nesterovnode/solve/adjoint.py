@@ -117,7 +117,7 @@ class AugmentedField:
 
     def __call__(self, t: torch.Tensor, state: State) -> State:
         y, a = state[0], state[1]
-        if _FUNCTIONAL["depth"] or torch.compiler.is_compiling():  # traced: torch.func
+        if _FUNCTIONAL["depth"]:  # traced (compiled steps): autograd.grad cannot be
             return self.functional(t, y, a)
         f, grads = self.vjp(t, y, a)
         vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]

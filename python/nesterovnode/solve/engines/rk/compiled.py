@@ -29,7 +29,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
+
+from .nested import flatten, leaf_tensors, rebuild, structure
 
 #: what the compiled runners of this process spent compiling, in seconds (benchmarks)
 COMPILE_SECONDS = {"total": 0.0}
@@ -51,31 +52,35 @@ class _Bound(nn.Module):
         return self.fn(*args)
 
 
-def trace(fn: Callable, model: nn.Module, args) -> tuple[torch.fx.GraphModule, list, object]:
-    """``(graph, example inputs, output spec)``: ``fn(*args)`` as an ATen graph whose inputs
-    are the model's parameters and buffers, then the tensors of ``args`` (flattened)."""
+def model_state(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
+    """The names and tensors of the model's parameters, then its buffers: the first inputs
+    of a traced step (the tensors themselves, so that in-place updates are seen)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [n for n, _ in named], [t for _, t in named]
+
+
+def trace(fn: Callable, model: nn.Module, args: tuple) -> tuple[torch.fx.GraphModule, object]:
+    """``(graph, output structure)``: ``fn(*args)`` as an ATen graph whose inputs are the
+    model's state (``model_state``), then the leaves of ``args`` (tensors only), and whose
+    outputs are the leaves of the result (``nested.structure`` rebuilds it)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     from ...adjoint import functional_products  # here: the adjoint imports the engines
 
     bound = _Bound(model, fn)
-    names = [f"model.{n}" for n, _ in model.named_parameters()]
-    names += [f"model.{n}" for n, _ in model.named_buffers()]
-    state = [p.detach() for p in model.parameters()] + list(model.buffers())
-    leaves, in_spec = pytree.tree_flatten(args)
-    out_spec = []
+    names, state = model_state(model)
+    names = [f"model.{n}" for n in names]
+    shape, out_shape = structure(args), []
 
     def flat(*xs):
-        inputs = pytree.tree_unflatten(list(xs[len(state) :]), in_spec)
+        inputs = rebuild(shape, xs[len(state) :])
         out = torch.func.functional_call(bound, dict(zip(names, xs[: len(state)])), inputs)
-        out_leaves, spec = pytree.tree_flatten(out)
-        out_spec.append(spec)
-        return tuple(out_leaves)
+        out_shape.append(structure(out))
+        return tuple(flatten(out))
 
-    examples = [*state, *leaves]
     with functional_products(), torch.no_grad():
-        graph = make_fx(flat)(*examples)
-    return graph, examples, out_spec[-1]
+        graph = make_fx(flat)(*(t.detach() for t in state), *flatten(args))
+    return graph, out_shape[-1]
 
 
 def inductor(graph: torch.fx.GraphModule, examples: list):
@@ -99,7 +104,8 @@ def inductor(graph: torch.fx.GraphModule, examples: list):
 
 
 class CompiledRunner:
-    """Runs a step traced and compiled on its first call (``trace``, ``inductor``).
+    """Runs a step traced and compiled on its first call (``trace``, ``inductor``), or
+    ``fallback`` (an eager runner) where compilation failed.
 
     ``model`` is the module whose parameters and buffers the step reads (the field's
     dynamics); the step must not read other tensors that change between calls. Numbers
@@ -112,49 +118,24 @@ class CompiledRunner:
         model: nn.Module,
         dtype: torch.dtype,
         device: torch.device,
+        fallback: Callable,
     ):
         self.fn, self.model, self.dtype, self.device = fn, model, dtype, device
-        self._compiled = None
-        self._eager = False  # set when compilation failed: the step then runs eagerly
-        self._state: list[torch.Tensor] = []
-        self._out_spec = None
+        self.fallback = fallback
+        self._run = self._first_call
         self.compile_seconds = 0.0
 
-    def _leaves(self, args) -> list[torch.Tensor]:
-        leaves: list = []
-        _flatten(args, leaves)
-        return [
-            x
-            if isinstance(x, torch.Tensor)
-            else torch.scalar_tensor(float(x), dtype=self.dtype, device=self.device)
-            for x in leaves
-        ]
-
-    def _build(self, args) -> None:
-        start = time.perf_counter()
-        leaves, spec = pytree.tree_flatten(args)
-        tensors = pytree.tree_unflatten(self._leaves(args), spec)
-        graph, examples, out_spec = trace(self.fn, self.model, tensors)
-        self._out_spec = _structure(pytree.tree_unflatten([None] * out_spec.num_leaves, out_spec))
-        self._compiled = inductor(graph, examples)
-        # the parameter and buffer tensors themselves: in-place updates are seen
-        self._state = list(self.model.parameters()) + list(self.model.buffers())
-        self.compile_seconds = time.perf_counter() - start
-        COMPILE_SECONDS["total"] += self.compile_seconds
-
     def __call__(self, *args):
-        if self._eager:
-            return self.fn(*_rebuild(_structure(args), iter(self._leaves(args))))
-        if self._compiled is None:
-            if FAILED["reason"] is not None:
-                self._eager = True
-                return self(*args)
+        return self._run(*args)
+
+    def _first_call(self, *args):
+        if FAILED["reason"] is not None:
+            self._run = self.fallback
+        else:
             try:
                 self._build(args)
             except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks, ...
-                self._eager = True
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                FAILED["reason"] = reason
+                FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 warnings.warn(
                     f"compiling an ODE step failed ({reason}); the steps of this process run "
                     f"eagerly (slower, the same numbers). Inductor needs a C++ compiler on the "
@@ -163,27 +144,20 @@ class CompiledRunner:
                     RuntimeWarning,
                     stacklevel=3,
                 )
-                return self(*args)
-        out = self._compiled(*self._state, *self._leaves(args))
-        return _rebuild(self._out_spec, iter(out))
+                self._run = self.fallback
+        return self._run(*args)
 
+    def _build(self, args) -> None:
+        start = time.perf_counter()
+        tensors = rebuild(structure(args), leaf_tensors(args, self.dtype, self.device))
+        graph, shape = trace(self.fn, self.model, tensors)
+        _, state = model_state(self.model)
+        compiled = inductor(graph, [t.detach() for t in state] + flatten(tensors))
+        dtype, device = self.dtype, self.device
 
-# A step's arguments and results are nested tuples of tensors and numbers: flattening
-# them by hand costs a few microseconds per step, pytree's general walk about 40.
-def _flatten(args, out: list) -> None:
-    for x in args:
-        if isinstance(x, (tuple, list)):
-            _flatten(x, out)
-        else:
-            out.append(x)
+        def run(*args):
+            return rebuild(shape, compiled(*state, *leaf_tensors(args, dtype, device)))
 
-
-def _structure(obj):
-    """None for a leaf, else the tuple of the parts' structures."""
-    return tuple(_structure(x) for x in obj) if isinstance(obj, (tuple, list)) else None
-
-
-def _rebuild(structure, leaves):
-    if structure is None:
-        return next(leaves)
-    return tuple(_rebuild(s, leaves) for s in structure)
+        self._run = run
+        self.compile_seconds = time.perf_counter() - start
+        COMPILE_SECONDS["total"] += self.compile_seconds

@@ -116,13 +116,12 @@ class RKEngine(Engine):
         def runner(kind: str, fn, dense=False):
             """Looked up (or captured) on first call, which brings example arguments."""
             found = None
-            how = mode
 
             def call(*args):
                 nonlocal found
                 if found is None:
                     cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, how, model)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, mode, model)
                 return found(*args)
 
             return call

@@ -5,6 +5,8 @@ the step size come in as Python floats. A runner calls it:
 
 - ``EagerRunner`` runs the Python function every time (CPU, autograd through the solver,
   or a GPU where capture is off or failed).
+- ``CompiledRunner`` (``compiled.py``) runs the step traced once and compiled to native
+  code (the ``compile`` option).
 - ``GraphRunner`` (CUDA) captures one call as a CUDA graph on first use, with its inputs
   in static buffers, and from then on copies the new inputs into those buffers and
   replays the graph: the whole step — every stage's network evaluation (and, for the
@@ -25,19 +27,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 import torch
-from torch.utils import _pytree as pytree
 
 from .compiled import CompiledRunner
-
-
-def _leaf_tensors(args, dtype: torch.dtype, device: torch.device):
-    """Flatten ``args``; Python numbers become 0-dim tensors of ``dtype``."""
-    leaves, spec = pytree.tree_flatten(args)
-    tensors = [
-        x if isinstance(x, torch.Tensor) else torch.full((), float(x), dtype=dtype, device=device)
-        for x in leaves
-    ]
-    return tensors, spec
+from .nested import flatten, leaf_tensors, rebuild, structure
 
 
 class EagerRunner:
@@ -47,20 +39,18 @@ class EagerRunner:
         self.fn, self.dtype, self.device = fn, dtype, device
 
     def __call__(self, *args):
-        tensors, spec = _leaf_tensors(args, self.dtype, self.device)
-        return self.fn(*pytree.tree_unflatten(tensors, spec))
+        return self.fn(*rebuild(structure(args), leaf_tensors(args, self.dtype, self.device)))
 
 
 class _StaticInputs:
     """Inputs kept in static buffers: a call copies new values into them."""
 
     def __init__(self, args, dtype: torch.dtype, device: torch.device):
-        tensors, spec = _leaf_tensors(args, dtype, device)
-        self._static = [x.detach().clone() for x in tensors]
-        self._static_args = pytree.tree_unflatten(self._static, spec)
+        self._static = [x.detach().clone() for x in leaf_tensors(args, dtype, device)]
+        self._static_args = rebuild(structure(args), self._static)
 
     def _load(self, args) -> None:
-        leaves, _ = pytree.tree_flatten(args)
+        leaves = flatten(args)
         if len(leaves) != len(self._static):
             raise ValueError("a static step was called with a different argument structure")
         for buffer, x in zip(self._static, leaves):
@@ -115,9 +105,9 @@ class StaticRunner(_StaticInputs):
         self._load(args)
         out = self.fn(*self._static_args)
         if self._out is None:
-            self._out = pytree.tree_map(lambda x: x.detach().clone(), out)
+            self._out = rebuild(structure(out), [x.detach().clone() for x in flatten(out)])
         else:
-            for buffer, x in zip(pytree.tree_leaves(self._out), pytree.tree_leaves(out)):
+            for buffer, x in zip(flatten(self._out), flatten(out)):
                 buffer.copy_(x)
         return self._out
 
@@ -144,7 +134,7 @@ class RunnerCache:
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
         elif mode == "compile":
-            runner = CompiledRunner(fn, model, dtype, device)
+            runner = CompiledRunner(fn, model, dtype, device, EagerRunner(fn, dtype, device))
         else:
             runner = self._capture(fn, args, dtype, device)
         self._runners[key] = runner
