@@ -9,6 +9,7 @@ and fall back to eager steps with a warning where compilation fails.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -87,10 +88,88 @@ def test_every_model_compiles_to_the_eager_numbers(name, float64):
     _check_compiled_equals_eager(name, update=False)
 
 
+def _compilations() -> int:
+    return sum(len(r.graphs) for r in _compiled_runners())
+
+
+def test_one_compilation_serves_every_batch_size(float64):
+    """The batch size is a symbol in the compiled steps: a run's last, smaller batch (the
+    point cloud's 20 after 50s) reuses the four compilations of the first, with the
+    eager numbers; a batch of one, which tracing cannot treat as a symbol, compiles on
+    its own."""
+    torch.manual_seed(0)
+    dyn = make_dynamics("nesterovnode")
+    get_engine("rk").clear_caches()
+    for size, compilations in ((5, 4), (3, 4), (7, 4)):
+        h0 = torch.randn(size, 3)
+        ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
+        yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
+        assert _compilations() == compilations, size
+        assert nfe_c == nfe_e and yc.shape[1] == size
+        assert torch.allclose(yc, ye, rtol=0, atol=1e-12)
+        assert torch.allclose(gc, ge, rtol=1e-10, atol=1e-12)
+    assert len(_compiled_runners()) == 4  # one runner per step kind for all three sizes
+    get_engine("rk").clear_caches()
+
+
+def test_compiled_steps_take_inputs_of_any_layout(float64):
+    """A sum over the solution gives the adjoint a gradient of stride 0 (an expanded
+    tensor), and a transposed tensor is a valid initial state: the compiled steps must
+    take both and give the eager numbers (they once failed on the strides they were not
+    compiled for: "expected ... stride 6==0")."""
+    torch.manual_seed(0)
+    dyn = make_dynamics("hbnode")
+    get_engine("rk").clear_caches()
+    h0 = torch.randn(3, 4).t()  # 4 rows, not contiguous
+    out = []
+    for compile_ in (False, True):
+        dyn.zero_grad()
+        y0 = dyn.initial_state(1.0, h0)
+        sol = nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-6, atol=1e-6, options={"compile": compile_})
+        sol.ys.sum().backward()
+        out.append((sol.ys.detach(), torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])))
+    (ye, ge), (yc, gc) = out
+    assert torch.allclose(yc, ye, rtol=0, atol=1e-12)
+    assert torch.allclose(gc, ge, rtol=1e-10, atol=1e-12) and ge.abs().max() > 1e-3
+    get_engine("rk").clear_caches()
+
+
+class _SizeTest(torch.nn.Module):
+    """y' = -w y for batches of more than four rows, y' = +w y otherwise: a Python test on
+    the batch size, which tracing records as a condition of the compiled step."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, t, y):
+        return -self.w * y if y.shape[0] > 4 else self.w * y
+
+
+def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64):
+    """A compiled step whose conditions fail for a new batch size must not serve it: the
+    size compiles on its own and gets its own side of the test (closed form
+    y(1) = y0 e^(∓w))."""
+    get_engine("rk").clear_caches()
+    dyn = _SizeTest()
+
+    def solve(size):
+        y0 = torch.linspace(1.0, 2.0, 2 * size).reshape(size, 2)
+        with torch.no_grad():
+            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
+        return y0, sol.ys[-1]
+
+    for size, sign, compilations in ((6, -1, 2), (3, 1, 4), (8, -1, 4), (2, 1, 4), (1, 1, 6)):
+        y0, y1 = solve(size)
+        assert torch.allclose(y1, y0 * math.exp(sign * 0.5), rtol=1e-7, atol=0), size
+        assert _compilations() == compilations, size
+    get_engine("rk").clear_caches()
+
+
 def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatch):
     tries = []
 
-    def no_compiler(graph, examples):
+    def no_compiler(graph, examples, mode):
         tries.append(graph)
         raise RuntimeError("no C++ compiler found")
 

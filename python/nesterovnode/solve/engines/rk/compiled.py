@@ -59,10 +59,42 @@ def model_state(model: nn.Module) -> tuple[list[str], list[torch.Tensor]]:
     return [n for n, _ in named], [t for _, t in named]
 
 
-def trace(fn: Callable, model: nn.Module, args: tuple) -> tuple[torch.fx.GraphModule, object]:
-    """``(graph, output structure)``: ``fn(*args)`` as an ATen graph whose inputs are the
-    model's state (``model_state``), then the leaves of ``args`` (tensors only), and whose
-    outputs are the leaves of the result (``nested.structure`` rebuilds it)."""
+def fake_inputs(model: nn.Module, leaves: list[torch.Tensor], batch: int | None):
+    """``(fake mode, fakes)``: fake tensors standing for the model's state (``model_state``)
+    and ``leaves``, all of static shape except dimension 0 of every leaf of size ``batch``
+    (≥ 2), which is a symbol: the graph traced from them serves every batch size."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import (
+        DimDynamic,
+        ShapeEnv,
+        StatelessSymbolicContext,
+    )
+
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+
+    def fake(x: torch.Tensor, dynamic: bool):
+        # a fresh tensor: contiguous, as every call passes them, and not a view (the
+        # storage offset of a view of a batch would be one more symbol to guard)
+        x = torch.empty_like(x.detach(), memory_format=torch.contiguous_format)
+        sizes = [
+            DimDynamic.DYNAMIC if dynamic and i == 0 else DimDynamic.STATIC for i in range(x.dim())
+        ]
+        return mode.from_tensor(x, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
+
+    _, state = model_state(model)
+    return mode, [fake(x, False) for x in state] + [
+        fake(x, batch is not None and x.dim() > 0 and x.shape[0] == batch) for x in leaves
+    ]
+
+
+def trace(
+    fn: Callable, model: nn.Module, shape, fakes: list
+) -> tuple[torch.fx.GraphModule, object]:
+    """``(graph, output structure)``: ``fn`` on the nested arguments of structure ``shape``
+    as an ATen graph whose inputs are the model's state (``model_state``), then the
+    argument leaves, and whose outputs are the leaves of the result (``nested.structure``
+    rebuilds it). ``fakes`` (``fake_inputs``) stand for the inputs; their symbolic sizes
+    stay symbols in the graph."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
     from ...adjoint import functional_products  # here: the adjoint imports the engines
@@ -70,7 +102,7 @@ def trace(fn: Callable, model: nn.Module, args: tuple) -> tuple[torch.fx.GraphMo
     bound = _Bound(model, fn)
     names, state = model_state(model)
     names = [f"model.{n}" for n in names]
-    shape, out_shape = structure(args), []
+    out_shape = []
 
     def flat(*xs):
         inputs = rebuild(shape, xs[len(state) :])
@@ -79,37 +111,59 @@ def trace(fn: Callable, model: nn.Module, args: tuple) -> tuple[torch.fx.GraphMo
         return tuple(flatten(out))
 
     with functional_products(), torch.no_grad():
-        graph = make_fx(flat)(*(t.detach() for t in state), *flatten(args))
+        graph = make_fx(flat, tracing_mode="symbolic")(*fakes)
+    # the shape environment stays with the fake mode; kept on the graph as well, it makes
+    # the graph unpicklable, and AOTAutograd's disk cache then bypasses itself
+    graph.__dict__.pop("shape_env", None)
     return graph, out_shape[-1]
 
 
-def inductor(graph: torch.fx.GraphModule, examples: list):
-    """Inductor's compilation of ``graph`` (a callable on a flat list of tensors), with its
-    C++ wrapper: the kernels are called from C++, not from generated Python (measured on
-    the point cloud: 44 instead of 59 µs per evaluation, and a warm cache loads it in
-    2 s instead of 5)."""
+def inductor(graph: torch.fx.GraphModule, examples: list, mode):
+    """Inductor's compilation of ``graph`` (a callable on a flat list of tensors) for the
+    fake ``examples`` of fake mode ``mode``, with its C++ wrapper: the kernels are called
+    from C++, not from generated Python (measured on the point cloud: 44 instead of 59 µs
+    per evaluation, and a warm cache loads it in 2 s instead of 5)."""
     import torch._inductor
     import torch._inductor.config as inductor_config
     from torch._guards import TracingContext, tracing
-    from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     # Inductor's FX-graph cache reads the shape environment of the tracing context and
     # bypasses itself without one (every process would then compile from scratch).
-    with tracing(TracingContext(FakeTensorMode(shape_env=ShapeEnv()))):
+    with tracing(TracingContext(mode)):
         # build_separate: the wrapper at -O1 apart from the kernels at -O3; one -O3 unit of
         # both took about twice as long to compile, and the steps are no faster
         with inductor_config.patch(cpp_wrapper=True, cpp_wrapper_build_separate=True):
             return torch._inductor.compile(graph, examples)
 
 
+def _guard_code(mode, fakes: list) -> str | None:
+    """The conditions on the inputs' sizes and strides under which a graph traced from
+    ``fakes`` was compiled, as an expression of ``t0, t1, ...`` for the fake mode's
+    ``shape_env.evaluate_guards_expression`` (None: none). Static sizes are included.
+    Storage offsets are left out: the compiled code reads data pointers, which include
+    them."""
+    from torch._dynamo.source import LocalSource
+
+    sources = [LocalSource(f"t{i}") for i in range(len(fakes))]
+    guards = mode.shape_env.produce_guards(fakes, sources, ignore_static=False)
+    kept = [g for g in guards if "storage_offset" not in g]
+    return " and ".join(kept) if kept else None
+
+
 class CompiledRunner:
-    """Runs a step traced and compiled on its first call (``trace``, ``inductor``), or
-    ``fallback`` (an eager runner) where compilation failed.
+    """Runs a step traced and compiled on its first call (``fake_inputs``, ``trace``,
+    ``inductor``), or ``fallback`` (an eager runner) where compilation failed.
 
     ``model`` is the module whose parameters and buffers the step reads (the field's
     dynamics); the step must not read other tensors that change between calls. Numbers
     in the arguments become 0-dim tensors of ``dtype``.
+
+    With ``batch`` (the state's leading size, ≥ 2), dimension 0 of the arguments of that
+    size is traced as a symbol, so one compiled step serves every batch size ≥ 2 (the
+    point cloud's batches of 50 and 20 compile once, not twice). The shape conditions
+    that tracing and Inductor assumed (guards: equal batch sizes, or a model's own
+    test on the size) are checked once per new batch size; where they fail, that size
+    compiles on its own.
     """
 
     def __init__(
@@ -119,45 +173,92 @@ class CompiledRunner:
         dtype: torch.dtype,
         device: torch.device,
         fallback: Callable,
+        batch: int | None = None,
     ):
         self.fn, self.model, self.dtype, self.device = fn, model, dtype, device
         self.fallback = fallback
-        self._run = self._first_call
+        self.batch = batch if batch is not None and batch >= 2 else None
         self.compile_seconds = 0.0
+        #: (compiled, output structure, fake mode, guard code or None), one per compilation
+        self.graphs: list[tuple] = []
+        self._by_size: dict[int | None, Callable] = {}  # batch size -> run(args, leaves)
+        self._batch_leaf: int | None = None  # which leaf's dimension 0 is the batch size
 
     def __call__(self, *args):
-        return self._run(*args)
+        # contiguous: the layout compiled for (an adjoint may start from an expanded,
+        # stride-0 gradient; a state may be a transposed tensor)
+        leaves = [x.contiguous() for x in leaf_tensors(args, self.dtype, self.device)]
+        size = None if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
+        run = self._by_size.get(size)
+        if run is None:
+            run = self._for_size(args, leaves)
+        return run(args, leaves)
 
-    def _first_call(self, *args):
+    def _for_size(self, args, leaves) -> Callable:
+        """The run function for the batch size of ``args``: a compiled graph whose guards
+        hold for them, a new compilation, or the fallback."""
         if FAILED["reason"] is not None:
-            self._run = self.fallback
+            run = self._eager
         else:
-            try:
-                self._build(args)
-            except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks, ...
-                FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-                warnings.warn(
-                    f"compiling an ODE step failed ({reason}); the steps of this process run "
-                    f"eagerly (slower, the same numbers). Inductor needs a C++ compiler on the "
-                    f"CPU; pass options={{'compile': False}} (--compile off) to skip "
-                    f"compilation.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                self._run = self.fallback
-        return self._run(*args)
+            run = next((self._runs(g) for g in self.graphs if self._holds(g, leaves)), None)
+            if run is None:
+                try:
+                    run = self._runs(self._build(args, leaves))
+                except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks
+                    FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    warnings.warn(
+                        f"compiling an ODE step failed ({reason}); the steps of this process "
+                        f"run eagerly (slower, the same numbers). Inductor needs a C++ "
+                        f"compiler on the CPU; pass options={{'compile': False}} (--compile "
+                        f"off) to skip compilation.",
+                        RuntimeWarning,
+                        stacklevel=4,
+                    )
+                    run = self._eager
+        size = None if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
+        self._by_size[size] = run
+        return run
 
-    def _build(self, args) -> None:
-        start = time.perf_counter()
-        tensors = rebuild(structure(args), leaf_tensors(args, self.dtype, self.device))
-        graph, shape = trace(self.fn, self.model, tensors)
+    def _eager(self, args, leaves):
+        return self.fallback(*args)
+
+    def _runs(self, graph) -> Callable:
+        compiled, shape = graph[0], graph[1]
         _, state = model_state(self.model)
-        compiled = inductor(graph, [t.detach() for t in state] + flatten(tensors))
-        dtype, device = self.dtype, self.device
 
-        def run(*args):
-            return rebuild(shape, compiled(*state, *leaf_tensors(args, dtype, device)))
+        def run(args, leaves):
+            return rebuild(shape, compiled(*state, *leaves))
 
-        self._run = run
-        self.compile_seconds = time.perf_counter() - start
-        COMPILE_SECONDS["total"] += self.compile_seconds
+        return run
+
+    def _holds(self, graph, leaves) -> bool:
+        """Whether the shape conditions ``graph`` was compiled under hold for ``leaves``."""
+        _, state = model_state(self.model)
+        mode, code = graph[2], graph[3]
+        return code is None or bool(
+            mode.shape_env.evaluate_guards_expression(code, [*state, *leaves])
+        )
+
+    def _build(self, args, leaves) -> tuple:
+        start = time.perf_counter()
+        size = self.batch if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
+        if size is not None and size not in {x.shape[0] for x in leaves if x.dim()}:
+            raise ValueError(f"no argument of the step has the batch size {size}")
+        mode, fakes = fake_inputs(self.model, leaves, size)
+        graph, shape = trace(self.fn, self.model, structure(args), fakes)
+        compiled = inductor(graph, fakes, mode)
+        # every condition on the shapes, the static sizes included: read after Inductor,
+        # which adds its own while it lowers the graph
+        code = _guard_code(mode, fakes)
+        if self.batch is not None and self._batch_leaf is None:
+            _, state = model_state(self.model)
+            self._batch_leaf = next(
+                i
+                for i, x in enumerate(fakes[len(state) :])
+                if x.dim() and not isinstance(x.shape[0], int)
+            )
+        self.graphs.append((compiled, shape, mode, code))
+        seconds = time.perf_counter() - start
+        self.compile_seconds += seconds
+        COMPILE_SECONDS["total"] += seconds
+        return self.graphs[-1]

@@ -98,6 +98,12 @@ class RKEngine(Engine):
         channels = (
             tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
         )
+        shapes = tuple(tuple(z.shape) for z in z0)
+        # compiled steps serve every batch size >= 2 (the leading size of the state): one
+        # compilation for a run's full and last, smaller batches
+        batch = y.shape[0] if mode == "compile" and y.dim() and y.shape[0] >= 2 else None
+        if batch is not None:
+            shapes = tuple(("batch", *s[1:]) if s and s[0] == batch else s for s in shapes)
         key = (
             None
             if field.key is None
@@ -107,7 +113,7 @@ class RKEngine(Engine):
                 request.rtol,
                 request.atol,
                 channels,
-                tuple(tuple(z.shape) for z in z0),
+                shapes,
                 dtype,
                 device,
             )
@@ -121,7 +127,7 @@ class RKEngine(Engine):
                 nonlocal found
                 if found is None:
                     cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, mode, model)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, mode, model, batch)
                 return found(*args)
 
             return call

@@ -121,10 +121,13 @@ class RunnerCache:
         self._runners: OrderedDict[Hashable, EagerRunner | GraphRunner] = OrderedDict()
         self._warned: set[str] = set()
 
-    def get(self, key: Hashable, fn: Callable, args, dtype, device, mode: str, model=None):
+    def get(
+        self, key: Hashable, fn: Callable, args, dtype, device, mode: str, model=None, batch=None
+    ):
         """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA),
         "compile" (``compiled.CompiledRunner``, which needs the ``model`` whose parameters
-        the step reads) or "emulate" (``StaticRunner``)."""
+        the step reads, and serves every ``batch`` size when given) or "emulate"
+        (``StaticRunner``)."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self._runners.get(key)
@@ -134,7 +137,7 @@ class RunnerCache:
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
         elif mode == "compile":
-            runner = CompiledRunner(fn, model, dtype, device, EagerRunner(fn, dtype, device))
+            runner = CompiledRunner(fn, model, dtype, device, EagerRunner(fn, dtype, device), batch)
         else:
             runner = self._capture(fn, args, dtype, device)
         self._runners[key] = runner
