@@ -10,15 +10,20 @@ A step of ``step.py`` is a pure function of tensors, so one call traces it compl
    (``torch.func.functional_call``), never constants, so optimiser updates are seen by
    the next call. Tracing takes about 0.5 s for a DP5 adjoint step; Dynamo's bytecode
    tracing of the same step took 16 s (benchmarks/PERFORMANCE.md).
-2. Inductor compiles the graph (fused C++ loops, BLAS calls for the products, called
-   from its C++ wrapper). Its on-disk cache (keyed by the graph, the shapes and the
-   configuration) makes later processes load the result instead of compiling it: the
-   cache needs a shape environment in the tracing context, which is why one is
-   provided.
+2. The trace runs on fake inputs whose batch size (the state's leading size) is a
+   symbol, so the graph serves every batch size: a run's last, smaller batch does not
+   compile again. What tracing and Inductor assumed about the shapes (the guards: equal
+   batch sizes, at least 2, or a model's own test on the size) is checked once per new
+   size; where it fails, that size compiles on its own.
+3. Inductor compiles the graph (fused C++ loops, BLAS calls for the products, called
+   from its C++ wrapper). Its on-disk caches (AOTAutograd's and the FX graph's, keyed by
+   the graph, the shapes and the configuration) make later processes load the result
+   instead of compiling it; they need the shape environment in the tracing context and
+   not on the graph, which is why it is placed there.
 
-Each state shape compiles once per process; the ``RunnerCache`` keeps the result. The
-numbers equal the eager step's to round-off (tests/test_rk_compiled.py). A failed
-compilation (no C++ compiler) warns once and leaves the process's steps eager.
+The ``RunnerCache`` keeps the compiled steps for the process. The numbers equal the
+eager step's to round-off (tests/test_rk_compiled.py). A failed compilation (no C++
+compiler) warns once and leaves the process's steps eager.
 """
 
 from __future__ import annotations

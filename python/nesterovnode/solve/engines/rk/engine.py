@@ -21,10 +21,10 @@ Options (``SolveConfig.options``):
   forward and adjoint: all stages, the error norm and the accept/reject choice — to
   native code: traced once with ``make_fx``, compiled by TorchInductor with its C++
   wrapper (``compiled.py``; measured and tested on the CPU: a GPU replays CUDA graphs
-  instead, unless ``cuda_graphs=False``). Each state shape compiles once per process
-  (seconds; Inductor's disk cache serves later processes) and is reused; the numbers
-  equal the eager ones to round-off (tests/test_rk_compiled.py). Where compilation fails
-  (no C++ compiler), a warning says so and the step runs eagerly.
+  instead, unless ``cuda_graphs=False``). A step compiles once per process for every
+  batch size ≥ 2 (seconds; Inductor's disk cache serves later processes) and is reused;
+  the numbers equal the eager ones to round-off (tests/test_rk_compiled.py). Where
+  compilation fails (no C++ compiler), a warning says so and the step runs eagerly.
 """
 
 from __future__ import annotations
