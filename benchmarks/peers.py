@@ -36,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from nesterovnode.runs.training import adam as torch_adam
 from nesterovnode.solve.engines.rk.compiled import COMPILE_SECONDS
 from nesterovnode.tasks import get_task
 
@@ -197,7 +198,7 @@ def adam(params, grads, state, lr=LR, b1=0.9, b2=0.999, eps=1e-8):
 
 
 def run_torch(step, model, x, y, epochs):
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch_adam(model.parameters(), LR)  # the training runs' Adam (fused on the CPU)
     times, nfe = [], []
     for _ in range(epochs):
         start = time.perf_counter()

@@ -134,3 +134,29 @@ def test_runs_saved_without_a_dtype_resume_as_float32_only_when_asked(tmp_path):
         quick(epochs=2, dtype="float32"), models=["node"], out=out, resume=True, progress=False
     )
     assert len(again["models"]["node"]["runs"][0]["epochs"]) == 2
+
+
+def test_the_runs_adam_is_fused_on_the_cpu_and_gives_torchs_default_update():
+    """The training runs' Adam (``runs.training.adam``) is torch's fused one where torch has
+    it: after 20 steps from the same gradients, the parameters equal the default Adam's
+    to round-off, and differ from the start."""
+    import torch
+
+    from nesterovnode.runs.training import adam
+
+    torch.manual_seed(0)
+    start = [torch.randn(14, 3, dtype=torch.float64), torch.randn(14, dtype=torch.float64)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(20)]
+    finals = []
+    for make in (lambda ps: adam(ps, 1e-2), lambda ps: torch.optim.Adam(ps, lr=1e-2)):
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        opt = make(params)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = g.clone()
+            opt.step()
+        finals.append(params)
+        assert opt.defaults["fused"] is (True if len(finals) == 1 else None)
+    for fused, default, p0 in zip(*finals, start):
+        assert torch.allclose(fused, default, rtol=0, atol=1e-14)
+        assert (fused - p0).abs().max() > 0.05
