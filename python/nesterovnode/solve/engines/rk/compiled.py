@@ -78,17 +78,19 @@ def fake_inputs(model: nn.Module, leaves: list[torch.Tensor], batch: int | None)
     mode = FakeTensorMode(shape_env=ShapeEnv())
 
     def fake(x: torch.Tensor, dynamic: bool):
-        # a fresh tensor: contiguous, as every call passes them, and not a view (the
-        # storage offset of a view of a batch would be one more symbol to guard)
-        x = torch.empty_like(x.detach(), memory_format=torch.contiguous_format)
         sizes = [
             DimDynamic.DYNAMIC if dynamic and i == 0 else DimDynamic.STATIC for i in range(x.dim())
         ]
         return mode.from_tensor(x, symbolic_context=StatelessSymbolicContext(dynamic_sizes=sizes))
 
-    _, state = model_state(model)
-    return mode, [fake(x, False) for x in state] + [
-        fake(x, batch is not None and x.dim() > 0 and x.shape[0] == batch) for x in leaves
+    def fresh(x: torch.Tensor):
+        # contiguous, as every call passes the arguments, and not a view (the storage
+        # offset of a view of a batch would be one more symbol to guard)
+        return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+    _, state = model_state(model)  # with their own layout: the same tensors every call
+    return mode, [fake(x.detach(), False) for x in state] + [
+        fake(fresh(x), batch is not None and x.dim() > 0 and x.shape[0] == batch) for x in leaves
     ]
 
 
