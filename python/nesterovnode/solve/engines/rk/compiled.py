@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -157,6 +158,17 @@ def _guard_code(mode, fakes: list) -> str | None:
     return " and ".join(kept) if kept else None
 
 
+class Compiled(NamedTuple):
+    """One compilation of a step: the compiled callable on the flat inputs, the structure
+    of its output (``nested.structure``), the fake mode it was traced in and the
+    conditions on the inputs' shapes it assumes (``_guard_code``; None: none)."""
+
+    fn: Callable
+    out_shape: object
+    mode: object
+    guards: str | None
+
+
 class CompiledRunner:
     """Runs a step traced and compiled on its first call (``fake_inputs``, ``trace``,
     ``inductor``), or ``fallback`` (an eager runner) where compilation failed.
@@ -186,8 +198,7 @@ class CompiledRunner:
         self.fallback = fallback
         self.batch = batch if batch is not None and batch >= 2 else None
         self.compile_seconds = 0.0
-        #: (compiled, output structure, fake mode, guard code or None), one per compilation
-        self.graphs: list[tuple] = []
+        self.graphs: list[Compiled] = []  # one per compilation
         self._by_size: dict[int | None, Callable] = {}  # batch size -> run(args, leaves)
         self._batch_leaf: int | None = None  # which leaf's dimension 0 is the batch size
 
@@ -229,8 +240,8 @@ class CompiledRunner:
     def _eager(self, args, leaves):
         return self.fallback(*args)
 
-    def _runs(self, graph) -> Callable:
-        compiled, shape = graph[0], graph[1]
+    def _runs(self, graph: Compiled) -> Callable:
+        compiled, shape = graph.fn, graph.out_shape
         _, state = model_state(self.model)
 
         def run(args, leaves):
@@ -238,15 +249,14 @@ class CompiledRunner:
 
         return run
 
-    def _holds(self, graph, leaves) -> bool:
+    def _holds(self, graph: Compiled, leaves) -> bool:
         """Whether the shape conditions ``graph`` was compiled under hold for ``leaves``."""
         _, state = model_state(self.model)
-        mode, code = graph[2], graph[3]
-        return code is None or bool(
-            mode.shape_env.evaluate_guards_expression(code, [*state, *leaves])
+        return graph.guards is None or bool(
+            graph.mode.shape_env.evaluate_guards_expression(graph.guards, [*state, *leaves])
         )
 
-    def _build(self, args, leaves) -> tuple:
+    def _build(self, args, leaves) -> Compiled:
         start = time.perf_counter()
         size = self.batch if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
         if size is not None and size not in {x.shape[0] for x in leaves if x.dim()}:
@@ -264,7 +274,7 @@ class CompiledRunner:
                 for i, x in enumerate(fakes[len(state) :])
                 if x.dim() and not isinstance(x.shape[0], int)
             )
-        self.graphs.append((compiled, shape, mode, code))
+        self.graphs.append(Compiled(compiled, shape, mode, code))
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds
         COMPILE_SECONDS["total"] += seconds
