@@ -124,14 +124,16 @@ def test_compiled_steps_take_inputs_of_any_layout(float64):
     take both and give the eager numbers (they once failed on the strides they were not
     compiled for: "expected ... stride 6==0")."""
     torch.manual_seed(0)
-    dyn = make_dynamics("hbnode")
+    dyn = make_dynamics("nesterovnode")  # the steps of the first test: compiled already
     get_engine("rk").clear_caches()
     h0 = torch.randn(3, 4).t()  # 4 rows, not contiguous
     out = []
     for compile_ in (False, True):
         dyn.zero_grad()
         y0 = dyn.initial_state(1.0, h0)
-        sol = nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-6, atol=1e-6, options={"compile": compile_})
+        sol = nn_.solve(
+            dyn, y0, [1.0, 1.5, 2.0], rtol=1e-6, atol=1e-6, options={"compile": compile_}
+        )
         sol.ys.sum().backward()
         out.append((sol.ys.detach(), torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])))
     (ye, ge), (yc, gc) = out
