@@ -45,9 +45,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", "on", "off"],
         default="auto",
         help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
-        "compiled to native code by TorchInductor, seconds per model and batch shape the "
-        "first time, far less once Inductor's disk cache holds them; auto (default): on "
-        "for CPU runs of the point cloud of at least 300 iterations (the main job)",
+        "compiled to native code by TorchInductor, about half a minute per model on a "
+        "machine's first run, a few seconds once Inductor's disk cache holds them; auto "
+        "(default): on for CPU runs of the point cloud of at least 300 iterations (the "
+        "main job)",
     )
     p.add_argument(
         "--device",

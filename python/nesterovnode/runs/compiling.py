@@ -2,8 +2,8 @@
 
 ``TrainConfig.compile``: "on", "off", or "auto" (the default): compiled on the CPU when
 the task says compilation pays (``TaskDefaults.compile_after``: a number of iterations)
-and the run has at least that many iterations left. A first compilation costs seconds
-per model and batch shape with a cold Inductor cache, far less with a warm one; each
+and the run has at least that many iterations left. A first compilation costs about
+half a minute per model with a cold Inductor cache, seconds with a warm one; each
 iteration then saves the difference between an eager and a compiled step
 (benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to round-off, so the
 setting is not part of a run's identity (a run may resume with another).

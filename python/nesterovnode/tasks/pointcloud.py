@@ -67,9 +67,9 @@ class PointCloudTask(Task):
         paper_epochs=200,
         paper_seeds=5,
         dtype="float64",
-        # compiled steps: ~10 s per graph cold, ~2 s warm, then ~6x fewer us per
-        # evaluation; at 300 iterations (the main job) a machine's first run costs 1.3x
-        # eager and every later run about a quarter (benchmarks/PERFORMANCE.md)
+        # compiled steps: ~25 s per model cold, ~3 s warm, then ~6x fewer us per
+        # evaluation; at 300 iterations (the main job) a machine's first run takes less
+        # than eager and every later run about a quarter (benchmarks/PERFORMANCE.md)
         compile_after=300,
     )
     xi_defaults = XI_DEFAULTS

@@ -175,7 +175,9 @@ class CompiledRunner:
 
     ``model`` is the module whose parameters and buffers the step reads (the field's
     dynamics); the step must not read other tensors that change between calls. Numbers
-    in the arguments become 0-dim tensors of ``dtype``.
+    in the arguments become 0-dim tensors of ``dtype``; tensor arguments must be
+    contiguous, the layout the step is compiled for (the engine makes a solve's initial
+    state so; the later states are the step's own outputs).
 
     With ``batch`` (the state's leading size, ≥ 2), dimension 0 of the arguments of that
     size is traced as a symbol, so one compiled step serves every batch size ≥ 2 (the
@@ -196,21 +198,23 @@ class CompiledRunner:
     ):
         self.fn, self.model, self.dtype, self.device = fn, model, dtype, device
         self.fallback = fallback
-        self.batch = batch if batch is not None and batch >= 2 else None
+        self.batch = batch
         self.compile_seconds = 0.0
         self.graphs: list[Compiled] = []  # one per compilation
         self._by_size: dict[int | None, Callable] = {}  # batch size -> run(args, leaves)
         self._batch_leaf: int | None = None  # which leaf's dimension 0 is the batch size
 
     def __call__(self, *args):
-        # contiguous: the layout compiled for (an adjoint may start from an expanded,
-        # stride-0 gradient; a state may be a transposed tensor)
-        leaves = [x.contiguous() for x in leaf_tensors(args, self.dtype, self.device)]
-        size = None if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
-        run = self._by_size.get(size)
+        leaves = leaf_tensors(args, self.dtype, self.device)
+        run = self._by_size.get(self._size(leaves))
         if run is None:
             run = self._for_size(args, leaves)
         return run(args, leaves)
+
+    def _size(self, leaves) -> int | None:
+        """The batch size of a call (None before the first compilation, or for a step
+        compiled for one shape)."""
+        return None if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
 
     def _for_size(self, args, leaves) -> Callable:
         """The run function for the batch size of ``args``: a compiled graph whose guards
@@ -233,8 +237,7 @@ class CompiledRunner:
                         stacklevel=4,
                     )
                     run = self._eager
-        size = None if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
-        self._by_size[size] = run
+        self._by_size[self._size(leaves)] = run
         return run
 
     def _eager(self, args, leaves):
@@ -258,22 +261,18 @@ class CompiledRunner:
 
     def _build(self, args, leaves) -> Compiled:
         start = time.perf_counter()
-        size = self.batch if self._batch_leaf is None else leaves[self._batch_leaf].shape[0]
-        if size is not None and size not in {x.shape[0] for x in leaves if x.dim()}:
-            raise ValueError(f"no argument of the step has the batch size {size}")
+        size = self.batch if self._batch_leaf is None else self._size(leaves)
+        if size is not None and self._batch_leaf is None:
+            found = [i for i, x in enumerate(leaves) if x.dim() and x.shape[0] == size]
+            if not found:
+                raise ValueError(f"no argument of the step has the batch size {size}")
+            self._batch_leaf = found[0]
         mode, fakes = fake_inputs(self.model, leaves, size)
         graph, shape = trace(self.fn, self.model, structure(args), fakes)
         compiled = inductor(graph, fakes, mode)
         # every condition on the shapes, the static sizes included: read after Inductor,
         # which adds its own while it lowers the graph
         code = _guard_code(mode, fakes)
-        if self.batch is not None and self._batch_leaf is None:
-            _, state = model_state(self.model)
-            self._batch_leaf = next(
-                i
-                for i, x in enumerate(fakes[len(state) :])
-                if x.dim() and not isinstance(x.shape[0], int)
-            )
         self.graphs.append(Compiled(compiled, shape, mode, code))
         seconds = time.perf_counter() - start
         self.compile_seconds += seconds

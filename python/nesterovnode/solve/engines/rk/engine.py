@@ -94,6 +94,10 @@ class RKEngine(Engine):
         model = getattr(field, "dynamics", None)
         if mode == "compile" and not isinstance(model, torch.nn.Module):
             mode = "eager"  # a compiled step takes the model's parameters as inputs
+        if mode == "compile":
+            # the layout the steps are compiled for, once per solve (an adjoint may start
+            # from an expanded, stride-0 gradient; a state may be a transposed tensor)
+            z0 = tuple(z.contiguous() for z in z0)
         keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
         channels = (
             tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
