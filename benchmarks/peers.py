@@ -257,7 +257,7 @@ def agreement(name, x) -> dict:
     return out
 
 
-def summary(label, times, nfe, loss, epochs):
+def summary(label, times, nfe, loss):
     # time and NFE over the same last epochs (at most 5, never the first: it compiles)
     last = max(1, min(5, len(times) - 1))
     per_epoch = float(np.mean(times[-last:]))
@@ -294,14 +294,12 @@ def main() -> None:
         ):
             m = torch_model(name, 0, **options)
             before = COMPILE_SECONDS["total"]
-            rows.append(summary(label, *run_torch(ours_step, m, x, y, args.epochs), args.epochs))
+            rows.append(summary(label, *run_torch(ours_step, m, x, y, args.epochs)))
             if "options" in options:  # what the compiled runners measured themselves
                 rows[-1]["compile s"] = COMPILE_SECONDS["total"] - before
         if importlib.util.find_spec("torchode"):
             m = torch_model(name, 0)
-            rows.append(
-                summary("torchode", *run_torch(torchode_step, m, x, y, args.epochs), args.epochs)
-            )
+            rows.append(summary("torchode", *run_torch(torchode_step, m, x, y, args.epochs)))
         else:
             print("torchode is not installed: pip install -e '.[bench]'")
         if importlib.util.find_spec("diffrax"):
@@ -309,7 +307,6 @@ def main() -> None:
                 summary(
                     "diffrax (jit)",
                     *run_diffrax(name, torch_model(name, 0), x, y, args.epochs),
-                    args.epochs,
                 )
             )
         else:
