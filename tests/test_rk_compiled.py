@@ -185,6 +185,8 @@ def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatc
 
     monkeypatch.setattr(compiled_module, "inductor", no_compiler)
     monkeypatch.setitem(compiled_module.FAILED, "reason", None)
+    monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
+    monkeypatch.setattr(compiled_module, "probe_vector_isa", lambda: None)
     torch.manual_seed(0)
     dyn = make_dynamics("hbnode")
     h0 = torch.randn(4, 3)
@@ -194,10 +196,74 @@ def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatc
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
     assert nfe_c == nfe_e
     assert torch.equal(yc, ye) and torch.allclose(gc, ge, rtol=1e-12, atol=1e-14)
-    # the first failure stops the later runners (the adjoint's, a new shape) from trying
-    assert len(tries) == 1
+    # tried with the CPU's flags and with Inductor's probes; the failure then stops the
+    # later runners (the adjoint's, a new shape) from trying
+    assert len(tries) == 2
     _solve_and_grad(dyn, torch.randn(6, 3), {"compile": True})
-    assert len(tries) == 1
+    assert len(tries) == 2
+    get_engine("rk").clear_caches()
+
+
+class _Decay(torch.nn.Module):
+    """y' = -w y (closed form y0 e^(-w t)), a step no other test compiles."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.75))
+
+    def forward(self, t, y):
+        return -self.w * y
+
+
+def _decay_error(size: int) -> float:
+    y0 = torch.linspace(1.0, 2.0, 3 * size).reshape(size, 3)
+    with torch.no_grad():
+        sol = nn_.solve(_Decay(), y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
+    return (sol.ys[-1] - y0 * math.exp(-0.75)).abs().max().item()
+
+
+def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(float64, monkeypatch):
+    """Inductor's probes (a test compilation of ATen's vector code for each instruction set
+    and its load, about 7 s in a process's first compilation) are skipped: the compiled
+    step uses the set the CPU reports. A compilation that fails so is retried once with
+    the probes."""
+    from torch._inductor import cpu_vec_isa
+
+    probes = []
+    check_build = cpu_vec_isa.VecISA.check_build
+
+    def counted(self, code):
+        probes.append(code == cpu_vec_isa.VecISA._avx_code)  # a set's own probe
+        return check_build(self, code)
+
+    monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", counted)
+    monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
+    monkeypatch.setitem(compiled_module.FAILED, "reason", None)
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()  # as in a new process
+    get_engine("rk").clear_caches()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+        assert _decay_error(4) < 1e-8
+    # (the light probes of single instructions, as AVX512-BF16's, still run)
+    assert _compilations() == 2 and not any(probes)  # the first-step rule and the step
+
+    # a compiler that lacks the CPU's instructions: the retry probes and compiles
+    real, tries = compiled_module.inductor, []
+
+    def lacking(graph, examples, mode):
+        tries.append(compiled_module.VECTOR_ISA["trusted"])
+        if compiled_module.VECTOR_ISA["trusted"]:
+            raise RuntimeError("g++: error: unrecognized command-line option '-mavx512f'")
+        return real(graph, examples, mode)
+
+    monkeypatch.setattr(compiled_module, "inductor", lacking)
+    get_engine("rk").clear_caches()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert _decay_error(5) < 1e-8
+    assert tries == [True, False, False]  # the first step's rule: both; the step: probed
+    assert _compilations() == 2 and compiled_module.FAILED["reason"] is None
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
     get_engine("rk").clear_caches()
 
 

@@ -43,6 +43,11 @@ COMPILE_SECONDS = {"total": 0.0}
 #: why compilation failed in this process (None: it has not): the later runners do not
 #: try again, since a missing compiler would fail each of them after seconds of work
 FAILED: dict[str, str | None] = {"reason": None}
+#: whether Inductor takes the CPU's vector instructions from the CPU's flags ("trusted")
+#: or from its own probes (one test compilation and load of each instruction set: about
+#: 7 s in a process's first compilation, 1 s later). A compilation that fails while
+#: trusted is retried once with the probes, which then stay on for the process.
+VECTOR_ISA = {"trusted": True}
 
 
 class _Bound(nn.Module):
@@ -139,9 +144,27 @@ def inductor(graph: torch.fx.GraphModule, examples: list, mode):
     # bypasses itself without one (every process would then compile from scratch).
     with tracing(TracingContext(mode)):
         # build_separate: the wrapper at -O1 apart from the kernels at -O3; one -O3 unit of
-        # both took about twice as long to compile, and the steps are no faster
-        with inductor_config.patch(cpp_wrapper=True, cpp_wrapper_build_separate=True):
+        # both took about twice as long to compile, and the steps are no faster.
+        # vec_isa_ok: the instruction set the CPU reports (the one ATen's own kernels use)
+        # without Inductor's probes (VECTOR_ISA)
+        trusted = {"cpp.vec_isa_ok": True} if VECTOR_ISA["trusted"] else {}
+        with inductor_config.patch(
+            {"cpp_wrapper": True, "cpp_wrapper_build_separate": True, **trusted}
+        ):
             return torch._inductor.compile(graph, examples)
+
+
+def probe_vector_isa() -> None:
+    """Stop trusting the CPU's flags (``VECTOR_ISA``): Inductor's next compilation probes
+    which vector instruction sets the compiler builds and the process loads."""
+    from torch._inductor import cpu_vec_isa
+
+    VECTOR_ISA["trusted"] = False
+    # the answers given while trusted are cached: the list, and each set's own check
+    cpu_vec_isa.valid_vec_isa_list.cache_clear()
+    for isa in cpu_vec_isa.supported_vec_isa_list:
+        for cls in type(isa).__mro__:
+            getattr(cls.__dict__.get("__bool__"), "cache_clear", lambda: None)()
 
 
 def _guard_code(mode, fakes: list) -> str | None:
@@ -225,7 +248,7 @@ class CompiledRunner:
             run = next((self._runs(g) for g in self.graphs if self._holds(g, leaves)), None)
             if run is None:
                 try:
-                    run = self._runs(self._build(args, leaves))
+                    run = self._runs(self._build_or_probe(args, leaves))
                 except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks
                     FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                     warnings.warn(
@@ -258,6 +281,17 @@ class CompiledRunner:
         return graph.guards is None or bool(
             graph.mode.shape_env.evaluate_guards_expression(graph.guards, [*state, *leaves])
         )
+
+    def _build_or_probe(self, args, leaves) -> Compiled:
+        """``_build``; where it fails with the CPU's flags trusted (``VECTOR_ISA``; a
+        compiler without the CPU's vector instructions), once more with Inductor's probes."""
+        try:
+            return self._build(args, leaves)
+        except Exception:  # noqa: BLE001 - retried; a second failure is reported
+            if not VECTOR_ISA["trusted"]:
+                raise
+            probe_vector_isa()
+            return self._build(args, leaves)
 
     def _build(self, args, leaves) -> Compiled:
         start = time.perf_counter()
