@@ -5,9 +5,11 @@
 #   (ii)  benchmarks/graph_check.py: the rk engine's CUDA-graph path against its eager
 #         path and torchdiffeq on real MNIST batches (NFE, loss, gradients); GRAPHS_OK;
 #   (iii) benchmarks/images.py --device cuda on real MNIST batches, once on the torch
-#         engine (torchdiffeq, the published code's solver) and once on the rk engine
-#         (CUDA graphs): s/iteration, images/s, forward/backward NFE per batch, share of
-#         time in the network f, for hbnode, nesterovnode, gnesterovnode, node;
+#         engine (torchdiffeq, the published code's solver), once on the peer torchode
+#         (when its wheels were carried, see below; h(T) checked against rk first) and
+#         once on the rk engine (CUDA graphs): s/iteration, images/s, forward/backward NFE
+#         per batch, share of time in the network f, for hbnode, nesterovnode,
+#         gnesterovnode, node;
 #   (iv)  `nesterovnode train mnist` on the GPU for GNesterovNODE, NesterovNODE and HBNODE
 #         at the paper's settings (DP5 at rtol = atol = 1e-5 on the rk engine, adjoint,
 #         batch 64, Adam at lr 5e-4: the task defaults), one whole epoch each (938
@@ -22,17 +24,22 @@
 # with `carry` (../shared beside the checkout does not travel). Here, once:
 #
 #     mkdir -p .device/mnist && cp ../shared/data/mnist/*-ubyte.gz .device/mnist/
+#     .venv/bin/pip download --no-deps -d .device/wheels \
+#         torchode==1.0.1 torchtyping==0.1.5 typeguard==2.13.3
 #
-# (.device/ is in .gitignore; the four files are ~11 MiB). Then one device call:
+# (.device/ is in .gitignore; the four files are ~11 MiB, the wheels 70 KiB). Then one
+# device call:
 #
-#     run(command="OUT=$OUT bash benchmarks/gpu_mnist_check.sh", carry=[".device/mnist"],
-#         timeout_s=600)
+#     run(command="OUT=$OUT bash benchmarks/gpu_mnist_check.sh",
+#         carry=[".device/mnist", ".device/wheels"], timeout_s=600)
 #
-# The device has python3 with torch, torchdiffeq, tqdm, matplotlib, scipy; nothing is
-# installed: the package runs from the checkout with PYTHONPATH=python.
+# The device has python3 with torch, torchdiffeq, tqdm, matplotlib, scipy and no network;
+# the package runs from the checkout with PYTHONPATH=python, and the carried wheels
+# (pure Python) are unpacked into a temporary folder on that path.
 #
-# Files written to $OUT (the tool brings back at most 8): log.txt (everything printed),
-# graph_check.txt, bench_images_torch.json, bench_images.json (rk), train_<model>.jsonl (the epoch record of each run: loss, accuracy,
+# Files written to $OUT (the tool brings back at most 8): log.txt (everything printed, the
+# graph check's output too), bench_images_torch.json, bench_images_torchode.json,
+# bench_images.json (rk), train_<model>.jsonl (the epoch record of each run: loss, accuracy,
 # test_accuracy, nfe_forward, nfe_backward, seconds, iterations, samples_per_second =
 # images/s) and summary.json (the table printed at the end).
 #
@@ -64,6 +71,12 @@ RUNS=$(mktemp -d)  # checkpoints stay on the machine; only the logs go to $OUT
 
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+WHEELS=${WHEELS:-.device/wheels}
+if compgen -G "$WHEELS/*.whl" >/dev/null; then
+  SITE="$RUNS/site" && mkdir -p "$SITE"
+  for whl in "$WHEELS"/*.whl; do "${PY}" -m zipfile -e "$whl" "$SITE"; done
+  export PYTHONPATH="$PYTHONPATH:$SITE"
+fi
 export PYTHONUNBUFFERED=1
 exec > >(tee "$OUT/log.txt") 2>&1
 
@@ -121,15 +134,22 @@ EOF
 
 # (ii) the rk engine's CUDA graphs against its eager path and torchdiffeq (same batch)
 step "benchmarks/graph_check.py" 120 30 "$PY" benchmarks/graph_check.py --device "$DEVICE" \
-  --models "$BENCH_MODELS" --data-dir "$MNIST_DIR" | tee "$OUT/graph_check.txt"
+  --models "$BENCH_MODELS" --data-dir "$MNIST_DIR" | tee "$RUNS/graph_check.txt"
 graphs_ok=0
-grep -q GRAPHS_OK "$OUT/graph_check.txt" 2>/dev/null && graphs_ok=1
+grep -q GRAPHS_OK "$RUNS/graph_check.txt" 2>/dev/null && graphs_ok=1
 
 # (iii) one iteration per model: forward + adjoint backward + Adam, on real MNIST batches,
 # on torchdiffeq (the published code's solver) and on the rk engine (CUDA graphs)
 step "benchmarks/images.py --engine torchdiffeq" 120 30 "$PY" benchmarks/images.py \
   --device "$DEVICE" --engine torchdiffeq --models "$BENCH_MODELS" --iters "$BENCH_ITERS" \
   --warmup "$BENCH_WARMUP" --data-dir "$MNIST_DIR" --json "$OUT/bench_images_torch.json"
+if "$PY" -c "import torchode" 2>/dev/null; then
+  step "benchmarks/images.py --engine torchode" 150 30 "$PY" benchmarks/images.py \
+    --device "$DEVICE" --engine torchode --models "$BENCH_MODELS" --iters "$BENCH_ITERS" \
+    --warmup "$BENCH_WARMUP" --data-dir "$MNIST_DIR" --json "$OUT/bench_images_torchode.json"
+else
+  echo "== benchmarks/images.py --engine torchode: SKIPPED, torchode not importable (carry $WHEELS)"
+fi
 step "benchmarks/images.py --engine rk" 120 30 "$PY" benchmarks/images.py \
   --device "$DEVICE" --engine rk --models "$BENCH_MODELS" --iters $((BENCH_ITERS * 3)) \
   --warmup $((BENCH_WARMUP + 1)) --data-dir "$MNIST_DIR" --json "$OUT/bench_images.json"
@@ -167,7 +187,8 @@ for m in models:
         "seconds": r["seconds"],
     })
 summary = {"train": rows}
-for key, name in (("bench", "bench_images.json"), ("bench_torch", "bench_images_torch.json")):
+for key, name in (("bench", "bench_images.json"), ("bench_torch", "bench_images_torch.json"),
+                  ("bench_torchode", "bench_images_torchode.json")):
     bench = out / name
     if bench.exists():
         b = json.loads(bench.read_text())

@@ -6,6 +6,14 @@ protocol: batch 64, Dormand–Prince 4(5) at rtol = atol = 1e-5, adjoint gradien
 
     python benchmarks/images.py --device cuda --models node,hbnode,gnesterovnode --iters 5
     python benchmarks/images.py --device cpu --models nesterovnode --iters 2 --json out.json
+    python benchmarks/images.py --device cuda --engine torchode --models nesterovnode
+
+Engines: ours (``rk``, the default, with CUDA graphs on the GPU; ``torchdiffeq``, the
+published code's solver) and the peer torchode (``benchmarks/torchode_peer.py``: Dopri5,
+its integral controller, ``JointBacksolveAdjoint``, the whole batch as one sample). For
+torchode, h(T) is first compared with ours on four images in float64 at tol 1e-10, where
+the solutions themselves are good to about 5e-8 (rk at 1e-10 against rk at 1e-12 on
+MNIST): a difference of that size says both solve the same system.
 
 Reported per model, averaged over the timed iterations (after ``--warmup`` untimed ones):
 seconds per iteration and images per second; forward/backward NFE per batch (from
@@ -34,6 +42,7 @@ device before timing starts.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sys
@@ -42,6 +51,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torchode_peer import TorchodeBlock  # benchmarks/torchode_peer.py
 
 from nesterovnode.solve.adjoint import AugmentedField
 from nesterovnode.solve.engines.rk.graphs import GraphRunner
@@ -196,18 +206,40 @@ def graphed_network_seconds(f: nn.Module, example, reps: int = 50) -> tuple[floa
     return seconds[0], seconds[1]
 
 
-def bench_model(name: str, task, args, device) -> dict:
+def build(name: str, task, args, device, tol: float | None = None) -> nn.Module:
+    """The task's model ``name`` on ``device``, its block solved by the chosen engine
+    (``--engine torchode``: the peer, ``TorchodeBlock``) at rtol = atol = ``tol`` (default
+    ``--tol``), from the seed's weights."""
     torch.manual_seed(args.seed)
+    tol = tol or args.tol
+    peer = args.engine == "torchode"
     options = None if args.cuda_graphs is None else {"cuda_graphs": args.cuda_graphs == "on"}
     model = task.build_model(
         name,
-        rtol=args.tol,
-        atol=args.tol,
-        sensitivity=args.sensitivity,
-        engine=args.engine,
-        options=options,
+        rtol=tol,
+        atol=tol,
+        sensitivity="adjoint" if peer else args.sensitivity,
+        engine=None if peer else args.engine,
+        options=None if peer else options,
     )
-    model.to(device)
+    if peer:
+        model.block = TorchodeBlock(model.block, tol, adjoint=args.sensitivity != "backprop")
+    return model.to(device)
+
+
+def torchode_agreement(name: str, task, args, device, tol: float = 1e-10) -> float:
+    """max |h(T) by torchode - h(T) by ours (rk)| on four images of the first batch, in
+    float64 at rtol = atol = ``tol``, from the same weights: the check that both solve
+    the same system before their times are compared."""
+    x = make_batches(task, args, device, 1)[0][0][0][:4].double()
+    ours = build(name, task, argparse.Namespace(**{**vars(args), "engine": "rk"}), device, tol)
+    peer = build(name, task, args, device, tol)
+    with torch.no_grad():
+        return float((peer.double().features(x) - ours.double().features(x)).abs().max())
+
+
+def bench_model(name: str, task, args, device) -> dict:
+    model = build(name, task, args, device)
     clock = PhaseClock(device)
     dyn = model.dynamics
     f = dyn.f
@@ -215,7 +247,8 @@ def bench_model(name: str, task, args, device) -> dict:
         f = ChannelsLast(f)
     if args.compile:
         f = torch.compile(f)
-    engine = model.block.config.resolve().engine.name
+    peer = args.engine == "torchode"
+    engine = "torchode" if peer else model.block.config.resolve().engine.name
     graphed = (
         device.type == "cuda"
         and engine == "rk"
@@ -288,6 +321,7 @@ def bench_model(name: str, task, args, device) -> dict:
     return {
         "model": name,
         "engine": engine,
+        "h_T_vs_rk": torchode_agreement(name, task, args, device) if peer else None,
         "cuda_graphs": graphed,
         "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
         **network_ms,
@@ -361,6 +395,11 @@ def print_table(results: list[dict], env: dict) -> None:
             f"{100 * r['f_share_backward']:>7.1f}%{100 * r['f_share']:>7.1f}%"
         )
     for r in results:
+        if r.get("h_T_vs_rk") is not None:
+            print(
+                f"{r['model']}: h(T) by torchode against ours (rk), float64, tol 1e-10, four "
+                f"images: max difference {r['h_T_vs_rk']:.2e}"
+            )
         if "f_ms" in r:
             print(
                 f"{r['model']}: f alone, replayed as a graph: {r['f_ms']:.3f} ms, "
@@ -399,7 +438,10 @@ def main(argv=None) -> list[dict]:
         help="read real batches from here (else random images of the task's shape)",
     )
     p.add_argument(
-        "--engine", default=None, help="solver engine: rk or torchdiffeq (default: rk)"
+        "--engine",
+        default=None,
+        help="solver engine: rk or torchdiffeq (default: rk), or the peer torchode (Dopri5, "
+        "integral controller, JointBacksolveAdjoint; benchmarks/torchode_peer.py)",
     )
     p.add_argument(
         "--cuda-graphs",
@@ -435,6 +477,11 @@ def main(argv=None) -> list[dict]:
     bad = [m for m in models if m not in MODEL_NAMES]
     if bad:
         p.error(f"unknown models {bad}; valid: {', '.join(MODEL_NAMES)}")
+    if args.engine == "torchode":
+        if importlib.util.find_spec("torchode") is None:
+            p.error('--engine torchode: torchode is not installed (pip install -e ".[bench]")')
+        if args.sensitivity == "adjoint-seminorm":
+            p.error("--engine torchode: torchode has no seminorm adjoint (use adjoint)")
     device = pick_device(args.device)
     if args.tf32 is not None:
         torch.backends.cuda.matmul.allow_tf32 = args.tf32 == "on"

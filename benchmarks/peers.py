@@ -35,6 +35,7 @@ import time
 
 import numpy as np
 import torch
+from torchode_peer import solve_to_end  # benchmarks/torchode_peer.py
 
 from nesterovnode.runs.training import adam as torch_adam
 from nesterovnode.solve.engines.rk.compiled import COMPILE_SECONDS
@@ -55,19 +56,6 @@ def torch_model(name: str, seed: int, **options):
     return get_task("pointcloud").build_model(name, rtol=TOL, atol=TOL, **options).double()
 
 
-class Counter(torch.nn.Module):
-    """The dynamics with a call count (what a peer's solver makes f observe)."""
-
-    def __init__(self, dynamics, shape):
-        super().__init__()
-        self.dynamics, self.shape, self.calls = dynamics, shape, 0
-
-    def forward(self, t, y):
-        self.calls += 1
-        t = t.reshape(-1)[0] if t.dim() else t
-        return self.dynamics(t, y.view(self.shape)).reshape(1, -1)
-
-
 # -- ours ----------------------------------------------------------------------------------
 def ours_step(model, x, y):
     out = model(x)
@@ -85,20 +73,12 @@ def ours_hT(model, x, tol):
 
 # -- torchode ------------------------------------------------------------------------------
 def torchode_features(model, x, tol, counter_box):
-    import torchode as to
-
     h0, v0 = model.encoder(x)
     dyn = model.dynamics
     y0 = dyn.initial_state(torch.tensor(T0, dtype=x.dtype), h0, v0)
-    f = Counter(dyn, y0.shape)
-    counter_box.append(f)
-    term = to.ODETerm(f)
-    solver = to.JointBacksolveAdjoint(
-        term, to.Dopri5(term=term), to.IntegralController(atol=tol, rtol=tol, term=term)
-    )
-    t_eval = torch.tensor([[T0, T1]], dtype=x.dtype)
-    sol = solver.solve(to.InitialValueProblem(y0=y0.reshape(1, -1), t_eval=t_eval))
-    return dyn.readout(T1, sol.ys[0, -1].view(y0.shape))
+    y1, counter = solve_to_end(dyn, y0, T0, T1, tol)
+    counter_box.append(counter)
+    return dyn.readout(T1, y1)
 
 
 def torchode_step(model, x, y):
