@@ -239,6 +239,9 @@ def torchode_agreement(name: str, task, args, device, tol: float = 1e-10) -> flo
 
 
 def bench_model(name: str, task, args, device) -> dict:
+    peer = args.engine == "torchode"
+    # the peer must solve our system before its time means anything
+    agreement = torchode_agreement(name, task, args, device) if peer else None
     model = build(name, task, args, device)
     clock = PhaseClock(device)
     dyn = model.dynamics
@@ -247,7 +250,6 @@ def bench_model(name: str, task, args, device) -> dict:
         f = ChannelsLast(f)
     if args.compile:
         f = torch.compile(f)
-    peer = args.engine == "torchode"
     engine = "torchode" if peer else model.block.config.resolve().engine.name
     graphed = (
         device.type == "cuda"
@@ -321,7 +323,7 @@ def bench_model(name: str, task, args, device) -> dict:
     return {
         "model": name,
         "engine": engine,
-        "h_T_vs_rk": torchode_agreement(name, task, args, device) if peer else None,
+        "h_T_vs_rk": agreement,
         "cuda_graphs": graphed,
         "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
         **network_ms,
