@@ -353,6 +353,22 @@ def test_the_duration_estimate_leaves_the_compilation_out(monkeypatch):
     assert "3 iterations x 100 epochs" in text and "after 1 s compiling its steps" in text
 
 
+def test_a_run_says_it_compiles_before_its_first_iteration(monkeypatch):
+    """The first iteration of a compiled run waits half a minute on a cold cache: the run
+    says why before it starts; an eager run says nothing of it."""
+    from nesterovnode.runs import training
+
+    task = _point_cloud_with_a_first_compilation(monkeypatch, 0.0, epochs=1, batch=60)
+    said: dict[str, list[str]] = {"on": [], "off": []}
+    # compile_steps answers whether a block compiles; the steps here stay eager
+    monkeypatch.setattr(training, "compile_steps", lambda model, setting, value: value)
+    for setting in ("on", "off"):
+        config = TrainConfig(model="hbnode", epochs=1, compile=setting)
+        training.train(config, task=task, progress=False, notify=said[setting].append)
+    assert said["on"] and "hbnode seed 0: compiling its ODE steps" in said["on"][0]
+    assert not any("compiling its ODE steps" in text for text in said["off"])
+
+
 def test_a_run_records_the_seconds_it_spent_compiling(monkeypatch):
     """Each epoch's record says how much of its ``seconds`` went to compiling steps."""
     from nesterovnode.runs.training import train

@@ -445,7 +445,13 @@ def train(
     per_epoch = _steps(_loader(train_set, cfg.batch_size, cfg.seed, 1, True, world, rank, 0), cfg)
     left = per_epoch * max(cfg.epochs - len(history), 0)
     value = compile_value(cfg.compile, device, left, task.defaults.compile_after)
-    compile_steps(model, cfg.compile, value)
+    if compile_steps(model, cfg.compile, value) and notify is not None and is_main:
+        # the first iteration waits for the compilation: say why nothing moves meanwhile
+        notify(
+            f"{cfg.model} seed {cfg.seed}: compiling its ODE steps in the first iterations "
+            f"(TorchInductor: about half a minute on a machine's first run, seconds once "
+            f"its disk cache holds them; --compile off skips it)"
+        )
     model.train()
     iterations_done = 0  # in this call (for the duration estimate)
     for epoch in range(len(history) + 1, cfg.epochs + 1):
