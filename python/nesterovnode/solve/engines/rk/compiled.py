@@ -45,8 +45,9 @@ COMPILE_SECONDS = {"total": 0.0}
 FAILED: dict[str, str | None] = {"reason": None}
 #: whether Inductor takes the CPU's vector instructions from the CPU's flags ("trusted")
 #: or from its own probes (one test compilation and load of each instruction set: about
-#: 7 s in a process's first compilation, 1 s later). A compilation that fails while
-#: trusted is retried once with the probes, which then stay on for the process.
+#: 7 s in a process's first compilation, 1 s later). Inductor keeps the answer for the
+#: process, other compilations included. A compilation that fails while trusted is
+#: retried once with the probes, which then stay on for the process.
 VECTOR_ISA = {"trusted": True}
 
 
