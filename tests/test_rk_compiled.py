@@ -177,16 +177,17 @@ def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64
 
 
 def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatch):
+    import torch._inductor
+
     tries = []
 
-    def no_compiler(graph, examples, mode):
+    def no_compiler(graph, examples):
         tries.append(graph)
         raise RuntimeError("no C++ compiler found")
 
-    monkeypatch.setattr(compiled_module, "inductor", no_compiler)
+    monkeypatch.setattr(torch._inductor, "compile", no_compiler)
     monkeypatch.setitem(compiled_module.FAILED, "reason", None)
     monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
-    monkeypatch.setattr(compiled_module, "probe_vector_isa", lambda: None)
     torch.manual_seed(0)
     dyn = make_dynamics("hbnode")
     h0 = torch.randn(4, 3)
@@ -248,15 +249,19 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
     assert _compilations() == 2 and not any(probes)  # the first-step rule and the step
 
     # a compiler that lacks the CPU's instructions: the retry probes and compiles
-    real, tries = compiled_module.inductor, []
+    import torch._inductor
+    import torch._inductor.config as inductor_config
 
-    def lacking(graph, examples, mode):
-        tries.append(compiled_module.VECTOR_ISA["trusted"])
-        if compiled_module.VECTOR_ISA["trusted"]:
+    real, tries = torch._inductor.compile, []
+
+    def lacking(graph, examples):
+        trusted = inductor_config.cpp.vec_isa_ok is True
+        tries.append(trusted)
+        if trusted:
             raise RuntimeError("g++: error: unrecognized command-line option '-mavx512f'")
-        return real(graph, examples, mode)
+        return real(graph, examples)
 
-    monkeypatch.setattr(compiled_module, "inductor", lacking)
+    monkeypatch.setattr(torch._inductor, "compile", lacking)
     get_engine("rk").clear_caches()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)

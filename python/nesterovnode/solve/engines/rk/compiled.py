@@ -136,7 +136,19 @@ def inductor(graph: torch.fx.GraphModule, examples: list, mode):
     """Inductor's compilation of ``graph`` (a callable on a flat list of tensors) for the
     fake ``examples`` of fake mode ``mode``, with its C++ wrapper: the kernels are called
     from C++, not from generated Python (measured on the point cloud: 44 instead of 59 µs
-    per evaluation, and a warm cache loads it in 2 s instead of 5)."""
+    per evaluation, and a warm cache loads it in 2 s instead of 5). With the CPU's flags
+    trusted (``VECTOR_ISA``), a failure is retried once with Inductor's probes (a compiler
+    without the CPU's vector instructions)."""
+    try:
+        return _inductor(graph, examples, mode, VECTOR_ISA["trusted"])
+    except Exception:  # noqa: BLE001 - retried; a second failure is the caller's
+        if not VECTOR_ISA["trusted"]:
+            raise
+        probe_vector_isa()
+        return _inductor(graph, examples, mode, False)
+
+
+def _inductor(graph: torch.fx.GraphModule, examples: list, mode, trusted: bool):
     import torch._inductor
     import torch._inductor.config as inductor_config
     from torch._guards import TracingContext, tracing
@@ -148,9 +160,9 @@ def inductor(graph: torch.fx.GraphModule, examples: list, mode):
         # both took about twice as long to compile, and the steps are no faster.
         # vec_isa_ok: the instruction set the CPU reports (the one ATen's own kernels use)
         # without Inductor's probes (VECTOR_ISA)
-        trusted = {"cpp.vec_isa_ok": True} if VECTOR_ISA["trusted"] else {}
+        isa = {"cpp.vec_isa_ok": True} if trusted else {}
         with inductor_config.patch(
-            {"cpp_wrapper": True, "cpp_wrapper_build_separate": True, **trusted}
+            {"cpp_wrapper": True, "cpp_wrapper_build_separate": True, **isa}
         ):
             return torch._inductor.compile(graph, examples)
 
@@ -249,7 +261,7 @@ class CompiledRunner:
             run = next((self._runs(g) for g in self.graphs if self._holds(g, leaves)), None)
             if run is None:
                 try:
-                    run = self._runs(self._build_or_probe(args, leaves))
+                    run = self._runs(self._build(args, leaves))
                 except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks
                     FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                     warnings.warn(
@@ -282,17 +294,6 @@ class CompiledRunner:
         return graph.guards is None or bool(
             graph.mode.shape_env.evaluate_guards_expression(graph.guards, [*state, *leaves])
         )
-
-    def _build_or_probe(self, args, leaves) -> Compiled:
-        """``_build``; where it fails with the CPU's flags trusted (``VECTOR_ISA``; a
-        compiler without the CPU's vector instructions), once more with Inductor's probes."""
-        try:
-            return self._build(args, leaves)
-        except Exception:  # noqa: BLE001 - retried; a second failure is reported
-            if not VECTOR_ISA["trusted"]:
-                raise
-            probe_vector_isa()
-            return self._build(args, leaves)
 
     def _build(self, args, leaves) -> Compiled:
         start = time.perf_counter()
