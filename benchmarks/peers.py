@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 import torch
-from torchode_peer import solve_to_end  # benchmarks/torchode_peer.py
+from torchode_peer import TorchodeBlock  # benchmarks/torchode_peer.py
 
 from nesterovnode.runs.training import adam as torch_adam
 from nesterovnode.solve.engines.rk.compiled import COMPILE_SECONDS
@@ -57,7 +57,9 @@ def torch_model(name: str, seed: int, **options):
 
 
 # -- ours ----------------------------------------------------------------------------------
-def ours_step(model, x, y):
+def torch_step(model, x, y):
+    """One batch's loss and backward; (loss, NFE forward, NFE backward) from ``model.stats``
+    (ours, and torchode's block)."""
     out = model(x)
     loss = torch.nn.functional.smooth_l1_loss(out.reshape(-1), y)
     loss.backward()
@@ -72,22 +74,12 @@ def ours_hT(model, x, tol):
 
 
 # -- torchode ------------------------------------------------------------------------------
-def torchode_features(model, x, tol, counter_box):
-    h0, v0 = model.encoder(x)
-    dyn = model.dynamics
-    y0 = dyn.initial_state(torch.tensor(T0, dtype=x.dtype), h0, v0)
-    y1, counter = solve_to_end(dyn, y0, T0, T1, tol)
-    counter_box.append(counter)
-    return dyn.readout(T1, y1)
-
-
-def torchode_step(model, x, y):
-    box = []
-    out = model.head(torchode_features(model, x, TOL, box))
-    loss = torch.nn.functional.smooth_l1_loss(out.reshape(-1), y)
-    forward = box[0].calls
-    loss.backward()
-    return loss.item(), forward, box[0].calls - forward
+def torchode_model(name: str, seed: int, tol: float):
+    """``torch_model``, its block solved by torchode (``torchode_peer.TorchodeBlock``:
+    the same dynamics, times and readout; NFE in ``model.stats`` as ours)."""
+    model = torch_model(name, seed)
+    model.block = TorchodeBlock(model.block, tol)
+    return model
 
 
 # -- diffrax -------------------------------------------------------------------------------
@@ -228,7 +220,7 @@ def agreement(name, x) -> dict:
     )
     if importlib.util.find_spec("torchode"):
         with torch.no_grad():
-            h = torchode_features(torch_model(name, 0), x, 1e-12, []).numpy()
+            h = torchode_model(name, 0, 1e-12).features(x).numpy()
         out["torchode"] = float(np.abs(h - ref).max())
     if importlib.util.find_spec("diffrax"):
         model = torch_model(name, 0)
@@ -274,12 +266,12 @@ def main() -> None:
         ):
             m = torch_model(name, 0, **options)
             before = COMPILE_SECONDS["total"]
-            rows.append(summary(label, *run_torch(ours_step, m, x, y, args.epochs)))
+            rows.append(summary(label, *run_torch(torch_step, m, x, y, args.epochs)))
             if "options" in options:  # what the compiled runners measured themselves
                 rows[-1]["compile s"] = COMPILE_SECONDS["total"] - before
         if importlib.util.find_spec("torchode"):
-            m = torch_model(name, 0)
-            rows.append(summary("torchode", *run_torch(torchode_step, m, x, y, args.epochs)))
+            m = torchode_model(name, 0, TOL)
+            rows.append(summary("torchode", *run_torch(torch_step, m, x, y, args.epochs)))
         else:
             print("torchode is not installed: pip install -e '.[bench]'")
         if importlib.util.find_spec("diffrax"):
