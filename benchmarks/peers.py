@@ -262,6 +262,9 @@ def main() -> None:
         for label, options in (
             ("ours, rk", {"engine": "rk"}),
             ("ours, rk compiled", {"engine": "rk", "options": {"compile": True}}),
+            # the main job's setting: the first-step rule eager (its compile s: the steps
+            # from the disk cache the row above filled)
+            ("ours, rk steps", {"engine": "rk", "options": {"compile": "steps"}}),
             ("ours, torchdiffeq", {"engine": "torchdiffeq"}),
         ):
             m = torch_model(name, 0, **options)

@@ -52,7 +52,9 @@ def _compiled_runners():
     ]
 
 
-def _check_compiled_equals_eager(name: str, update: bool):
+def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=("init", "step")):
+    """``compile``'s steps against the eager ones; ``kinds``: the runners it compiles, for
+    the forward and the adjoint solve each ("init": the first-step rule)."""
     torch.manual_seed(0)
     dyn = make_dynamics(name)
     h0 = torch.randn(5, 3)
@@ -60,10 +62,15 @@ def _check_compiled_equals_eager(name: str, update: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
         ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
-        yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
+        yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": compile})
     runners = _compiled_runners()
-    # the first-step rule and the step, forward and adjoint
-    assert len(runners) == 4 and all(r.compile_seconds > 0 for r in runners)
+    compiled_kinds = sorted(
+        key[0]
+        for key, r in get_engine("rk").runners._runners.items()
+        if isinstance(r, compiled_module.CompiledRunner)
+    )
+    assert compiled_kinds == sorted(2 * list(kinds))  # forward and adjoint
+    assert all(r.compile_seconds > 0 for r in runners)
     assert nfe_c == nfe_e and nfe_e[0] > 10
     _assert_eager_numbers(yc, gc, ye, ge)
     if update:
@@ -72,7 +79,7 @@ def _check_compiled_equals_eager(name: str, update: bool):
             for p in dyn.parameters():
                 p.mul_(1.1).add_(0.01)
         ye2, ge2, nfe_e2 = _solve_and_grad(dyn, h0, {"compile": False})
-        yc2, gc2, nfe_c2 = _solve_and_grad(dyn, h0, {"compile": True})
+        yc2, gc2, nfe_c2 = _solve_and_grad(dyn, h0, {"compile": compile})
         assert _compiled_runners() == runners  # the same compiled steps, not new ones
         assert (ye2 - ye).abs().max() > 1e-3  # the update changed the solution...
         assert nfe_c2 == nfe_e2
@@ -85,6 +92,26 @@ def test_compiled_steps_give_the_eager_numbers_and_see_parameter_updates(float64
     compiled; the same NFE, states to 1e-12, gradients to 1e-10 relative, before and
     after an in-place parameter update."""
     _check_compiled_equals_eager("nesterovnode", update=True)
+
+
+def test_compiling_the_steps_only_leaves_the_first_step_rule_eager(float64):
+    """``compile="steps"``: the adaptive steps compiled, forward and adjoint, and the
+    first-step rule (one call per solve) run eagerly; the eager NFE and numbers, before
+    and after an in-place parameter update."""
+    _check_compiled_equals_eager("nesterovnode", update=True, compile="steps", kinds=("step",))
+
+
+def test_the_compile_option_says_what_it_takes():
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="'compile' must be one of True, False, 'steps'"):
+        nn_.solve(
+            make_dynamics("node"),
+            torch.randn(4, 3),
+            [0.0, 1.0],
+            rtol=1e-3,
+            atol=1e-3,
+            options={"compile": "all"},
+        )
 
 
 @pytest.mark.slow  # seven models, four compilations each
@@ -275,21 +302,27 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
 # -- the training runs' setting ------------------------------------------------------------
 def test_auto_compiles_long_cpu_runs_of_tasks_that_measured_it():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert compile_value("auto", cpu, 300, 300) is True  # the point cloud's main job
-    assert compile_value("auto", cpu, 299, 300) is False  # shorter runs stay eager
-    assert compile_value("auto", cuda, 10_000, 300) is False  # GPUs replay CUDA graphs
-    assert compile_value("auto", cpu, 10_000, None) is False  # tasks that did not measure it
-    assert compile_value("on", cuda, 1, None) is True
-    assert compile_value("off", cpu, 10_000, 300) is False
-    with pytest.raises(ValueError, match="compile must be one of auto, on, off"):
-        compile_value("yes", cpu, 1, None)
+    # the point cloud's main job (300 iterations): the steps; its first-step rule, once
+    # per solve, compiles only in runs long enough to repay its compilation
+    assert compile_value("auto", cpu, 300, 300, 3000) == "steps"
+    assert compile_value("auto", cpu, 2999, 300, 3000) == "steps"
+    assert compile_value("auto", cpu, 3000, 300, 3000) is True
+    assert compile_value("auto", cpu, 300, 300, None) is True  # no such threshold: all
+    assert compile_value("auto", cpu, 299, 300, 3000) is False  # shorter runs stay eager
+    assert compile_value("auto", cuda, 10_000, 300, 3000) is False  # GPUs replay CUDA graphs
+    assert compile_value("auto", cpu, 10_000, None, None) is False  # not measured: eager
+    assert compile_value("on", cuda, 1, None, 3000) is True
+    assert compile_value("steps", cpu, 1, None, None) == "steps"
+    assert compile_value("off", cpu, 10_000, 300, 3000) is False
+    with pytest.raises(ValueError, match="compile must be one of auto, on, steps, off"):
+        compile_value("yes", cpu, 1, None, None)
 
 
 def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity():
     from nesterovnode.tasks import get_task
 
     task = get_task("pointcloud")
-    assert task.defaults.compile_after == 300
+    assert task.defaults.compile_after == 300 and task.defaults.compile_rule_after == 3000
     model = task.build_model("hbnode")
     assert compile_steps(model, "auto", True)
     assert model.block.config.options == {"compile": True}
@@ -297,8 +330,12 @@ def test_the_setting_reaches_rk_blocks_only_and_is_not_part_of_a_runs_identity()
     assert not compile_steps(kept, "on", True) and kept.block.config.options == {"compile": False}
     other = task.build_model("hbnode", engine="torchdiffeq")
     assert not compile_steps(other, "auto", True) and other.block.config.options == {}
-    with pytest.raises(ValueError, match="applies to the rk engine.*--engine rk"):
-        compile_steps(other, "on", True)
+    for setting, value in (("on", True), ("steps", "steps")):
+        with pytest.raises(ValueError, match=f"--compile {setting} applies to the rk engine"):
+            compile_steps(other, setting, value)
+    steps = task.build_model("hbnode")
+    assert compile_steps(steps, "auto", "steps")
+    assert steps.block.config.options == {"compile": "steps"}
     # a module solving with its own SolveConfig (Walker2D's ODE-RNN) is reached too
     walker = get_task("walker2d").build_model("nesterovnode")
     assert compile_steps(walker, "on", True)
@@ -364,13 +401,15 @@ def test_a_run_says_it_compiles_before_its_first_iteration(monkeypatch):
     from nesterovnode.runs import training
 
     task = _point_cloud_with_a_first_compilation(monkeypatch, 0.0, epochs=1, batch=60)
-    said: dict[str, list[str]] = {"on": [], "off": []}
+    said: dict[str, list[str]] = {"on": [], "steps": [], "off": []}
     # compile_steps answers whether a block compiles; the steps here stay eager
-    monkeypatch.setattr(training, "compile_steps", lambda model, setting, value: value)
-    for setting in ("on", "off"):
+    monkeypatch.setattr(training, "compile_steps", lambda model, setting, value: bool(value))
+    for setting in said:
         config = TrainConfig(model="hbnode", epochs=1, compile=setting)
         training.train(config, task=task, progress=False, notify=said[setting].append)
-    assert said["on"] and "hbnode seed 0: compiling its ODE steps" in said["on"][0]
+    for setting, seconds in (("on", "20-45 s"), ("steps", "10-30 s")):
+        assert said[setting] and "hbnode seed 0: compiling its ODE steps" in said[setting][0]
+        assert seconds in said[setting][0]  # two compilations per model instead of four
     assert not any("compiling its ODE steps" in text for text in said["off"])
 
 

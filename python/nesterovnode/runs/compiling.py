@@ -1,12 +1,16 @@
 """Whether a run's ODE steps are compiled (the rk engine's ``compile`` option).
 
-``TrainConfig.compile``: "on", "off", or "auto" (the default): compiled on the CPU when
-the task says compilation pays (``TaskDefaults.compile_after``: a number of iterations)
-and the run has at least that many iterations left. A first compilation costs about
-half a minute per model with a cold Inductor cache, seconds with a warm one; each
-iteration then saves the difference between an eager and a compiled step
-(benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to round-off, so the
-setting is not part of a run's identity (a run may resume with another).
+``TrainConfig.compile``: "on" (every step compiled: the adaptive steps and the
+first-step rule, forward and adjoint), "steps" (the adaptive steps; the first-step rule,
+one call per solve, eager), "off", or "auto" (the default): compiled on the CPU when the
+task says compilation pays (``TaskDefaults.compile_after``: a number of iterations) and
+the run has at least that many iterations left; the first-step rule as well from
+``TaskDefaults.compile_rule_after`` iterations on. A model's adaptive steps take about
+15 s to compile with a cold Inductor cache, its first-step rule about 9 s more, seconds
+with a warm one; each iteration then saves the difference between an eager and a
+compiled step (benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to
+round-off, so the setting is not part of a run's identity (a run may resume with
+another).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from torch import nn
 
 from ..solve import SolveConfig
 
-SETTINGS = ("auto", "on", "off")
+SETTINGS = ("auto", "on", "steps", "off")
 
 
 def check_setting(setting: str) -> None:
@@ -25,12 +29,23 @@ def check_setting(setting: str) -> None:
         raise ValueError(f"compile must be one of {', '.join(SETTINGS)}, got {setting!r}")
 
 
-def compile_value(setting: str, device: torch.device, iterations: int, after: int | None):
-    """The ``compile`` option a run uses: True or False."""
+def compile_value(
+    setting: str,
+    device: torch.device,
+    iterations: int,
+    after: int | None,
+    rule_after: int | None,
+) -> bool | str:
+    """The rk engine's ``compile`` option for a run of ``iterations`` (left) on
+    ``device``: True, "steps" or False. Under "auto": compiled on the CPU from ``after``
+    iterations on (None: never), the first-step rule too from ``rule_after`` on (None:
+    whenever the steps are)."""
     check_setting(setting)
     if setting != "auto":
-        return setting == "on"
-    return device.type == "cpu" and after is not None and iterations >= after
+        return {"on": True, "steps": "steps", "off": False}[setting]
+    if device.type != "cpu" or after is None or iterations < after:
+        return False
+    return "steps" if rule_after is not None and iterations < rule_after else True
 
 
 def compile_steps(model: nn.Module, setting: str, value) -> bool:
@@ -46,7 +61,7 @@ def compile_steps(model: nn.Module, setting: str, value) -> bool:
             continue
         engine = config.resolve().engine.name
         if engine != "rk":
-            if setting == "on":
+            if setting in ("on", "steps"):
                 raise ValueError(
                     f"--compile {setting} applies to the rk engine's steps; this run solves on "
                     f"{engine}: drop --compile or choose --engine rk"

@@ -444,13 +444,15 @@ def train(
         test_set = torch.utils.data.Subset(test_set, range(min(cfg.test_subset, len(test_set))))
     per_epoch = _steps(_loader(train_set, cfg.batch_size, cfg.seed, 1, True, world, rank, 0), cfg)
     left = per_epoch * max(cfg.epochs - len(history), 0)
-    value = compile_value(cfg.compile, device, left, task.defaults.compile_after)
+    value = compile_value(
+        cfg.compile, device, left, task.defaults.compile_after, task.defaults.compile_rule_after
+    )
     if compile_steps(model, cfg.compile, value) and notify is not None and is_main:
         # the first iteration waits for the compilation: say why nothing moves meanwhile
         notify(
             f"{cfg.model} seed {cfg.seed}: compiling its ODE steps in the first iterations "
-            f"(TorchInductor: about half a minute on a machine's first run, seconds once "
-            f"its disk cache holds them; --compile off skips it)"
+            f"(TorchInductor: {'10-30' if value == 'steps' else '20-45'} s on a machine's "
+            f"first run, seconds once its disk cache holds them; --compile off skips it)"
         )
     model.train()
     iterations_done = 0  # in this call (for the duration estimate)

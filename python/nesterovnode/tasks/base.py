@@ -123,6 +123,9 @@ class TaskDefaults:
     #: ``--compile auto`` compiles the rk engine's steps on the CPU for runs of at least
     #: this many iterations (None: never; set where it was measured to pay)
     compile_after: int | None = None
+    #: ... and its first-step rule too (one call per solve) for runs of at least this
+    #: many; shorter ones run the rule eagerly (None: whenever the steps compile)
+    compile_rule_after: int | None = None
 
     @property
     def solve(self) -> SolveConfig:

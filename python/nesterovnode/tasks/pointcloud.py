@@ -67,10 +67,14 @@ class PointCloudTask(Task):
         paper_epochs=200,
         paper_seeds=5,
         dtype="float64",
-        # compiled steps: ~25 s per model cold, ~3 s warm, then ~6x fewer us per
+        # compiled steps: ~15 s per model cold, ~2.5 s warm, then ~6x fewer us per
         # evaluation; at 300 iterations (the main job) a machine's first run takes less
         # than eager and every later run about a quarter (benchmarks/PERFORMANCE.md)
         compile_after=300,
+        # the first-step rule: eager, it costs 1-2 ms per iteration (forward and adjoint
+        # solve); compiled, 8-11 s more per model cold and ~0.6 s warm, repaid after
+        # ~6000 iterations cold and ~400 warm: compiled from 3000 on, between the two
+        compile_rule_after=3000,
     )
     xi_defaults = XI_DEFAULTS
     #: s/epoch of each model on the main job (100 epochs, 2 workers on 2 cores): the

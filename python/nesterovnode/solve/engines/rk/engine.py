@@ -25,6 +25,9 @@ Options (``SolveConfig.options``):
   batch size ≥ 2 (seconds; Inductor's disk cache serves later processes) and is reused;
   the numbers equal the eager ones to round-off (tests/test_rk_compiled.py). Where
   compilation fails (no C++ compiler), a warning says so and the step runs eagerly.
+  ``"steps"`` compiles the adaptive steps only and runs the first-step rule, one call
+  per solve, eagerly: two compilations per model instead of four, which short runs do
+  not repay (benchmarks/PERFORMANCE.md, sixth pass).
 """
 
 from __future__ import annotations
@@ -61,7 +64,11 @@ class RKEngine(Engine):
         ),
         "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
         "compile": Option(
-            bool, False, "compile each step to native code (Inductor; CPU)", choices=(True, False)
+            (bool, str),
+            False,
+            "compile each step to native code (Inductor; CPU); 'steps': the adaptive steps "
+            "only, the first-step rule eager",
+            choices=(True, False, "steps"),
         ),
     }
     differentiable = True
@@ -123,15 +130,16 @@ class RKEngine(Engine):
             )
         )
 
-        def runner(kind: str, fn, dense=False):
-            """Looked up (or captured) on first call, which brings example arguments."""
+        def runner(kind: str, fn, dense=False, how=mode):
+            """Looked up (or captured) on first call, which brings example arguments;
+            ``how``: the runner's mode (the solve's, unless a step kind runs eagerly)."""
             found = None
 
             def call(*args):
                 nonlocal found
                 if found is None:
                     cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, mode, model, batch)
+                    found = self.runners.get(cache_key, fn, args, dtype, device, how, model, batch)
                 return found(*args)
 
             return call
@@ -152,9 +160,13 @@ class RKEngine(Engine):
                 ),
                 dense,
             )
+            # "steps": the first-step rule, once per solve, does not repay its compilation
+            # in short runs (CUDA graphs, captured in no time, keep it)
+            rule_eager = mode == "compile" and request.options["compile"] == "steps"
             init = runner(
                 "init",
                 make_initial_step(tab.order, field, request.rtol, request.atol, norm, direction),
+                how="eager" if rule_eager else mode,
             )
             controller = make_controller(request.options["controller"], tab.order)
             outputs = integrate_adaptive(
