@@ -15,14 +15,18 @@ weights everywhere. Implementations:
   ``BacksolveAdjoint``), the networks rebuilt in JAX from the torch weights.
 
 First h(T) is checked to agree across them at tolerance 1e-12 (from the same weights);
-then each trains ``--epochs`` epochs and the table gives s/epoch and forward/backward NFE
-per batch over the same last epochs (at most 5; never the first, which compiles; NFE:
-torchode and ours, the calls f observes; diffrax, the calls its field makes, through a
-host callback in an untimed pass), µs per evaluation, compile time (diffrax: the first
-epoch's extra time) and the ratios to ours on rk. Peers missing here are skipped with a message
-(``pip install -e ".[bench]"``). No assertions: timings depend on the machine.
+then each trains ``--epochs`` epochs, the implementations taking turns epoch by epoch (so
+that the machine's drifts in speed fall on all alike). The table gives, over the same last
+epochs (at most 10; never the first, which compiles), the median s/epoch and µs per
+evaluation, forward/backward NFE per batch (torchode and ours: the calls f observes;
+diffrax: the calls its field makes, through a host callback in an untimed pass), compile
+time (diffrax: the first epoch's extra time) and the ratio to the first implementation;
+then ours compiled over each peer, µs per evaluation epoch by epoch (median and range).
+Peers missing here are skipped with a message (``pip install -e ".[bench]"``). No
+assertions: timings depend on the machine.
 
-    python benchmarks/peers.py [--epochs 10] [--models hbnode nesterovnode] [--json PATH]
+    python benchmarks/peers.py [--epochs 10] [--models hbnode nesterovnode]
+                               [--impls rk "rk compiled" ... diffrax] [--json PATH]
 """
 
 from __future__ import annotations
@@ -169,126 +173,215 @@ def adam(params, grads, state, lr=LR, b1=0.9, b2=0.999, eps=1e-8):
         params[k] = params[k] - lr * mh / (np.sqrt(vh) + eps)
 
 
-def run_torch(step, model, x, y, epochs):
-    opt = torch_adam(model.parameters(), LR)  # the training runs' Adam (fused on the CPU)
-    times, nfe = [], []
-    for _ in range(epochs):
-        start = time.perf_counter()
+class Run:
+    """One implementation's training, an epoch at a time (``epoch``), so that the
+    implementations take turns epoch by epoch: each one's epoch k is timed in the same
+    stretch of the machine's time as the others' (this machine's speed drifts by 10-50 %
+    over minutes, as much as the differences measured). Per epoch: ``times`` (seconds of
+    the timed batches), ``nfe`` ((forward, backward) per batch), ``compile`` (seconds the
+    compiled runners booked), ``loss`` (the last batch's)."""
+
+    jit = False  #: compiles in its first epoch without booking it in COMPILE_SECONDS
+
+    def __init__(self, label: str):
+        self.label = label
+        self.times: list[float] = []
+        self.nfe: list[list[tuple[float, float]]] = []
+        self.compile: list[float] = []
+        self.loss = math.nan
+
+    def epoch(self) -> None:
+        before = COMPILE_SECONDS["total"]
+        seconds, nfe = self._epoch()
+        self.times.append(seconds)
+        self.nfe.append(nfe)
+        self.compile.append(COMPILE_SECONDS["total"] - before)
+
+    def _epoch(self) -> tuple[float, list[tuple[float, float]]]:
+        raise NotImplementedError
+
+
+class TorchRun(Run):
+    """Ours on an engine, or torchode's block: ``torch_step`` per batch, the training
+    runs' Adam (fused on the CPU)."""
+
+    def __init__(self, label: str, model, x, y):
+        super().__init__(label)
+        self.model, self.x, self.y = model, x, y
+        self.opt = torch_adam(model.parameters(), LR)
+
+    def _epoch(self):
+        nfe, start = [], time.perf_counter()
         for a, b in BATCHES:
-            opt.zero_grad()
-            loss, fwd, bwd = step(model, x[a:b], y[a:b])
-            opt.step()
+            self.opt.zero_grad()
+            self.loss, fwd, bwd = torch_step(self.model, self.x[a:b], self.y[a:b])
+            self.opt.step()
             nfe.append((fwd, bwd))
-        times.append(time.perf_counter() - start)
-    return times, nfe, loss
+        return time.perf_counter() - start, nfe
 
 
-def run_diffrax(name, model, x, y, epochs):
-    import jax
+class DiffraxRun(Run):
+    """diffrax's jitted value and gradient per batch and NumPy Adam; the NFE of the same
+    batches at the weights reached, counted by a host callback after the timed part."""
 
-    grad, _ = diffrax_model(name, model)
-    calls: list = []
-    counting, h_T = diffrax_model(name, model, count=calls)
-    params, state = jax_params(model), {}
-    times, nfe = [], []
-    xs, ys = np.asarray(x.numpy()), np.asarray(y.numpy())
-    for _ in range(epochs):
+    jit = True
+
+    def __init__(self, name: str, model, x, y):
+        super().__init__("diffrax (jit)")
+        self.grad, _ = diffrax_model(name, model)
+        self.calls: list = []
+        self.counting, self.h_T = diffrax_model(name, model, count=self.calls)
+        self.params, self.state = jax_params(model), {}
+        self.x, self.y = np.asarray(x.numpy()), np.asarray(y.numpy())
+
+    def _epoch(self):
+        import jax
+
         start = time.perf_counter()
         for a, b in BATCHES:
-            (loss, _), grads = grad(params, xs[a:b], ys[a:b])
-            adam(params, grads, state)
-        times.append(time.perf_counter() - start)
-        # NFE of the same batches at the weights reached, counted by a host callback
+            (loss, _), grads = self.grad(self.params, self.x[a:b], self.y[a:b])
+            adam(self.params, grads, self.state)
+        seconds = time.perf_counter() - start
+        self.loss, nfe = float(loss), []
         for a, b in BATCHES:
-            calls.clear()
-            h_T(params, xs[a:b], TOL)
+            self.calls.clear()
+            self.h_T(self.params, self.x[a:b], TOL)
             jax.effects_barrier()
-            forward = len(calls)
-            calls.clear()
-            counting(params, xs[a:b], ys[a:b])
+            forward = len(self.calls)
+            self.calls.clear()
+            self.counting(self.params, self.x[a:b], self.y[a:b])
             jax.effects_barrier()
-            nfe.append((forward, len(calls) - forward))
-    return times, nfe, float(loss)
+            nfe.append((forward, len(self.calls) - forward))
+        return seconds, nfe
 
 
-def agreement(name, x) -> dict:
-    """max |h(T) - h(T) of ours on rk| at tol 1e-12, per peer available."""
+def interleaved(runs: list[Run], epochs: int) -> None:
+    """``epochs`` epochs of every run, taking turns epoch by epoch."""
+    for _ in range(epochs):
+        for run in runs:
+            run.epoch()
+
+
+def agreement(name, x, impls=("torchdiffeq", "torchode", "diffrax")) -> dict:
+    """max |h(T) - h(T) of ours on rk| at tol 1e-12, per implementation of ``impls``
+    that is not rk and is available."""
     out = {}
     ref = ours_hT(torch_model(name, 0, engine="rk"), x, 1e-12)
-    out["torchdiffeq"] = float(
-        np.abs(ours_hT(torch_model(name, 0, engine="torchdiffeq"), x, 1e-12) - ref).max()
-    )
-    if importlib.util.find_spec("torchode"):
+    if "torchdiffeq" in impls:
+        h = ours_hT(torch_model(name, 0, engine="torchdiffeq"), x, 1e-12)
+        out["torchdiffeq"] = float(np.abs(h - ref).max())
+    if "torchode" in impls and importlib.util.find_spec("torchode"):
         with torch.no_grad():
             h = torchode_model(name, 0, 1e-12).features(x).numpy()
         out["torchode"] = float(np.abs(h - ref).max())
-    if importlib.util.find_spec("diffrax"):
+    if "diffrax" in impls and importlib.util.find_spec("diffrax"):
         model = torch_model(name, 0)
         _, h_T = diffrax_model(name, model)
         out["diffrax"] = float(np.abs(h_T(jax_params(model), x.numpy(), 1e-12) - ref).max())
     return out
 
 
-def summary(label, times, nfe, loss):
-    # time and NFE over the same last epochs (at most 5, never the first: it compiles)
-    last = max(1, min(5, len(times) - 1))
-    per_epoch = float(np.mean(times[-last:]))
-    fwd = float(np.mean([f for f, _ in nfe[-3 * last :]]))
-    bwd = float(np.mean([b for _, b in nfe[-3 * last :]]))
-    evals = 3 * (fwd + (0 if math.isnan(bwd) else bwd))
+def timed_epochs(epochs: int) -> int:
+    """How many of the last epochs the table is measured over: at most 10, never the
+    first (it compiles)."""
+    return max(1, min(10, epochs - 1))
+
+
+def per_evaluation(run: Run, last: int) -> np.ndarray:
+    """µs per function evaluation (forward and backward) in each of the ``last`` epochs."""
+    out = []
+    for seconds, nfe in zip(run.times[-last:], run.nfe[-last:]):
+        evals = sum(f + b for f, b in nfe)
+        out.append(1e6 * seconds / evals if evals > 0 else math.nan)
+    return np.array(out)
+
+
+def summary(run: Run, last: int) -> dict:
+    """The table's row of ``run`` over its ``last`` epochs: medians of s/epoch and µs per
+    evaluation (robust to the machine's hiccups), mean NFE per batch, compile seconds
+    (the compiled runners' own count; a jit: its first epoch's extra time over the
+    median), the final loss."""
+    per_epoch = float(np.median(run.times[-last:]))
+    batches = [b for epoch in run.nfe[-last:] for b in epoch]
+    compiled = sum(run.compile)
+    if run.jit:  # traced and compiled in its first epoch
+        compiled = max(0.0, run.times[0] - per_epoch)
     return {
-        "impl": label,
+        "impl": run.label,
         "s/epoch": per_epoch,
-        "nfe fwd": fwd,
-        "nfe bwd": bwd,
-        "us/eval": 1e6 * per_epoch / evals if not math.isnan(bwd) else math.nan,
-        "compile s": max(0.0, times[0] - float(np.mean(times[1:] or times))),
-        "final loss": loss,
+        "nfe fwd": float(np.mean([f for f, _ in batches])),
+        "nfe bwd": float(np.mean([b for _, b in batches])),
+        "us/eval": float(np.median(per_evaluation(run, last))),
+        "compile s": compiled,
+        "final loss": run.loss,
     }
 
 
-def main() -> None:
+def ratio_per_epoch(a: Run, b: Run, last: int) -> tuple[float, float, float]:
+    """(median, lowest, highest) over the ``last`` epochs of ``a``'s µs per evaluation
+    over ``b``'s, epoch by epoch (each pair timed in the same stretch of time)."""
+    r = per_evaluation(a, last) / per_evaluation(b, last)
+    return float(np.median(r)), float(r.min()), float(r.max())
+
+
+OURS = {
+    "rk": {"engine": "rk"},
+    "rk compiled": {"engine": "rk", "options": {"compile": True}},
+    # the main job's setting: the first-step rule eager (its compile s: the steps from
+    # the disk cache that "rk compiled" filled in the same first epoch)
+    "rk steps": {"engine": "rk", "options": {"compile": "steps"}},
+    "torchdiffeq": {"engine": "torchdiffeq"},
+}
+PEERS = ("torchode", "diffrax")
+
+
+def runs_of(name: str, x, y, impls) -> list[Run]:
+    """The runs of model ``name`` for the implementations ``impls`` (keys of ``OURS``
+    and ``PEERS``), each from the same initial weights; peers not installed are skipped
+    with a message."""
+    runs: list[Run] = []
+    for impl in impls:
+        if impl in OURS:
+            runs.append(TorchRun(f"ours, {impl}", torch_model(name, 0, **OURS[impl]), x, y))
+        elif not importlib.util.find_spec(impl):
+            print(f"{impl} is not installed: pip install -e '.[bench]'")
+        elif impl == "torchode":
+            runs.append(TorchRun("torchode", torchode_model(name, 0, TOL), x, y))
+        else:
+            runs.append(DiffraxRun(name, torch_model(name, 0), x, y))
+    return runs
+
+
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--models", nargs="+", default=["hbnode", "nesterovnode"])
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        default=[*OURS, *PEERS],
+        choices=[*OURS, *PEERS],
+        help="the implementations to run (default: all; the first is the ratios' base)",
+    )
     parser.add_argument("--json", help="write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     x, y = data()
     results = {}
+    last = timed_epochs(args.epochs)
     for name in args.models:
-        print(f"\n{name}: max |h(T) - h(T) on rk| at tol 1e-12: {agreement(name, x)}")
-        rows = []
-        for label, options in (
-            ("ours, rk", {"engine": "rk"}),
-            ("ours, rk compiled", {"engine": "rk", "options": {"compile": True}}),
-            # the main job's setting: the first-step rule eager (its compile s: the steps
-            # from the disk cache the row above filled)
-            ("ours, rk steps", {"engine": "rk", "options": {"compile": "steps"}}),
-            ("ours, torchdiffeq", {"engine": "torchdiffeq"}),
-        ):
-            m = torch_model(name, 0, **options)
-            before = COMPILE_SECONDS["total"]
-            rows.append(summary(label, *run_torch(torch_step, m, x, y, args.epochs)))
-            if "options" in options:  # what the compiled runners measured themselves
-                rows[-1]["compile s"] = COMPILE_SECONDS["total"] - before
-        if importlib.util.find_spec("torchode"):
-            m = torchode_model(name, 0, TOL)
-            rows.append(summary("torchode", *run_torch(torch_step, m, x, y, args.epochs)))
-        else:
-            print("torchode is not installed: pip install -e '.[bench]'")
-        if importlib.util.find_spec("diffrax"):
-            rows.append(
-                summary(
-                    "diffrax (jit)",
-                    *run_diffrax(name, torch_model(name, 0), x, y, args.epochs),
-                )
-            )
-        else:
-            print("diffrax is not installed: pip install -e '.[bench]'")
+        agree = agreement(name, x, args.impls)
+        print(f"\n{name}: max |h(T) - h(T) on rk| at tol 1e-12: {agree}")
+        runs = runs_of(name, x, y, args.impls)
+        interleaved(runs, args.epochs)
+        rows = [summary(run, last) for run in runs]
         base = rows[0]["s/epoch"]
         print(
-            f"{'implementation':<22}{'s/epoch':>9}{'x rk':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
+            f"epochs {args.epochs - last + 1}-{args.epochs} (medians; the implementations "
+            f"took turns epoch by epoch)"
+        )
+        print(
+            f"{'implementation':<22}{'s/epoch':>9}{'x base':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
             f"{'us/eval':>9}{'compile s':>10}{'loss':>9}"
         )
         for r in rows:
@@ -297,10 +390,22 @@ def main() -> None:
                 f"{r['nfe fwd']:>9.1f}{r['nfe bwd']:>9.1f}{r['us/eval']:>9.0f}"
                 f"{r['compile s']:>10.2f}{r['final loss']:>9.4f}"
             )
-        results[name] = rows
+        by_label = {run.label: run for run in runs}
+        ratios = {}
+        for ours in ("ours, rk compiled", "ours, rk steps"):
+            for peer in ("diffrax (jit)", "torchode"):
+                if ours in by_label and peer in by_label:
+                    med, lo, hi = ratio_per_epoch(by_label[ours], by_label[peer], last)
+                    ratios[f"{ours} / {peer}"] = {"median": med, "min": lo, "max": hi}
+                    print(
+                        f"{ours} / {peer}, µs per evaluation epoch by epoch: median "
+                        f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
+                    )
+        results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""benchmarks/peers.py's measurement: the implementations take turns epoch by epoch, and
+the table's figures are medians over the same last epochs, so that one hiccup of the
+machine (or a drift of its speed) does not decide a comparison. The peers themselves are
+optional (``pip install -e ".[bench]"``); ours and torchdiffeq run everywhere."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import peers  # noqa: E402
+
+
+def _run(label, times, evals_per_batch):
+    run = peers.Run(label)
+    run.times = list(times)
+    run.nfe = [[(e / 2, e / 2)] * 3 for e in evals_per_batch]
+    run.compile = [0.0] * len(times)
+    return run
+
+
+def test_the_table_takes_medians_over_the_last_epochs():
+    # epoch 1 compiles (10 s); epoch 4 hits a hiccup of the machine (1 s)
+    run = _run("ours", [10.0, 0.003, 0.003, 1.0, 0.003, 0.006], [50, 50, 50, 50, 50, 100])
+    last = peers.timed_epochs(6)
+    assert last == 5 and peers.timed_epochs(30) == 10 and peers.timed_epochs(1) == 1
+    # µs per evaluation per epoch: 3 batches of 50 (or 100) evaluations
+    assert peers.per_evaluation(run, last) == pytest.approx([20.0, 20.0, 1e6 / 150, 20.0, 20.0])
+    row = peers.summary(run, last)
+    assert row["us/eval"] == pytest.approx(20.0)  # not the mean, 1350 µs
+    assert row["s/epoch"] == pytest.approx(0.003)
+    assert row["nfe fwd"] == pytest.approx(30.0) and row["nfe bwd"] == pytest.approx(30.0)
+    assert row["compile s"] == 0.0  # eager: nothing compiled, nothing booked
+    run.jit = True  # a jit's compilation is its first epoch's extra time
+    assert peers.summary(run, last)["compile s"] == pytest.approx(10.0 - 0.003)
+
+
+def test_the_ratio_is_taken_epoch_by_epoch():
+    """Each pair of epochs was timed in the same stretch of the machine's time: a slow
+    stretch slows both, and their ratio stays."""
+    ours = _run("ours", [9.0, 0.004, 0.008, 0.004], [40] * 4)
+    peer = _run("peer", [9.0, 0.005, 0.010, 0.004], [40] * 4)
+    median, lo, hi = peers.ratio_per_epoch(ours, peer, 3)
+    assert (median, lo, hi) == pytest.approx((0.8, 0.8, 1.0))
+
+
+def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path):
+    """Eager rk and torchdiffeq, 3 epochs of NODE: turns epoch by epoch, from the same
+    weights to the same loss (the solvers agree to their tolerance), with NFE and
+    positive timings in the table and the JSON."""
+    order = []
+    epoch = peers.Run.epoch
+
+    def logged(run):
+        order.append(run.label)
+        epoch(run)
+
+    monkeypatch.setattr(peers.Run, "epoch", logged)
+    out = tmp_path / "peers.json"
+    results = peers.main(
+        ["--epochs", "3", "--models", "node", "--impls", "rk", "torchdiffeq", "--json", str(out)]
+    )
+    assert order == ["ours, rk", "ours, torchdiffeq"] * 3
+    node = results["node"]
+    assert node["agreement"]["torchdiffeq"] < 1e-9  # h(T) at tol 1e-12
+    rk, tdq = node["rows"]
+    assert rk["nfe fwd"] > 10 and rk["nfe bwd"] > 10 and tdq["nfe fwd"] > 10
+    assert abs(rk["nfe fwd"] - tdq["nfe fwd"]) <= 3  # the same DP5, its own step sizes
+    assert math.isclose(rk["final loss"], tdq["final loss"], rel_tol=1e-5)
+    assert rk["us/eval"] > 0 and rk["s/epoch"] > 0 and node["ratios"] == {}
+    assert out.read_text().count('"impl"') == 2
