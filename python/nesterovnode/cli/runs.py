@@ -45,9 +45,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=["auto", "on", "steps", "off"],
         default="auto",
         help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
-        "compiled to native code by TorchInductor, about 25 s per model on a machine's "
+        "compiled to native code by TorchInductor, 20-45 s per model on a machine's "
         "first run, a few seconds once Inductor's disk cache holds them; steps: the "
-        "adaptive steps only (about 15 s), the first-step rule, once per solve, eager; "
+        "adaptive steps only (10-30 s), the first-step rule, once per solve, eager; "
         "auto (default): steps for CPU runs of the point cloud of at least 300 "
         "iterations (the main job), on from 3000",
     )
