@@ -185,6 +185,7 @@ class Run:
 
     def __init__(self, label: str):
         self.label = label
+        self.impl = ""  #: its key in OURS or PEERS (``runs_of``)
         self.times: list[float] = []
         self.nfe: list[list[tuple[float, float]]] = []
         self.compile: list[float] = []
@@ -342,13 +343,16 @@ def runs_of(name: str, x, y, impls) -> list[Run]:
     runs: list[Run] = []
     for impl in impls:
         if impl in OURS:
-            runs.append(TorchRun(f"ours, {impl}", torch_model(name, 0, **OURS[impl]), x, y))
+            run = TorchRun(f"ours, {impl}", torch_model(name, 0, **OURS[impl]), x, y)
         elif not importlib.util.find_spec(impl):
             print(f"{impl} is not installed: pip install -e '.[bench]'")
+            continue
         elif impl == "torchode":
-            runs.append(TorchRun("torchode", torchode_model(name, 0, TOL), x, y))
+            run = TorchRun("torchode", torchode_model(name, 0, TOL), x, y)
         else:
-            runs.append(DiffraxRun(name, torch_model(name, 0), x, y))
+            run = DiffraxRun(name, torch_model(name, 0), x, y)
+        run.impl = impl
+        runs.append(run)
     return runs
 
 
@@ -390,17 +394,16 @@ def main(argv=None) -> dict:
                 f"{r['nfe fwd']:>9.1f}{r['nfe bwd']:>9.1f}{r['us/eval']:>9.0f}"
                 f"{r['compile s']:>10.2f}{r['final loss']:>9.4f}"
             )
-        by_label = {run.label: run for run in runs}
         ratios = {}
-        for ours in ("ours, rk compiled", "ours, rk steps"):
-            for peer in ("diffrax (jit)", "torchode"):
-                if ours in by_label and peer in by_label:
-                    med, lo, hi = ratio_per_epoch(by_label[ours], by_label[peer], last)
-                    ratios[f"{ours} / {peer}"] = {"median": med, "min": lo, "max": hi}
-                    print(
-                        f"{ours} / {peer}, µs per evaluation epoch by epoch: median "
-                        f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
-                    )
+        compiled = [r for r in runs if OURS.get(r.impl, {}).get("options", {}).get("compile")]
+        for ours in compiled:
+            for peer in (r for r in runs if r.impl in PEERS):
+                med, lo, hi = ratio_per_epoch(ours, peer, last)
+                ratios[f"{ours.label} / {peer.label}"] = {"median": med, "min": lo, "max": hi}
+                print(
+                    f"{ours.label} / {peer.label}, µs per evaluation epoch by epoch: median "
+                    f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
+                )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     if args.json:
         with open(args.json, "w") as fh:

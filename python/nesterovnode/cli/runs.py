@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..runs.compiling import FIRST_RUN_SECONDS, SETTINGS
 from ..tasks import TASKS
 from .args import model_arg, nonnegative_int, positive_float, positive_int, task_arg
 
@@ -42,14 +43,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--compile",
-        choices=["auto", "on", "steps", "off"],
+        choices=SETTINGS,
         default="auto",
         help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
-        "compiled to native code by TorchInductor, 20-45 s per model on a machine's "
-        "first run, a few seconds once Inductor's disk cache holds them; steps: the "
-        "adaptive steps only (10-30 s), the first-step rule, once per solve, eager; "
-        "auto (default): steps for CPU runs of the point cloud of at least 300 "
-        "iterations (the main job), on from 3000",
+        f"compiled to native code by TorchInductor, {FIRST_RUN_SECONDS[True]} s per model "
+        "on a machine's first run, a few seconds once Inductor's disk cache holds them; "
+        f"steps: the adaptive steps only ({FIRST_RUN_SECONDS['steps']} s), the first-step "
+        "rule, once per solve, eager; auto (default): steps for CPU runs of the point "
+        "cloud of at least 300 iterations (the main job), on from 3000",
     )
     p.add_argument(
         "--device",

@@ -5,12 +5,11 @@ first-step rule, forward and adjoint), "steps" (the adaptive steps; the first-st
 one call per solve, eager), "off", or "auto" (the default): compiled on the CPU when the
 task says compilation pays (``TaskDefaults.compile_after``: a number of iterations) and
 the run has at least that many iterations left; the first-step rule as well from
-``TaskDefaults.compile_rule_after`` iterations on. A model's adaptive steps take about
-15 s to compile with a cold Inductor cache, its first-step rule about 9 s more, seconds
-with a warm one; each iteration then saves the difference between an eager and a
-compiled step (benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to
-round-off, so the setting is not part of a run's identity (a run may resume with
-another).
+``TaskDefaults.compile_rule_after`` iterations on. A model compiles in
+``FIRST_RUN_SECONDS`` on a machine's first run, in seconds with a warm Inductor cache;
+each iteration then saves the difference between an eager and a compiled step
+(benchmarks/PERFORMANCE.md). Compiled steps give the eager numbers to round-off, so the
+setting is not part of a run's identity (a run may resume with another).
 """
 
 from __future__ import annotations
@@ -21,6 +20,10 @@ from torch import nn
 from ..solve import SolveConfig
 
 SETTINGS = ("auto", "on", "steps", "off")
+#: seconds a model's compilation takes on a machine's first run (empty Inductor cache, its
+#: precompiled headers built by the first model), by ``compile`` value: every step, or
+#: the adaptive steps only (the point cloud's main job, benchmarks/PERFORMANCE.md)
+FIRST_RUN_SECONDS = {True: "20-45", "steps": "10-30"}
 
 
 def check_setting(setting: str) -> None:

@@ -55,7 +55,7 @@ from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
 from ..solve.engines.rk.compiled import COMPILE_SECONDS
 from ..tasks import Task, TaskModel, count_parameters, get_task
-from .compiling import check_setting, compile_steps, compile_value
+from .compiling import FIRST_RUN_SECONDS, check_setting, compile_steps, compile_value
 from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
 from .folder import claim
 
@@ -451,8 +451,8 @@ def train(
         # the first iteration waits for the compilation: say why nothing moves meanwhile
         notify(
             f"{cfg.model} seed {cfg.seed}: compiling its ODE steps in the first iterations "
-            f"(TorchInductor: {'10-30' if value == 'steps' else '20-45'} s on a machine's "
-            f"first run, seconds once its disk cache holds them; --compile off skips it)"
+            f"(TorchInductor: {FIRST_RUN_SECONDS[value]} s on a machine's first run, "
+            f"seconds once its disk cache holds them; --compile off skips it)"
         )
     model.train()
     iterations_done = 0  # in this call (for the duration estimate)
