@@ -331,6 +331,8 @@ OURS = {
     # the main job's setting: the first-step rule eager (its compile s: the steps from
     # the disk cache that "rk compiled" filled in the same first epoch)
     "rk steps": {"engine": "rk", "options": {"compile": "steps"}},
+    # the compiled steps called one by one from the host's loop (the sixth pass's)
+    "rk compiled, host loop": {"engine": "rk", "options": {"compile": True, "loop": "host"}},
     "torchdiffeq": {"engine": "torchdiffeq"},
 }
 PEERS = ("torchode", "diffrax")

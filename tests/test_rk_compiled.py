@@ -52,9 +52,21 @@ def _compiled_runners():
     ]
 
 
-def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=("init", "step")):
-    """``compile``'s steps against the eager ones; ``kinds``: the runners it compiles, for
-    the forward and the adjoint solve each ("init": the first-step rule)."""
+def _kind(key) -> str:
+    """A runner's kind from its cache key ("init", "step", or "solve" for a whole loop,
+    whose key also holds its controller and direction)."""
+    return key[0] if isinstance(key[0], str) else key[0][0]
+
+
+#: what ``compile=True`` compiles for the adjoint solves of ``_solve_and_grad`` (three
+#: output times): the forward solve's first-step rule and steps, called from the host's
+#: loop (dense output at 1.5), and the adjoint's rule and whole loop (one interval)
+ALL = ("init", "step", "init", "solve")
+
+
+def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=ALL):
+    """``compile``'s steps against the eager ones; ``kinds``: the runners it compiles
+    ("init": the first-step rule; "solve": a whole adaptive loop)."""
     torch.manual_seed(0)
     dyn = make_dynamics(name)
     h0 = torch.randn(5, 3)
@@ -65,11 +77,11 @@ def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=("
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": compile})
     runners = _compiled_runners()
     compiled_kinds = sorted(
-        key[0]
+        _kind(key)
         for key, r in get_engine("rk").runners._runners.items()
         if isinstance(r, compiled_module.CompiledRunner)
     )
-    assert compiled_kinds == sorted(2 * list(kinds))  # forward and adjoint
+    assert compiled_kinds == sorted(kinds)
     assert all(r.compile_seconds > 0 for r in runners)
     assert nfe_c == nfe_e and nfe_e[0] > 10
     _assert_eager_numbers(yc, gc, ye, ge)
@@ -98,7 +110,9 @@ def test_compiling_the_steps_only_leaves_the_first_step_rule_eager(float64):
     """``compile="steps"``: the adaptive steps compiled, forward and adjoint, and the
     first-step rule (one call per solve) run eagerly; the eager NFE and numbers, before
     and after an in-place parameter update."""
-    _check_compiled_equals_eager("nesterovnode", update=True, compile="steps", kinds=("step",))
+    _check_compiled_equals_eager(
+        "nesterovnode", update=True, compile="steps", kinds=("step", "step")
+    )
 
 
 def test_the_compile_option_says_what_it_takes():
@@ -439,3 +453,56 @@ def test_the_comparison_header_says_how_the_steps_ran():
         _compiled(results("auto", 31.6, 0.4))
         == "--compile auto: compiled steps, 32 s compiling in all runs"
     )
+
+
+# -- the whole adaptive loop compiled (solve_loop.py) --------------------------------------
+def _forward(dyn, y0, options, **kwargs):
+    with torch.no_grad():
+        return nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-7, atol=1e-7, options=options, **kwargs)
+
+
+def test_the_compiled_loop_takes_the_eager_steps_under_either_controller(float64):
+    """A forward solve to T with ``compile=True`` runs as one compiled loop (its own
+    runner per controller): the eager NFE, accepted and rejected steps, step history (to
+    1e-9, see test_rk_solve_loop.py) and state (to 1e-12); ``loop="host"`` calls compiled
+    steps instead, to the same numbers."""
+    torch.manual_seed(0)
+    dyn = make_dynamics("hbnode")
+    y0 = dyn.initial_state(1.0, torch.randn(6, 3))
+    get_engine("rk").clear_caches()
+    for controller in ("integral", "PI"):
+        eager = _forward(dyn, y0, {"compile": False, "controller": controller})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+            loop = _forward(dyn, y0, {"compile": True, "controller": controller})
+            host = _forward(dyn, y0, {"compile": True, "controller": controller, "loop": "host"})
+        for sol in (loop, host):
+            assert sol.stats.nfe_forward == eager.stats.nfe_forward > 20
+            assert sol.stats.steps_rejected == eager.stats.steps_rejected
+            assert torch.allclose(
+                torch.tensor(sol.stats.step_sizes), torch.tensor(eager.stats.step_sizes), rtol=1e-9
+            )
+            assert torch.allclose(sol.ys, eager.ys, rtol=0, atol=1e-12)
+    kinds = sorted(
+        str(_kind(key)) + (f" {key[0][1]}" if _kind(key) == "solve" else "")
+        for key, r in get_engine("rk").runners._runners.items()
+        if isinstance(r, compiled_module.CompiledRunner)
+    )
+    assert kinds == ["init", "solve PI", "solve integral", "step"]
+    get_engine("rk").clear_caches()
+
+
+def test_max_steps_stops_the_compiled_loop(float64):
+    """The loop's attempts are bounded on the device by what max_steps leaves: the solve
+    fails after exactly max_steps attempts, as the host's loop does."""
+    torch.manual_seed(0)
+    dyn = make_dynamics("hbnode")
+    y0 = dyn.initial_state(1.0, torch.randn(6, 3))
+    for options in ({"compile": False}, {"compile": True}):
+        with pytest.raises(nn_.SolverError, match="max_steps = 4") as info:
+            _forward(dyn, y0, options, max_steps=4)
+        stats = info.value.stats
+        assert info.value.reason == "max_steps"
+        assert stats.steps_accepted + stats.steps_rejected == 4
+        assert stats.nfe_forward == 2 + 4 * 6  # the first-step rule, then 4 DP5 attempts
+    get_engine("rk").clear_caches()

@@ -132,6 +132,41 @@ def trace(
     return graph, out_shape[-1]
 
 
+def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) -> Callable:
+    """``loop`` (a function of ``solve_loop.make_adaptive_solve``, to be traced on
+    ``args``) made traceable: its step traced on its own to an ATen graph that takes the
+    model's state as inputs, and the loop run as the ``while_loop`` operator, whose body
+    gets that state as arguments. ``fakes`` are the loop's (``fake_inputs``): the step's
+    state and stages are the same fakes, so their symbolic batch size is the loop's.
+
+    Why apart: ``torch._higher_order_ops.while_loop``, the function, hands its body to
+    Dynamo (seconds of bytecode tracing; it cannot trace the adjoint's products, and
+    a second loop in a process came out with arguments Inductor rejects). The operator
+    under ``make_fx`` traces the body as it is, and a body of plain ATen operations and
+    explicit inputs is what it takes."""
+    from torch._higher_order_ops.while_loop import while_loop_op
+
+    step_args = loop.step_arguments(args)
+    n_state = len(model_state(model)[1])
+    by_id = {id(x): f for x, f in zip(leaves, fakes[n_state:])}
+    step_fakes = []
+    for x in flatten(step_args):
+        found = by_id.get(id(x))
+        step_fakes.append(mode.from_tensor(x) if found is None else found)
+    graph, out_shape = trace(loop.step, model, structure(step_args), fakes[:n_state] + step_fakes)
+
+    def step(t, h, t1, y, k, *state):
+        return rebuild(out_shape, graph(*state, t, h, t1, *y, *k))
+
+    traced = loop.with_step(step, while_loop_op)
+
+    def run(*args):
+        _, state = model_state(model)  # inside the trace: the graph's inputs
+        return traced(*args, extra=tuple(state))
+
+    return run
+
+
 def inductor(graph: torch.fx.GraphModule, examples: list, mode):
     """Inductor's compilation of ``graph`` (a callable on a flat list of tensors) for the
     fake ``examples`` of fake mode ``mode``, with its C++ wrapper: the kernels are called
@@ -162,9 +197,29 @@ def _inductor(graph: torch.fx.GraphModule, examples: list, mode, trusted: bool):
         # without Inductor's probes (VECTOR_ISA)
         isa = {"cpp.vec_isa_ok": True} if trusted else {}
         with inductor_config.patch(
-            {"cpp_wrapper": True, "cpp_wrapper_build_separate": True, **isa}
+            {
+                "cpp_wrapper": True,
+                "cpp_wrapper_build_separate": True,
+                "unsafe_marked_cacheable_functions": _CACHEABLE_LOOP,
+                **isa,
+            }
         ):
             return torch._inductor.compile(graph, examples)
+
+
+def _while_loop_name() -> str:
+    from torch._higher_order_ops.while_loop import while_loop_op
+
+    return f"{while_loop_op.__module__}.{while_loop_op.__name__}"
+
+
+#: Inductor's and AOTAutograd's disk caches skip graphs with a ``while_loop`` (the
+#: operator is not marked cacheable in torch 2.13), so every process would compile a
+#: whole-solve loop (``solve_loop.py``) again: 15-25 s per model. Marked here, the
+#: caches key it as any graph (its body and condition are submodules of the graph,
+#: hashed with it) and the string below, and a later process loads it in about 1 s
+#: (tests/test_rk_compiled.py checks that the loop is not bypassed).
+_CACHEABLE_LOOP = {_while_loop_name(): f"nesterovnode solve loop, torch {torch.__version__}"}
 
 
 def probe_vector_isa() -> None:
@@ -304,7 +359,10 @@ class CompiledRunner:
                 raise ValueError(f"no argument of the step has the batch size {size}")
             self._batch_leaf = found[0]
         mode, fakes = fake_inputs(self.model, leaves, size)
-        graph, shape = trace(self.fn, self.model, structure(args), fakes)
+        fn = self.fn
+        if hasattr(fn, "with_step"):  # a loop of steps (solve_loop.py)
+            fn = traced_apart(fn, self.model, mode, args, leaves, fakes)
+        graph, shape = trace(fn, self.model, structure(args), fakes)
         compiled = inductor(graph, fakes, mode)
         # every condition on the shapes, the static sizes included: read after Inductor,
         # which adds its own while it lowers the graph

@@ -15,6 +15,8 @@ With ratio r ≤ 1 meaning "accepted" and k the method's order:
 
 from __future__ import annotations
 
+import torch
+
 SAFETY, IFACTOR, DFACTOR = 0.9, 10.0, 0.2
 
 
@@ -35,6 +37,16 @@ class IntegralController:
             return h * IFACTOR
         low = 1.0 if ratio < 1.0 else DFACTOR
         return h * min(IFACTOR, max(SAFETY / ratio ** (1.0 / self.order), low))
+
+    def next_step_tensor(self, h, ratio, previous):
+        """``(|h| next, previous)``: ``next_step`` on float64 0-dim tensors, for the loop
+        run as a tensor program (``solve_loop.py``); ``previous`` passes through."""
+        # ratio = 0 gives 0.9 / 0 = inf, clipped to IFACTOR as the float rule's branch
+        factor = SAFETY / ratio.pow(1.0 / self.order)
+        # (a tensor branch: two Python numbers would make a float32 tensor, 0.2 rounded)
+        low = torch.where(ratio < 1.0, torch.ones_like(ratio), DFACTOR)
+        # a fresh tensor: a loop's body may not return its input
+        return h * torch.clamp(torch.maximum(factor, low), max=IFACTOR), previous.clone()
 
 
 class PIController:
@@ -59,6 +71,16 @@ class PIController:
             self.previous = max(ratio, 1e-4)
             return h * min(IFACTOR, max(DFACTOR, factor))
         return h * min(1.0, max(DFACTOR, factor))
+
+    def next_step_tensor(self, h, ratio, previous):
+        """``(|h| next, previous)``: ``next_step`` on float64 0-dim tensors, with the last
+        accepted ratio carried as ``previous`` (``solve_loop.py``)."""
+        factor = SAFETY * ratio.pow(-self.beta1) * previous.pow(self.beta2)
+        factor = torch.where(ratio == 0.0, IFACTOR, factor)
+        accept = ratio <= 1.0
+        previous = torch.where(accept, torch.clamp(ratio, min=1e-4), previous)
+        high = torch.where(accept, IFACTOR, torch.ones_like(ratio))
+        return h * torch.minimum(torch.clamp(factor, min=DFACTOR), high), previous
 
 
 CONTROLLERS = {"integral": IntegralController, "PI": PIController}

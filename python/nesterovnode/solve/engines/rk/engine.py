@@ -25,9 +25,17 @@ Options (``SolveConfig.options``):
   batch size ≥ 2 (seconds; Inductor's disk cache serves later processes) and is reused;
   the numbers equal the eager ones to round-off (tests/test_rk_compiled.py). Where
   compilation fails (no C++ compiler), a warning says so and the step runs eagerly.
-  ``"steps"`` compiles the adaptive steps only and runs the first-step rule, one call
-  per solve, eagerly: two compilations per model instead of four, which short runs do
-  not repay (benchmarks/PERFORMANCE.md, sixth pass).
+  With True, a solve between two times (a forward solve to T, each interval of the
+  adjoint) runs its whole adaptive loop — steps, step-size control, the stopping test —
+  in the compiled code (``solve_loop.py``): no Python between steps (8–9 % less time
+  per iteration on the point cloud, about 5 s more compilation per model on a cold
+  cache; benchmarks/PERFORMANCE.md, seventh pass); solves with more output times call
+  one compiled step per attempt from the host's loop. ``"steps"`` compiles the adaptive
+  steps only, called from the host's loop, and runs the first-step rule, one call per
+  solve, eagerly: two compilations per model instead of four, which short runs do not
+  repay (sixth pass).
+- ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
+  compiled step per attempt, as ``"steps"`` calls them).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from ..base import Engine, IntegrateRequest, Option, State
 from .controller import CONTROLLERS, make_controller
 from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
+from .solve_loop import integrate_in_loop, make_adaptive_solve
 from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
 from .tableaux import TABLEAUX
 
@@ -69,6 +78,13 @@ class RKEngine(Engine):
             "compile each step to native code (Inductor; CPU); 'steps': the adaptive steps "
             "only, the first-step rule eager",
             choices=(True, False, "steps"),
+        ),
+        "loop": Option(
+            str,
+            "compiled",
+            "with compile=True: 'compiled' runs a solve's adaptive loop inside the "
+            "compiled code, 'host' calls one compiled step per attempt",
+            choices=("compiled", "host"),
         ),
     }
     differentiable = True
@@ -153,13 +169,10 @@ class RKEngine(Engine):
             norm = Norm(channels)
             dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
             direction = 1.0 if times[-1] > times[0] else -1.0
-            step = runner(
-                "step",
-                make_adaptive_step(
-                    tab, field, request.rtol, request.atol, norm, field.reads, dense
-                ),
-                dense,
+            step_fn = make_adaptive_step(
+                tab, field, request.rtol, request.atol, norm, field.reads, dense
             )
+            step = runner("step", step_fn, dense)
             # "steps": the first-step rule, once per solve, does not repay its compilation
             # in short runs (CUDA graphs, captured in no time, keep it)
             rule_eager = mode == "compile" and request.options["compile"] == "steps"
@@ -169,7 +182,21 @@ class RKEngine(Engine):
                 how="eager" if rule_eager else mode,
             )
             controller = make_controller(request.options["controller"], tab.order)
-            outputs = integrate_adaptive(
-                tab, step, init, z0, times, request.recorder, controller, keep, dense
+            in_loop = (
+                mode == "compile"
+                and request.options["compile"] is True
+                and request.options["loop"] == "compiled"
+                and len(times) == 2
             )
+            if in_loop:  # the whole solve in the compiled code (solve_loop.py)
+                solve = runner(
+                    # the controller's rule and the direction are part of the program
+                    ("solve", request.options["controller"], direction),
+                    make_adaptive_solve(step_fn, controller, direction),
+                )
+                outputs = integrate_in_loop(tab, solve, init, z0, times, request.recorder, keep)
+            else:
+                outputs = integrate_adaptive(
+                    tab, step, init, z0, times, request.recorder, controller, keep, dense
+                )
         return stack(outputs, range(len(z0)))

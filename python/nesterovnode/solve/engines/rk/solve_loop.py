@@ -1,0 +1,190 @@
+"""The adaptive loop as a tensor program: many steps, the step-size control and the
+stopping test in one call, for the compiled steps (``compiled.py``).
+
+``loop.integrate_adaptive`` calls one compiled step per attempt and decides on the host
+what comes next: each call goes through Python (the runner's argument handling, the
+compiled code's wrappers, a read of the error ratio, the controller). Here the loop
+itself is traced: the ``while_loop`` operator (``torch._higher_order_ops``) carries
+
+    (t, |h|, r_prev, status, count, history, y, k)
+
+through the body ``attempt`` — the step of ``step.make_adaptive_step``, then, computed
+on tensors exactly as the host loop does with Python floats,
+
+    size = min(|h|, |end − t|),  t1 = end if |end − t| ≤ |h| else t + direction·size,
+    accepted: ratio ≤ 1, then t ← t1, (y, k) ← (y1, k1),
+    |h| ← the controller's rule (``controller.next_step_tensor``),
+
+and Inductor's C++ wrapper runs the loop in native code (on the point cloud, 8–9 % less
+time per training iteration than the host loop of compiled steps, for about 5 s more
+compilation per model on a cold cache; benchmarks/PERFORMANCE.md, seventh pass). Times
+and step sizes are float64 tensors whatever the state's dtype, as the host loop's
+Python floats are, so the two loops take the same steps (to round-off: torch's power
+in the controller is not C's to the last bit).
+
+The loop stops when the end is reached (``DONE``), on a non-finite error ratio
+(``NONFINITE``), when the next step would not move t (``UNDERFLOW``), or after ``limit``
+attempts (still ``RUNNING``): each attempt writes (t, signed h, outcome) into a row of
+``history`` (``capacity`` rows), from which the host replays the attempts to the solve's
+``Recorder`` (NFE, accepted and rejected steps, the forward step history, max_steps)
+and calls the loop again where it stopped. So one call serves up to ``capacity``
+attempts: a solve on the point cloud takes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ...stats import Recorder
+from .step import State
+from .tableaux import Tableau
+
+#: status codes of a call of the loop
+RUNNING, DONE, NONFINITE, UNDERFLOW = 0, 1, 2, 3
+#: outcome codes of an attempt, in the history's third column
+REJECTED, ACCEPTED, FAILED = 0.0, 1.0, 2.0
+#: attempts one call of the loop records (the rows of its history)
+CAPACITY = 128
+
+
+def python_loop(cond: Callable, body: Callable, carried: tuple, additional: tuple) -> tuple:
+    """The loop in Python, with ``while_loop_op``'s meaning: while ``cond(*carried,
+    *additional)``, ``carried = body(*carried, *additional)``. It runs where the loop is
+    not compiled."""
+    while bool(cond(*carried, *additional)):
+        carried = tuple(body(*carried, *additional))
+    return carried
+
+
+def make_adaptive_solve(
+    step: Callable,
+    controller,
+    direction: float,
+    capacity: int = CAPACITY,
+    loop: Callable = python_loop,
+):
+    """``solve(t, end, h, previous, limit, y, k, extra=()) -> (t, h, previous, status,
+    count, history, y, k)``: up to ``limit`` (≤ ``capacity``) attempts of the adaptive
+    ``step`` (``make_adaptive_step``, without dense output, called as ``step(t, h, t1, y,
+    k, *extra)``) from time ``t`` toward ``end`` in ``direction``, starting with step size
+    |h|; ``k`` = f(t, y). ``t``, ``end``, ``h`` and ``previous`` (the PI controller's last
+    accepted ratio) are float64 0-dim tensors and ``limit`` an int64 one; see the module
+    docstring for the rest.
+
+    ``loop``: ``python_loop``, or ``while_loop_op`` for a traced program; the body then
+    reads no tensor but its arguments (a traced step gets the model's parameters as
+    ``extra``). ``solve.step`` and ``solve.with_step(other, loop)`` (the same loop around
+    another step) let a compiler trace the step apart (``compiled.traced_apart``)."""
+
+    def solve(t, end, h, previous, limit, y: State, k: State, extra: tuple = ()):
+        n = len(y)
+        dtype = y[0].dtype
+
+        def running(t, h, previous, status, count, history, *rest):
+            return (status == RUNNING) & (count < rest[2 * n + 1])
+
+        def attempt(t, h, previous, status, count, history, *rest):
+            y, k = rest[:n], rest[n : 2 * n]
+            end, _, rows = rest[2 * n : 2 * n + 3]
+            remaining = (end - t).abs()
+            last = remaining <= h
+            size = torch.where(last, remaining, h)
+            signed = direction * size
+            t1 = torch.where(last, end, t + signed)
+            y_next, k_next, ratio = step(
+                t.to(dtype), signed.to(dtype), t1.to(dtype), y, k, *rest[2 * n + 3 :]
+            )
+            ratio = ratio.to(torch.float64)
+            finite = torch.isfinite(ratio)
+            accept = ratio <= 1.0
+            t_next = torch.where(accept, t1, t)
+            h_next, previous = controller.next_step_tensor(size, ratio, previous)
+            done = accept & (t_next == end)
+            stuck = t_next + direction * h_next == t_next
+            status = torch.where(
+                ~finite,
+                NONFINITE,
+                torch.where(done, DONE, torch.where(stuck, UNDERFLOW, RUNNING)),
+            )
+            outcome = torch.where(~finite, FAILED, torch.where(accept, ACCEPTED, REJECTED))
+            row = torch.stack([t, signed, outcome.to(torch.float64)])
+            history = torch.where((rows == count).unsqueeze(1), row, history)
+            return (t_next, h_next, previous, status, count + 1, history, *y_next, *k_next)
+
+        counter = torch.zeros((), dtype=torch.int64, device=t.device)
+        carried = (
+            t.clone(),  # fresh: a traced loop's carried inputs may not alias its other inputs
+            h.clone(),
+            previous.clone(),
+            counter,
+            counter.clone(),
+            torch.zeros(capacity, 3, dtype=torch.float64, device=t.device),
+            *y,
+            *k,
+        )
+        rows = torch.arange(capacity, device=t.device)
+        out = loop(running, attempt, carried, (end, limit, rows, *extra))
+        return (*out[:6], tuple(out[6 : 6 + n]), tuple(out[6 + n :]))
+
+    def with_step(other: Callable, other_loop: Callable = loop):
+        return make_adaptive_solve(other, controller, direction, capacity, other_loop)
+
+    solve.step = step
+    solve.with_step = with_step
+    solve.step_arguments = step_arguments
+    return solve
+
+
+def step_arguments(args: tuple) -> tuple:
+    """Example arguments of the step that ``solve(*args)`` runs (for tracing it apart):
+    (t, h, t1) as 0-dim tensors of the state's dtype, then the state and k themselves."""
+    t, end, h, _, _, y, k = args
+    dtype = y[0].dtype
+    return (t.to(dtype), h.to(dtype), end.to(dtype), y, k)
+
+
+def integrate_in_loop(
+    tableau: Tableau,
+    solve: Callable,
+    init: Callable,
+    y0: State,
+    times: Sequence[float],
+    recorder: Recorder,
+    keep: Callable[[State], State],
+    capacity: int = CAPACITY,
+) -> list[State]:
+    """The states at ``times`` = [t0, T] of an adaptive solve run by ``solve`` (a runner
+    of ``make_adaptive_solve``), reporting to ``recorder`` what ``loop.integrate_adaptive``
+    reports, attempt by attempt."""
+    if len(times) != 2:
+        raise ValueError("the compiled loop integrates between two times")
+    f64 = dict(dtype=torch.float64, device=y0[0].device)
+    t0, end = times
+    k, h = init(t0, abs(end - t0), y0)
+    recorder.evaluations(2)
+    t, h = torch.tensor(t0, **f64), h.to(torch.float64)
+    end_t, previous = torch.tensor(end, **f64), torch.ones((), **f64)
+    state, per_step = y0, tableau.new_evaluations_per_step
+    while True:
+        allowed = capacity
+        if recorder.max_steps is not None:
+            allowed = min(capacity, recorder.max_steps - recorder.attempts)
+        if allowed <= 0:
+            recorder.attempt(float(t), float(h))  # past max_steps: raises
+        limit = torch.tensor(allowed, dtype=torch.int64, device=t.device)
+        t, h, previous, status, count, history, state, k = solve(
+            t, end_t, h, previous, limit, state, k
+        )
+        for ta, ha, outcome in history[: int(count)].tolist():
+            recorder.attempt(ta, ha)
+            recorder.evaluations(per_step)
+            if outcome == FAILED:
+                raise recorder.fail(ta, "nonfinite")
+            (recorder.accepted if outcome == ACCEPTED else recorder.rejected)(ta, ha)
+        status = int(status)
+        if status == DONE:
+            return [keep(y0), keep(state)]
+        if status == UNDERFLOW:
+            raise recorder.fail(float(t), "underflow", f"h = {float(h):.3g}")

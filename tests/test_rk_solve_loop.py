@@ -1,0 +1,168 @@
+"""The rk engine's adaptive loop as a tensor program (solve/engines/rk/solve_loop.py): the
+controllers' tensor rules against their float rules, and the loop — run here as a Python
+loop of eager steps — against the host loop (loop.py): the same attempts, NFE, step
+history and states, in chunks of any size, and the same errors. Its compiled form is
+tests/test_rk_compiled.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import nesterovnode as nn_
+from nesterovnode.solve.adjoint import DynamicsField
+from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
+from nesterovnode.solve.engines.rk.graphs import EagerRunner
+from nesterovnode.solve.engines.rk.loop import integrate_adaptive
+from nesterovnode.solve.engines.rk.solve_loop import integrate_in_loop, make_adaptive_solve
+from nesterovnode.solve.engines.rk.step import Norm, make_adaptive_step, make_initial_step
+from nesterovnode.solve.engines.rk.tableaux import TABLEAUX
+from nesterovnode.solve.errors import SolverError
+from nesterovnode.solve.stats import Recorder, SolveStats
+
+RATIOS = (0.0, 1e-12, 1e-3, 0.5, 0.99, 1.0, 1.0 + 1e-12, 1.01, 3.0, 1e3, 1e12)
+
+
+@pytest.mark.parametrize("make", [IntegralController, PIController])
+def test_the_tensor_rule_of_each_controller_is_its_float_rule(make):
+    """A sequence of ratios (accepted and rejected, 0 and huge ones) through both rules:
+    the same step sizes to 1e-15 relative, the PI controller's memory carried alike."""
+    floats, tensors = make(5), make(5)
+    previous = torch.ones((), dtype=torch.float64)
+    h = 0.1
+    for ratio in RATIOS + tuple(reversed(RATIOS)):
+        expected = floats.next_step(h, ratio)
+        got, previous = tensors.next_step_tensor(
+            torch.tensor(h, dtype=torch.float64), torch.tensor(ratio, dtype=torch.float64), previous
+        )
+        assert float(got) == pytest.approx(expected, rel=1e-15, abs=0), ratio
+        if make is PIController:
+            assert float(previous) == floats.previous, ratio
+
+
+class _Oscillator(torch.nn.Module):
+    """y'' = −ω² y as a first-order system on [B, 2]: y(t) = cos(ωt) y0 for y'(0) = 0."""
+
+    def __init__(self, omega: float = 3.0):
+        super().__init__()
+        self.omega = torch.nn.Parameter(torch.tensor(omega))
+
+    def forward(self, t, y):
+        return torch.stack([y[:, 1], -(self.omega**2) * y[:, 0]], dim=1)
+
+
+def _integrate(dynamics, y0, times, host: bool, capacity=128, controller="integral", **rec):
+    """(states, stats) of an eager DP5 solve by the host loop or the loop program."""
+    tab = TABLEAUX["dp5"]
+    field = DynamicsField(dynamics)
+    norm = Norm((0,))
+    direction = 1.0 if times[-1] > times[0] else -1.0
+    control = (IntegralController if controller == "integral" else PIController)(tab.order)
+    dtype, device = y0.dtype, y0.device
+    step_fn = make_adaptive_step(tab, field, 1e-8, 1e-8, norm, field.reads)
+    init = EagerRunner(
+        make_initial_step(tab.order, field, 1e-8, 1e-8, norm, direction), dtype, device
+    )
+    stats = SolveStats()
+    recorder = Recorder(stats, **rec)
+    with torch.no_grad():  # as the engine calls it: autograd records no solver operation
+        return _run(
+            tab, init, step_fn, control, direction, y0, times, host, capacity, recorder
+        ), stats
+
+
+def _run(tab, init, step_fn, control, direction, y0, times, host, capacity, recorder):
+    dtype, device = y0.dtype, y0.device
+    if host:
+        step = EagerRunner(step_fn, dtype, device)
+        return integrate_adaptive(
+            tab, step, init, (y0,), times, recorder, control, lambda s: s, False
+        )
+    solve = EagerRunner(make_adaptive_solve(step_fn, control, direction, capacity), dtype, device)
+    return integrate_in_loop(tab, solve, init, (y0,), times, recorder, lambda s: s, capacity)
+
+
+@pytest.mark.parametrize("controller", ["integral", "PI"])
+@pytest.mark.parametrize("capacity", [128, 3, 1])
+def test_the_loop_program_takes_the_host_loops_steps(float64, controller, capacity):
+    """The same attempts (accepted and rejected; their times and sizes to 1e-9: the error
+    estimate, a difference of stages, turns an ulp of the controller's power (torch's,
+    not C's) into about 1e-10 of the next step), NFE and state as the host loop, whether
+    one call of the loop takes the whole solve or it stops every 3 attempts or every one
+    (``capacity``) and is called again; the state is the closed form's to the
+    tolerance."""
+    torch.manual_seed(0)
+    y0 = torch.stack([torch.randn(4), torch.zeros(4)], dim=1)
+    dyn = _Oscillator()
+    host, host_stats = _integrate(dyn, y0, [0.0, 2.0], host=True, controller=controller)
+    loop, loop_stats = _integrate(
+        dyn, y0, [0.0, 2.0], host=False, capacity=capacity, controller=controller
+    )
+    assert loop_stats.nfe_forward == host_stats.nfe_forward > 50
+    assert loop_stats.steps_accepted == host_stats.steps_accepted
+    assert loop_stats.steps_rejected == host_stats.steps_rejected
+    for a, b in (
+        (loop_stats.step_sizes, host_stats.step_sizes),
+        (loop_stats.step_times, host_stats.step_times),
+        (loop_stats.rejected_steps, host_stats.rejected_steps),
+    ):
+        assert len(a) == len(b)
+        assert torch.allclose(torch.tensor(a), torch.tensor(b), rtol=1e-9, atol=0)
+    assert torch.allclose(loop[-1][0], host[-1][0], rtol=0, atol=1e-12)
+    exact = y0[:, 0] * math.cos(3.0 * 2.0)
+    assert torch.allclose(loop[-1][0][:, 0], exact, rtol=0, atol=1e-6)
+
+
+def test_the_loop_program_integrates_backwards_in_time(float64):
+    torch.manual_seed(0)
+    y0 = torch.stack([torch.randn(3), torch.zeros(3)], dim=1)
+    host, host_stats = _integrate(_Oscillator(), y0, [2.0, 0.5], host=True)
+    loop, loop_stats = _integrate(_Oscillator(), y0, [2.0, 0.5], host=False, capacity=4)
+    assert loop_stats.nfe_forward == host_stats.nfe_forward
+    assert loop_stats.step_sizes == pytest.approx(host_stats.step_sizes, rel=1e-9)
+    assert all(h < 0 for h in loop_stats.step_sizes)
+    assert torch.allclose(loop[-1][0], host[-1][0], rtol=0, atol=1e-12)
+
+
+def test_max_steps_stops_the_loop_program_where_it_stops_the_host_loop(float64):
+    y0 = torch.tensor([[1.0, 0.0]])
+    for host in (True, False):
+        with pytest.raises(SolverError, match="max_steps = 7") as info:
+            _integrate(_Oscillator(), y0, [0.0, 5.0], host=host, capacity=5, max_steps=7)
+        assert info.value.reason == "max_steps"
+        assert info.value.stats.steps_accepted + info.value.stats.steps_rejected == 7
+
+
+class _BlowUp(torch.nn.Module):
+    """y' = y², y(0) = 1: y = 1/(1 − t), which leaves every float at t = 1."""
+
+    def forward(self, t, y):
+        return y * y
+
+
+def test_a_blow_up_fails_the_loop_program_as_the_host_loop(float64):
+    y0 = torch.ones(2, 1)
+    failures = []
+    for host in (True, False):
+        with pytest.raises(SolverError) as info:
+            _integrate(_BlowUp(), y0, [0.0, 2.0], host=host, capacity=16)
+        failures.append((info.value.reason, info.value.t_reached, info.value.stats.nfe_forward))
+    assert failures[0][0] in ("underflow", "nonfinite", "max_steps")
+    assert failures[1][0] == failures[0][0]
+    assert failures[1][1] == pytest.approx(failures[0][1], rel=1e-12)
+    assert failures[1][2] == failures[0][2]
+    assert failures[0][1] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_loop_option_says_what_it_takes():
+    with pytest.raises(ValueError, match="'loop' must be one of 'compiled', 'host'"):
+        nn_.solve(
+            nn_.NODE(_BlowUp()),
+            torch.ones(2, 1),
+            [0.0, 0.5],
+            rtol=1e-5,
+            atol=1e-5,
+            options={"loop": "device"},
+        )
