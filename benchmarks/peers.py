@@ -358,6 +358,16 @@ def runs_of(name: str, x, y, impls) -> list[Run]:
     return runs
 
 
+def ratio_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The runs compared epoch by epoch: the first (the table's base) against each other,
+    then each of our compiled runs against each peer."""
+    pairs = [(runs[0], r) for r in runs[1:]]
+    compiled = [r for r in runs if OURS.get(r.impl, {}).get("options", {}).get("compile")]
+    peers = [r for r in runs if r.impl in PEERS]
+    pairs += [(a, b) for a in compiled for b in peers if (a, b) not in pairs]
+    return pairs
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
@@ -387,25 +397,23 @@ def main(argv=None) -> dict:
             f"took turns epoch by epoch)"
         )
         print(
-            f"{'implementation':<22}{'s/epoch':>9}{'x base':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
+            f"{'implementation':<30}{'s/epoch':>9}{'x base':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
             f"{'us/eval':>9}{'compile s':>10}{'loss':>9}"
         )
         for r in rows:
             print(
-                f"{r['impl']:<22}{r['s/epoch']:>9.3f}{r['s/epoch'] / base:>7.2f}"
+                f"{r['impl']:<30}{r['s/epoch']:>9.3f}{r['s/epoch'] / base:>7.2f}"
                 f"{r['nfe fwd']:>9.1f}{r['nfe bwd']:>9.1f}{r['us/eval']:>9.0f}"
                 f"{r['compile s']:>10.2f}{r['final loss']:>9.4f}"
             )
         ratios = {}
-        compiled = [r for r in runs if OURS.get(r.impl, {}).get("options", {}).get("compile")]
-        for ours in compiled:
-            for peer in (r for r in runs if r.impl in PEERS):
-                med, lo, hi = ratio_per_epoch(ours, peer, last)
-                ratios[f"{ours.label} / {peer.label}"] = {"median": med, "min": lo, "max": hi}
-                print(
-                    f"{ours.label} / {peer.label}, µs per evaluation epoch by epoch: median "
-                    f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
-                )
+        for a, b in ratio_pairs(runs):
+            med, lo, hi = ratio_per_epoch(a, b, last)
+            ratios[f"{a.label} / {b.label}"] = {"median": med, "min": lo, "max": hi}
+            print(
+                f"{a.label} / {b.label}, µs per evaluation epoch by epoch: median "
+                f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
+            )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     if args.json:
         with open(args.json, "w") as fh:

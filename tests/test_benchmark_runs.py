@@ -49,6 +49,20 @@ def test_the_ratio_is_taken_epoch_by_epoch():
     assert (median, lo, hi) == pytest.approx((0.8, 0.8, 1.0))
 
 
+def test_the_base_is_compared_with_each_run_and_each_compiled_run_with_each_peer():
+    runs = []
+    for impl in ("rk compiled", "rk compiled, host loop", "rk", "diffrax"):
+        runs.append(_run(impl, [1.0], [1]))
+        runs[-1].impl = impl
+    pairs = [(a.impl, b.impl) for a, b in peers.ratio_pairs(runs)]
+    assert pairs == [
+        ("rk compiled", "rk compiled, host loop"),
+        ("rk compiled", "rk"),
+        ("rk compiled", "diffrax"),
+        ("rk compiled, host loop", "diffrax"),
+    ]
+
+
 def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path):
     """Eager rk and torchdiffeq, 3 epochs of NODE: turns epoch by epoch, from the same
     weights to the same loss (the solvers agree to their tolerance), with NFE and
@@ -72,5 +86,7 @@ def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path)
     assert rk["nfe fwd"] > 10 and rk["nfe bwd"] > 10 and tdq["nfe fwd"] > 10
     assert abs(rk["nfe fwd"] - tdq["nfe fwd"]) <= 3  # the same DP5, its own step sizes
     assert math.isclose(rk["final loss"], tdq["final loss"], rel_tol=1e-5)
-    assert rk["us/eval"] > 0 and rk["s/epoch"] > 0 and node["ratios"] == {}
+    assert rk["us/eval"] > 0 and rk["s/epoch"] > 0
+    assert list(node["ratios"]) == ["ours, rk / ours, torchdiffeq"]  # the base over the rest
+    assert node["ratios"]["ours, rk / ours, torchdiffeq"]["median"] > 0
     assert out.read_text().count('"impl"') == 2

@@ -53,15 +53,16 @@ def _compiled_runners():
 
 
 def _kind(key) -> str:
-    """A runner's kind from its cache key ("init", "step", or "solve" for a whole loop,
-    whose key also holds its controller and direction)."""
+    """A runner's kind from its cache key ("init", "step", or "start" for a whole solve,
+    the first-step rule and the loop, whose key also holds its controller and direction;
+    "solve" for the loop's later calls)."""
     return key[0] if isinstance(key[0], str) else key[0][0]
 
 
 #: what ``compile=True`` compiles for the adjoint solves of ``_solve_and_grad`` (three
 #: output times): the forward solve's first-step rule and steps, called from the host's
-#: loop (dense output at 1.5), and the adjoint's rule and whole loop (one interval)
-ALL = ("init", "step", "init", "solve")
+#: loop (dense output at 1.5), and the adjoint's whole solve (one interval)
+ALL = ("init", "step", "start")
 
 
 def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=ALL):
@@ -142,23 +143,22 @@ def _compilations() -> int:
 
 def test_one_compilation_serves_every_batch_size(float64):
     """The batch size is a symbol in the compiled steps: a run's last, smaller batch (the
-    point cloud's 20 after 50s) reuses the four compilations of the first, with the
-    eager numbers; a batch of one, which tracing cannot treat as a symbol, compiles on
-    its own."""
+    point cloud's 20 after 50s) reuses the three compilations of the first (``ALL``),
+    with the eager numbers."""
     from torch._dynamo.utils import counters
 
     torch.manual_seed(0)
     dyn = make_dynamics("nesterovnode")
     get_engine("rk").clear_caches()
     bypassed = counters["aot_autograd"]["autograd_cache_bypass"]
-    for size, compilations in ((5, 4), (3, 4), (7, 4)):
+    for size, compilations in ((5, 3), (3, 3), (7, 3)):
         h0 = torch.randn(size, 3)
         ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
         assert _compilations() == compilations, size
         assert nfe_c == nfe_e and yc.shape[1] == size
         _assert_eager_numbers(yc, gc, ye, ge)
-    assert len(_compiled_runners()) == 4  # one runner per step kind for all three sizes
+    assert len(_compiled_runners()) == 3  # one runner per kind for all three sizes
     # AOTAutograd's disk cache took the graphs (it once bypassed every one of them: the
     # shape environment left on the graph made it unpicklable)
     assert counters["aot_autograd"]["autograd_cache_bypass"] == bypassed
@@ -210,7 +210,7 @@ def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64
             sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
         return y0, sol.ys[-1]
 
-    for size, sign, compilations in ((6, -1, 2), (3, 1, 4), (8, -1, 4), (2, 1, 4), (1, 1, 6)):
+    for size, sign, compilations in ((6, -1, 1), (3, 1, 2), (8, -1, 2), (2, 1, 2), (1, 1, 3)):
         y0, y1 = solve(size)
         assert torch.allclose(y1, y0 * math.exp(sign * 0.5), rtol=1e-7, atol=0), size
         assert _compilations() == compilations, size
@@ -287,7 +287,7 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
         assert _decay_error(4) < 1e-8
     # (the light probes of single instructions, as AVX512-BF16's, still run)
-    assert _compilations() == 2 and not any(probes)  # the first-step rule and the step
+    assert _compilations() == 1 and not any(probes)  # the whole solve
 
     # a compiler that lacks the CPU's instructions: the retry probes and compiles
     import torch._inductor
@@ -307,8 +307,8 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert _decay_error(5) < 1e-8
-    assert tries == [True, False, False]  # the first step's rule: both; the step: probed
-    assert _compilations() == 2 and compiled_module.FAILED["reason"] is None
+    assert tries == [True, False]  # trusted, then probed
+    assert _compilations() == 1 and compiled_module.FAILED["reason"] is None
     cpu_vec_isa.valid_vec_isa_list.cache_clear()
     get_engine("rk").clear_caches()
 
@@ -484,11 +484,11 @@ def test_the_compiled_loop_takes_the_eager_steps_under_either_controller(float64
             )
             assert torch.allclose(sol.ys, eager.ys, rtol=0, atol=1e-12)
     kinds = sorted(
-        str(_kind(key)) + (f" {key[0][1]}" if _kind(key) == "solve" else "")
+        str(_kind(key)) + (f" {key[0][1]}" if _kind(key) == "start" else "")
         for key, r in get_engine("rk").runners._runners.items()
         if isinstance(r, compiled_module.CompiledRunner)
     )
-    assert kinds == ["init", "solve PI", "solve integral", "step"]
+    assert kinds == ["init", "start PI", "start integral", "step"]
     get_engine("rk").clear_caches()
 
 

@@ -16,7 +16,11 @@ from nesterovnode.solve.adjoint import DynamicsField
 from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
 from nesterovnode.solve.engines.rk.graphs import EagerRunner
 from nesterovnode.solve.engines.rk.loop import integrate_adaptive
-from nesterovnode.solve.engines.rk.solve_loop import integrate_in_loop, make_adaptive_solve
+from nesterovnode.solve.engines.rk.solve_loop import (
+    integrate_in_loop,
+    make_adaptive_solve,
+    make_started_solve,
+)
 from nesterovnode.solve.engines.rk.step import Norm, make_adaptive_step, make_initial_step
 from nesterovnode.solve.engines.rk.tableaux import TABLEAUX
 from nesterovnode.solve.errors import SolverError
@@ -60,28 +64,34 @@ def _integrate(dynamics, y0, times, host: bool, capacity=128, controller="integr
     norm = Norm((0,))
     direction = 1.0 if times[-1] > times[0] else -1.0
     control = (IntegralController if controller == "integral" else PIController)(tab.order)
-    dtype, device = y0.dtype, y0.device
     step_fn = make_adaptive_step(tab, field, 1e-8, 1e-8, norm, field.reads)
-    init = EagerRunner(
-        make_initial_step(tab.order, field, 1e-8, 1e-8, norm, direction), dtype, device
-    )
+    init_fn = make_initial_step(tab.order, field, 1e-8, 1e-8, norm, direction)
     stats = SolveStats()
     recorder = Recorder(stats, **rec)
     with torch.no_grad():  # as the engine calls it: autograd records no solver operation
-        return _run(
-            tab, init, step_fn, control, direction, y0, times, host, capacity, recorder
-        ), stats
+        if host:
+            run = integrate_adaptive(
+                tab,
+                _eager(step_fn, y0),
+                _eager(init_fn, y0),
+                (y0,),
+                times,
+                recorder,
+                control,
+                lambda s: s,
+                False,
+            )
+        else:
+            loop_fn = make_adaptive_solve(step_fn, control, direction, capacity)
+            start = _eager(make_started_solve(init_fn, loop_fn), y0)
+            run = integrate_in_loop(
+                tab, start, _eager(loop_fn, y0), (y0,), times, recorder, lambda s: s, capacity
+            )
+    return run, stats
 
 
-def _run(tab, init, step_fn, control, direction, y0, times, host, capacity, recorder):
-    dtype, device = y0.dtype, y0.device
-    if host:
-        step = EagerRunner(step_fn, dtype, device)
-        return integrate_adaptive(
-            tab, step, init, (y0,), times, recorder, control, lambda s: s, False
-        )
-    solve = EagerRunner(make_adaptive_solve(step_fn, control, direction, capacity), dtype, device)
-    return integrate_in_loop(tab, solve, init, (y0,), times, recorder, lambda s: s, capacity)
+def _eager(fn, y0):
+    return EagerRunner(fn, y0.dtype, y0.device)
 
 
 @pytest.mark.parametrize("controller", ["integral", "PI"])

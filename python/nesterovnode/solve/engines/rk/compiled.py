@@ -148,11 +148,19 @@ def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) 
 
     step_args = loop.step_arguments(args)
     n_state = len(model_state(model)[1])
-    by_id = {id(x): f for x, f in zip(leaves, fakes[n_state:])}
-    step_fakes = []
+    loop_fakes = fakes[n_state:]
+    by_id = {id(x): f for x, f in zip(leaves, loop_fakes)}
+    step_fakes: list = []
     for x in flatten(step_args):
         found = by_id.get(id(x))
-        step_fakes.append(mode.from_tensor(x) if found is None else found)
+        if found is None:  # a new tensor: shaped as a loop input, with its symbolic sizes
+            found = next((f for y, f in zip(leaves, loop_fakes) if _alike(x, y)), None)
+            if found is None:
+                found = mode.from_tensor(x)
+        if any(found is f for f in step_fakes):
+            with mode:  # one fake per input: the tracer tells inputs apart by identity
+                found = torch.empty_like(found)
+        step_fakes.append(found)
     graph, out_shape = trace(loop.step, model, structure(step_args), fakes[:n_state] + step_fakes)
 
     def step(t, h, t1, y, k, *state):
@@ -165,6 +173,10 @@ def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) 
         return traced(*args, extra=tuple(state))
 
     return run
+
+
+def _alike(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return x.dim() > 0 and x.shape == y.shape and x.dtype == y.dtype
 
 
 def inductor(graph: torch.fx.GraphModule, examples: list, mode):

@@ -48,7 +48,7 @@ from ..base import Engine, IntegrateRequest, Option, State
 from .controller import CONTROLLERS, make_controller
 from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
-from .solve_loop import integrate_in_loop, make_adaptive_solve
+from .solve_loop import integrate_in_loop, make_adaptive_solve, make_started_solve
 from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
 from .tableaux import TABLEAUX
 
@@ -176,11 +176,10 @@ class RKEngine(Engine):
             # "steps": the first-step rule, once per solve, does not repay its compilation
             # in short runs (CUDA graphs, captured in no time, keep it)
             rule_eager = mode == "compile" and request.options["compile"] == "steps"
-            init = runner(
-                "init",
-                make_initial_step(tab.order, field, request.rtol, request.atol, norm, direction),
-                how="eager" if rule_eager else mode,
+            init_fn = make_initial_step(
+                tab.order, field, request.rtol, request.atol, norm, direction
             )
+            init = runner("init", init_fn, how="eager" if rule_eager else mode)
             controller = make_controller(request.options["controller"], tab.order)
             in_loop = (
                 mode == "compile"
@@ -189,12 +188,13 @@ class RKEngine(Engine):
                 and len(times) == 2
             )
             if in_loop:  # the whole solve in the compiled code (solve_loop.py)
-                solve = runner(
-                    # the controller's rule and the direction are part of the program
-                    ("solve", request.options["controller"], direction),
-                    make_adaptive_solve(step_fn, controller, direction),
-                )
-                outputs = integrate_in_loop(tab, solve, init, z0, times, request.recorder, keep)
+                # the controller's rule and the direction are part of the programs; the
+                # second serves the rare solve that stops before T (capacity, max_steps)
+                program = (request.options["controller"], direction)
+                loop_fn = make_adaptive_solve(step_fn, controller, direction)
+                start = runner(("start", *program), make_started_solve(init_fn, loop_fn))
+                solve = runner(("solve", *program), loop_fn)
+                outputs = integrate_in_loop(tab, start, solve, z0, times, request.recorder, keep)
             else:
                 outputs = integrate_adaptive(
                     tab, step, init, z0, times, request.recorder, controller, keep, dense

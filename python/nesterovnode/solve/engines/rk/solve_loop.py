@@ -145,38 +145,68 @@ def step_arguments(args: tuple) -> tuple:
     return (t.to(dtype), h.to(dtype), end.to(dtype), y, k)
 
 
+def make_started_solve(init: Callable, solve: Callable):
+    """``start(t, end, limit, y, extra=()) -> solve's outputs``: the first-step rule
+    (``step.make_initial_step``: f(t, y) and |h|, two evaluations) and then ``solve``'s
+    loop (``make_adaptive_solve``), as one program: a solve's first call. It carries
+    ``solve``'s attributes for tracing its step apart."""
+
+    def start(t, end, limit, y: State, extra: tuple = ()):
+        dtype = y[0].dtype
+        k, h = init(t.to(dtype), (end - t).abs().to(dtype), y)
+        previous = torch.ones_like(t)  # the PI controller's memory starts at 1
+        return solve(t, end, h.to(torch.float64), previous, limit, y, k, extra)
+
+    def with_step(other: Callable, other_loop: Callable | None = None):
+        inner = solve.with_step(other) if other_loop is None else solve.with_step(other, other_loop)
+        return make_started_solve(init, inner)
+
+    def example_step_arguments(args: tuple) -> tuple:
+        t, end, _, y = args
+        dtype = y[0].dtype
+        # k: new tensors shaped as the state (the tracer gives them the state's sizes)
+        return (t.to(dtype), t.to(dtype), end.to(dtype), y, tuple(torch.empty_like(v) for v in y))
+
+    start.step = solve.step
+    start.with_step = with_step
+    start.step_arguments = example_step_arguments
+    return start
+
+
 def integrate_in_loop(
     tableau: Tableau,
+    start: Callable,
     solve: Callable,
-    init: Callable,
     y0: State,
     times: Sequence[float],
     recorder: Recorder,
     keep: Callable[[State], State],
     capacity: int = CAPACITY,
 ) -> list[State]:
-    """The states at ``times`` = [t0, T] of an adaptive solve run by ``solve`` (a runner
-    of ``make_adaptive_solve``), reporting to ``recorder`` what ``loop.integrate_adaptive``
-    reports, attempt by attempt."""
+    """The states at ``times`` = [t0, T] of an adaptive solve: ``start``'s call (a runner
+    of ``make_started_solve``), then, where it stopped before T, calls of ``solve`` (of
+    ``make_adaptive_solve``) from where it stopped; reports to ``recorder`` what
+    ``loop.integrate_adaptive`` reports, attempt by attempt."""
     if len(times) != 2:
         raise ValueError("the compiled loop integrates between two times")
     f64 = dict(dtype=torch.float64, device=y0[0].device)
     t0, end = times
-    k, h = init(t0, abs(end - t0), y0)
-    recorder.evaluations(2)
-    t, h = torch.tensor(t0, **f64), h.to(torch.float64)
-    end_t, previous = torch.tensor(end, **f64), torch.ones((), **f64)
+    t, end_t = torch.tensor(t0, **f64), torch.tensor(end, **f64)
+    h = previous = k = None
     state, per_step = y0, tableau.new_evaluations_per_step
+    recorder.evaluations(2)  # the first-step rule, in start's call
     while True:
         allowed = capacity
         if recorder.max_steps is not None:
             allowed = min(capacity, recorder.max_steps - recorder.attempts)
-        if allowed <= 0:
-            recorder.attempt(float(t), float(h))  # past max_steps: raises
+        if allowed <= 0:  # past max_steps: raises
+            recorder.attempt(float(t), float("nan") if h is None else float(h))
         limit = torch.tensor(allowed, dtype=torch.int64, device=t.device)
-        t, h, previous, status, count, history, state, k = solve(
-            t, end_t, h, previous, limit, state, k
-        )
+        if h is None:
+            out = start(t, end_t, limit, state)
+        else:
+            out = solve(t, end_t, h, previous, limit, state, k)
+        t, h, previous, status, count, history, state, k = out
         for ta, ha, outcome in history[: int(count)].tolist():
             recorder.attempt(ta, ha)
             recorder.evaluations(per_step)
