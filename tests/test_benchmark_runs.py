@@ -90,3 +90,14 @@ def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path)
     assert list(node["ratios"]) == ["ours, rk / ours, torchdiffeq"]  # the base over the rest
     assert node["ratios"]["ours, rk / ours, torchdiffeq"]["median"] > 0
     assert out.read_text().count('"impl"') == 2
+
+
+@pytest.mark.slow  # compiles two models
+def test_the_loop_benchmark_times_both_loops_in_turns(float64):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import loop_ab
+
+    out = loop_ab.main(["--model", "node", "--epochs", "2", "--warmup", "1"])
+    assert set(out["epoch ms"]) == {"compiled", "host"}
+    assert all(v > 0 for v in out["epoch ms"].values())
+    assert out["host / compiled per epoch"] > 0

@@ -45,8 +45,9 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--compile",
         choices=SETTINGS,
         default="auto",
-        help="the rk engine's compiled steps: each step (forward and adjoint) traced and "
-        f"compiled to native code by TorchInductor, {FIRST_RUN_SECONDS[True]} s per model "
+        help="the rk engine's compiled solves: each solve (forward and adjoint), its "
+        "first-step rule and its whole adaptive loop, traced and compiled to native code "
+        f"by TorchInductor, {FIRST_RUN_SECONDS[True]} s per model "
         "on a machine's first run, a few seconds once Inductor's disk cache holds them; "
         f"steps: the adaptive steps only ({FIRST_RUN_SECONDS['steps']} s), the first-step "
         "rule, once per solve, eager; auto (default): steps for CPU runs of the point "

@@ -1,10 +1,11 @@
 """Whether a run's ODE steps are compiled (the rk engine's ``compile`` option).
 
-``TrainConfig.compile``: "on" (every step compiled: the adaptive steps and the
-first-step rule, forward and adjoint), "steps" (the adaptive steps; the first-step rule,
-one call per solve, eager), "off", or "auto" (the default): compiled on the CPU when the
-task says compilation pays (``TaskDefaults.compile_after``: a number of iterations) and
-the run has at least that many iterations left; the first-step rule as well from
+``TrainConfig.compile``: "on" (each solve compiled whole: the first-step rule and the
+adaptive loop, forward and adjoint), "steps" (the adaptive steps, called one by one from
+the host's loop; the first-step rule, one call per solve, eager), "off", or "auto" (the
+default): compiled on the CPU when the task says compilation pays
+(``TaskDefaults.compile_after``: a number of iterations) and the run has at least that
+many iterations left; whole solves (the first-step rule as well) from
 ``TaskDefaults.compile_rule_after`` iterations on. A model compiles in
 ``FIRST_RUN_SECONDS`` on a machine's first run, in seconds with a warm Inductor cache;
 each iteration then saves the difference between an eager and a compiled step

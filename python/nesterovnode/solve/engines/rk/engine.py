@@ -26,14 +26,13 @@ Options (``SolveConfig.options``):
   the numbers equal the eager ones to round-off (tests/test_rk_compiled.py). Where
   compilation fails (no C++ compiler), a warning says so and the step runs eagerly.
   With True, a solve between two times (a forward solve to T, each interval of the
-  adjoint) runs its whole adaptive loop — steps, step-size control, the stopping test —
-  in the compiled code (``solve_loop.py``): no Python between steps (8–9 % less time
-  per iteration on the point cloud, about 5 s more compilation per model on a cold
-  cache; benchmarks/PERFORMANCE.md, seventh pass); solves with more output times call
-  one compiled step per attempt from the host's loop. ``"steps"`` compiles the adaptive
+  adjoint) is one compiled program: the first-step rule and the whole adaptive loop —
+  steps, step-size control, the stopping test (``solve_loop.py``): no Python between
+  steps (the host loop takes 1.14× its time per epoch on the point cloud;
+  benchmarks/PERFORMANCE.md, seventh pass); solves with more output times call the
+  compiled rule and one compiled step per attempt from the host's loop. ``"steps"`` compiles the adaptive
   steps only, called from the host's loop, and runs the first-step rule, one call per
-  solve, eagerly: two compilations per model instead of four, which short runs do not
-  repay (sixth pass).
+  solve, eagerly: the rule's compilation is not repaid in short runs (sixth pass).
 - ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
   compiled step per attempt, as ``"steps"`` calls them).
 """

@@ -1,5 +1,6 @@
-"""The adaptive loop as a tensor program: many steps, the step-size control and the
-stopping test in one call, for the compiled steps (``compiled.py``).
+"""The adaptive solve as a tensor program: the first-step rule, then many steps, the
+step-size control and the stopping test in one call, for the compiled steps
+(``compiled.py``).
 
 ``loop.integrate_adaptive`` calls one compiled step per attempt and decides on the host
 what comes next: each call goes through Python (the runner's argument handling, the
@@ -15,9 +16,11 @@ on tensors exactly as the host loop does with Python floats,
     accepted: ratio ≤ 1, then t ← t1, (y, k) ← (y1, k1),
     |h| ← the controller's rule (``controller.next_step_tensor``),
 
-and Inductor's C++ wrapper runs the loop in native code (on the point cloud, 8–9 % less
-time per training iteration than the host loop of compiled steps, for about 5 s more
-compilation per model on a cold cache; benchmarks/PERFORMANCE.md, seventh pass). Times
+and Inductor's C++ wrapper runs the loop in native code (on the point cloud the host
+loop of compiled steps takes 1.14× its time per training epoch, benchmarks/loop_ab.py;
+40–44 against 43–49 µs per evaluation in benchmarks/peers.py; its two graphs per model
+compile in about as long as the host loop's four; benchmarks/PERFORMANCE.md, seventh
+pass). Times
 and step sizes are float64 tensors whatever the state's dtype, as the host loop's
 Python floats are, so the two loops take the same steps (to round-off: torch's power
 in the controller is not C's to the last bit).
@@ -28,7 +31,9 @@ attempts (still ``RUNNING``): each attempt writes (t, signed h, outcome) into a 
 ``history`` (``capacity`` rows), from which the host replays the attempts to the solve's
 ``Recorder`` (NFE, accepted and rejected steps, the forward step history, max_steps)
 and calls the loop again where it stopped. So one call serves up to ``capacity``
-attempts: a solve on the point cloud takes one.
+attempts: a solve on the point cloud takes one. A solve's first call
+(``make_started_solve``) computes the first step's size and f(t0, y0) before the loop,
+in the same program.
 """
 
 from __future__ import annotations
