@@ -30,9 +30,10 @@ Options (``SolveConfig.options``):
   steps, step-size control, the stopping test (``solve_loop.py``): no Python between
   steps (the host loop takes 1.14× its time per epoch on the point cloud;
   benchmarks/PERFORMANCE.md, seventh pass); solves with more output times call the
-  compiled rule and one compiled step per attempt from the host's loop. ``"steps"`` compiles the adaptive
-  steps only, called from the host's loop, and runs the first-step rule, one call per
-  solve, eagerly: the rule's compilation is not repaid in short runs (sixth pass).
+  compiled rule and one compiled step per attempt from the host's loop. ``"steps"``
+  compiles the adaptive steps only, called from the host's loop, and runs the
+  first-step rule, one call per solve, eagerly: the rule's compilation is not repaid in
+  short runs (sixth pass).
 - ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
   compiled step per attempt, as ``"steps"`` calls them).
 """
