@@ -461,34 +461,32 @@ def _forward(dyn, y0, options, **kwargs):
         return nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-7, atol=1e-7, options=options, **kwargs)
 
 
-def test_the_compiled_loop_takes_the_eager_steps_under_either_controller(float64):
-    """A forward solve to T with ``compile=True`` runs as one compiled loop (its own
-    runner per controller): the eager NFE, accepted and rejected steps, step history (to
-    1e-9, see test_rk_solve_loop.py) and state (to 1e-12); ``loop="host"`` calls compiled
-    steps instead, to the same numbers."""
+def test_the_compiled_solve_takes_the_eager_steps(float64):
+    """A forward solve to T with ``compile=True`` runs as one compiled program, the
+    first-step rule and the loop (here under the PI controller, whose memory the loop
+    carries; the adjoints of the tests above run the integral one): the eager NFE,
+    accepted and rejected steps, step history (to 1e-9, see test_rk_solve_loop.py) and
+    state (to 1e-12)."""
     torch.manual_seed(0)
     dyn = make_dynamics("hbnode")
     y0 = dyn.initial_state(1.0, torch.randn(6, 3))
     get_engine("rk").clear_caches()
-    for controller in ("integral", "PI"):
-        eager = _forward(dyn, y0, {"compile": False, "controller": controller})
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
-            loop = _forward(dyn, y0, {"compile": True, "controller": controller})
-            host = _forward(dyn, y0, {"compile": True, "controller": controller, "loop": "host"})
-        for sol in (loop, host):
-            assert sol.stats.nfe_forward == eager.stats.nfe_forward > 20
-            assert sol.stats.steps_rejected == eager.stats.steps_rejected
-            assert torch.allclose(
-                torch.tensor(sol.stats.step_sizes), torch.tensor(eager.stats.step_sizes), rtol=1e-9
-            )
-            assert torch.allclose(sol.ys, eager.ys, rtol=0, atol=1e-12)
-    kinds = sorted(
-        str(_kind(key)) + (f" {key[0][1]}" if _kind(key) == "start" else "")
+    eager = _forward(dyn, y0, {"compile": False, "controller": "PI"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+        sol = _forward(dyn, y0, {"compile": True, "controller": "PI"})
+    assert sol.stats.nfe_forward == eager.stats.nfe_forward > 20
+    assert sol.stats.steps_rejected == eager.stats.steps_rejected
+    assert torch.allclose(
+        torch.tensor(sol.stats.step_sizes), torch.tensor(eager.stats.step_sizes), rtol=1e-9
+    )
+    assert torch.allclose(sol.ys, eager.ys, rtol=0, atol=1e-12)
+    (key,) = [
+        key
         for key, r in get_engine("rk").runners._runners.items()
         if isinstance(r, compiled_module.CompiledRunner)
-    )
-    assert kinds == ["init", "start PI", "start integral", "step"]
+    ]
+    assert key[0] == ("start", "PI", 1.0)  # one program: no "init" or "step" runner
     get_engine("rk").clear_caches()
 
 
@@ -499,6 +497,7 @@ def test_max_steps_stops_the_compiled_loop(float64):
     dyn = make_dynamics("hbnode")
     y0 = dyn.initial_state(1.0, torch.randn(6, 3))
     for options in ({"compile": False}, {"compile": True}):
+        options["controller"] = "PI"  # the program of the test above, from the disk cache
         with pytest.raises(nn_.SolverError, match="max_steps = 4") as info:
             _forward(dyn, y0, options, max_steps=4)
         stats = info.value.stats
