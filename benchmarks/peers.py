@@ -5,10 +5,11 @@ architectures, float64, DP5 at rtol = atol = 1e-7 over t in [1, 2], a continuous
 (backsolve) adjoint, Adam at 1e-2, batches of 50/50/20 in a fixed order, the same initial
 weights everywhere. Implementations:
 
-- ours, each in-process engine (``rk``, ``rk`` with compiled steps, ``torchdiffeq``),
-  sensitivity ``adjoint``; the compiled steps' compile time is what their runners
-  measured (run twice with a fresh ``TORCHINDUCTOR_CACHE_DIR`` to see a cold and a warm
-  cache);
+- ours, each in-process engine (``rk``; ``rk`` compiled: each solve one compiled
+  program, or compiled steps called from the host's loop, or the adaptive steps only;
+  ``torchdiffeq``), sensitivity ``adjoint``; the compile time is what the compiled
+  runners measured (run with a fresh ``TORCHINDUCTOR_CACHE_DIR`` for a cold cache, then
+  again for a warm one);
 - torchode (``JointBacksolveAdjoint``, ``Dopri5``, ``IntegralController``), the whole batch
   as one sample (one step size, as ours);
 - diffrax (JAX, jit; ``Dopri5``, ``PIDController`` as an integral controller,
