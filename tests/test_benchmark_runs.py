@@ -93,11 +93,15 @@ def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path)
 
 
 @pytest.mark.slow  # compiles two models
-def test_the_loop_benchmark_times_both_loops_in_turns(float64):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import loop_ab
-
-    out = loop_ab.main(["--model", "node", "--epochs", "2", "--warmup", "1"])
-    assert set(out["epoch ms"]) == {"compiled", "host"}
-    assert all(v > 0 for v in out["epoch ms"].values())
-    assert out["host / compiled per epoch"] > 0
+def test_the_compiled_solve_and_its_host_loop_are_timed_in_turns(float64):
+    """``--impls "rk compiled" "rk compiled, host loop"``: the two loops of the compiled
+    steps, same weights, the same NFE and loss, and their ratio epoch by epoch."""
+    results = peers.main(
+        ["--epochs", "2", "--models", "node", "--impls", "rk compiled", "rk compiled, host loop"]
+    )
+    loop, host = results["node"]["rows"]
+    assert loop["s/epoch"] > 0 and host["s/epoch"] > 0
+    assert loop["nfe fwd"] == host["nfe fwd"] > 10 and loop["nfe bwd"] == host["nfe bwd"]
+    assert math.isclose(loop["final loss"], host["final loss"], rel_tol=1e-9)
+    ratio = results["node"]["ratios"]["ours, rk compiled / ours, rk compiled, host loop"]
+    assert ratio["median"] > 0

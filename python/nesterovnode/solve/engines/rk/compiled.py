@@ -132,12 +132,13 @@ def trace(
     return graph, out_shape[-1]
 
 
-def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) -> Callable:
-    """``loop`` (a function of ``solve_loop.make_adaptive_solve``, to be traced on
-    ``args``) made traceable: its step traced on its own to an ATen graph that takes the
-    model's state as inputs, and the loop run as the ``while_loop`` operator, whose body
-    gets that state as arguments. ``fakes`` are the loop's (``fake_inputs``): the step's
-    state and stages are the same fakes, so their symbolic batch size is the loop's.
+def traced_apart(loop, model: nn.Module, args, fakes: list) -> Callable:
+    """``loop`` (a function of ``solve_loop.make_adaptive_solve`` or ``make_started_solve``,
+    to be traced on ``args``) made traceable: its step traced on its own to an ATen graph
+    that takes the model's state as inputs, and the loop run as the ``while_loop``
+    operator, whose body gets that state as arguments. ``fakes`` are the loop's
+    (``fake_inputs``); the step's example arguments are made from them, so their symbolic
+    batch size is the loop's.
 
     Why apart: ``torch._higher_order_ops.while_loop``, the function, hands its body to
     Dynamo (seconds of bytecode tracing; it cannot trace the adjoint's products, and
@@ -146,22 +147,12 @@ def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) 
     explicit inputs is what it takes."""
     from torch._higher_order_ops.while_loop import while_loop_op
 
-    step_args = loop.step_arguments(args)
     n_state = len(model_state(model)[1])
-    loop_fakes = fakes[n_state:]
-    by_id = {id(x): f for x, f in zip(leaves, loop_fakes)}
-    step_fakes: list = []
-    for x in flatten(step_args):
-        found = by_id.get(id(x))
-        if found is None:  # a new tensor: shaped as a loop input, with its symbolic sizes
-            found = next((f for y, f in zip(leaves, loop_fakes) if _alike(x, y)), None)
-            if found is None:
-                found = mode.from_tensor(x)
-        if any(found is f for f in step_fakes):
-            with mode:  # one fake per input: the tracer tells inputs apart by identity
-                found = torch.empty_like(found)
-        step_fakes.append(found)
-    graph, out_shape = trace(loop.step, model, structure(step_args), fakes[:n_state] + step_fakes)
+    with fakes[-1].fake_mode:
+        step_args = loop.step_arguments(rebuild(structure(args), fakes[n_state:]))
+    graph, out_shape = trace(
+        loop.step, model, structure(step_args), fakes[:n_state] + flatten(step_args)
+    )
 
     def step(t, h, t1, y, k, *state):
         return rebuild(out_shape, graph(*state, t, h, t1, *y, *k))
@@ -173,10 +164,6 @@ def traced_apart(loop, model: nn.Module, mode, args, leaves: list, fakes: list) 
         return traced(*args, extra=tuple(state))
 
     return run
-
-
-def _alike(x: torch.Tensor, y: torch.Tensor) -> bool:
-    return x.dim() > 0 and x.shape == y.shape and x.dtype == y.dtype
 
 
 def inductor(graph: torch.fx.GraphModule, examples: list, mode):
@@ -373,7 +360,7 @@ class CompiledRunner:
         mode, fakes = fake_inputs(self.model, leaves, size)
         fn = self.fn
         if hasattr(fn, "with_step"):  # a loop of steps (solve_loop.py)
-            fn = traced_apart(fn, self.model, mode, args, leaves, fakes)
+            fn = traced_apart(fn, self.model, args, fakes)
         graph, shape = trace(fn, self.model, structure(args), fakes)
         compiled = inductor(graph, fakes, mode)
         # every condition on the shapes, the static sizes included: read after Inductor,

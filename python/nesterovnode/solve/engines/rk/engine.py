@@ -17,25 +17,24 @@ Options (``SolveConfig.options``):
   the same; if you change a model's Python attributes (not its parameters or buffers)
   between solves, pass ``cuda_graphs=False``.
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
-- ``compile``: True compiles each step — the first-step rule and the adaptive step,
-  forward and adjoint: all stages, the error norm and the accept/reject choice — to
-  native code: traced once with ``make_fx``, compiled by TorchInductor with its C++
-  wrapper (``compiled.py``; measured and tested on the CPU: a GPU replays CUDA graphs
-  instead, unless ``cuda_graphs=False``). A step compiles once per process for every
-  batch size ≥ 2 (seconds; Inductor's disk cache serves later processes) and is reused;
-  the numbers equal the eager ones to round-off (tests/test_rk_compiled.py). Where
-  compilation fails (no C++ compiler), a warning says so and the step runs eagerly.
-  With True, a solve between two times (a forward solve to T, each interval of the
-  adjoint) is one compiled program: the first-step rule and the whole adaptive loop —
-  steps, step-size control, the stopping test (``solve_loop.py``): no Python between
-  steps (the host loop takes 1.14× its time per epoch on the point cloud;
-  benchmarks/PERFORMANCE.md, seventh pass); solves with more output times call the
-  compiled rule and one compiled step per attempt from the host's loop. ``"steps"``
-  compiles the adaptive steps only, called from the host's loop, and runs the
-  first-step rule, one call per solve, eagerly: the rule's compilation is not repaid in
-  short runs (sixth pass).
+- ``compile``: True compiles each solve between two times (a forward solve to T, each
+  interval of the adjoint) to one native program: the first-step rule and the whole
+  adaptive loop — every stage, the error norm, the accept/reject choice, the step-size
+  control and the stopping test (``solve_loop.py``), forward and adjoint: no Python
+  between steps. Solves with more output times call the compiled rule and one compiled
+  step per attempt from the host's loop (dense output). Each program is traced once with
+  ``make_fx`` and compiled by TorchInductor with its C++ wrapper (``compiled.py``;
+  measured and tested on the CPU: a GPU replays CUDA graphs instead, unless
+  ``cuda_graphs=False``), once per process for every batch size ≥ 2 (seconds;
+  Inductor's disk cache serves later processes); the numbers equal the eager ones to
+  round-off (tests/test_rk_compiled.py). Where compilation fails (no C++ compiler), a
+  warning says so and the solve runs eagerly. ``"steps"`` compiles the adaptive steps
+  only, called from the host's loop, and runs the first-step rule, one call per solve,
+  eagerly: the rule's compilation is not repaid in short runs (benchmarks/PERFORMANCE.md,
+  sixth pass).
 - ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
-  compiled step per attempt, as ``"steps"`` calls them).
+  compiled step per attempt, as ``"steps"`` calls them; 1.10–1.12× the time per epoch on
+  the point cloud, seventh pass).
 """
 
 from __future__ import annotations
@@ -75,8 +74,8 @@ class RKEngine(Engine):
         "compile": Option(
             (bool, str),
             False,
-            "compile each step to native code (Inductor; CPU); 'steps': the adaptive steps "
-            "only, the first-step rule eager",
+            "compile each solve to native code (Inductor; CPU); 'steps': the adaptive "
+            "steps only, the first-step rule eager",
             choices=(True, False, "steps"),
         ),
         "loop": Option(
@@ -121,7 +120,10 @@ class RKEngine(Engine):
             # the layout the steps are compiled for, once per solve (an adjoint may start
             # from an expanded, stride-0 gradient; a state may be a transposed tensor)
             z0 = tuple(z.contiguous() for z in z0)
-        keep = (lambda s: s) if mode == "eager" else (lambda s: tuple(x.clone() for x in s))
+        # a static runner (CUDA graph, its emulation) overwrites its outputs at the next call;
+        # eager and compiled steps return new tensors, and ``stack`` copies them anyway
+        static = mode in ("graph", "emulate")
+        keep = (lambda s: tuple(x.clone() for x in s)) if static else (lambda s: s)
         channels = (
             tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
         )
@@ -172,14 +174,9 @@ class RKEngine(Engine):
             step_fn = make_adaptive_step(
                 tab, field, request.rtol, request.atol, norm, field.reads, dense
             )
-            step = runner("step", step_fn, dense)
-            # "steps": the first-step rule, once per solve, does not repay its compilation
-            # in short runs (CUDA graphs, captured in no time, keep it)
-            rule_eager = mode == "compile" and request.options["compile"] == "steps"
             init_fn = make_initial_step(
                 tab.order, field, request.rtol, request.atol, norm, direction
             )
-            init = runner("init", init_fn, how="eager" if rule_eager else mode)
             controller = make_controller(request.options["controller"], tab.order)
             in_loop = (
                 mode == "compile"
@@ -196,6 +193,11 @@ class RKEngine(Engine):
                 solve = runner(("solve", *program), loop_fn)
                 outputs = integrate_in_loop(tab, start, solve, z0, times, request.recorder, keep)
             else:
+                # "steps": the first-step rule, once per solve, does not repay its
+                # compilation in short runs (CUDA graphs, captured in no time, keep it)
+                rule_eager = mode == "compile" and request.options["compile"] == "steps"
+                step = runner("step", step_fn, dense)
+                init = runner("init", init_fn, how="eager" if rule_eager else mode)
                 outputs = integrate_adaptive(
                     tab, step, init, z0, times, request.recorder, controller, keep, dense
                 )

@@ -17,8 +17,8 @@ on tensors exactly as the host loop does with Python floats,
     |h| ← the controller's rule (``controller.next_step_tensor``),
 
 and Inductor's C++ wrapper runs the loop in native code (on the point cloud the host
-loop of compiled steps takes 1.14× its time per training epoch, benchmarks/loop_ab.py;
-40–44 against 43–49 µs per evaluation in benchmarks/peers.py; its two graphs per model
+loop of compiled steps takes 1.10–1.12× its time per training epoch; 40–44 against
+43–49 µs per evaluation in benchmarks/peers.py; its two graphs per model
 compile in about as long as the host loop's four; benchmarks/PERFORMANCE.md, seventh
 pass). Times
 and step sizes are float64 tensors whatever the state's dtype, as the host loop's
@@ -80,8 +80,9 @@ def make_adaptive_solve(
 
     ``loop``: ``python_loop``, or ``while_loop_op`` for a traced program; the body then
     reads no tensor but its arguments (a traced step gets the model's parameters as
-    ``extra``). ``solve.step`` and ``solve.with_step(other, loop)`` (the same loop around
-    another step) let a compiler trace the step apart (``compiled.traced_apart``)."""
+    ``extra``). ``solve.step``, ``solve.step_arguments(args)`` and ``solve.with_step(other,
+    loop)`` (the same loop around another step) let a compiler trace the step apart
+    (``compiled.traced_apart``)."""
 
     def solve(t, end, h, previous, limit, y: State, k: State, extra: tuple = ()):
         n = len(y)
@@ -133,7 +134,7 @@ def make_adaptive_solve(
         out = loop(running, attempt, carried, (end, limit, rows, *extra))
         return (*out[:6], tuple(out[6 : 6 + n]), tuple(out[6 + n :]))
 
-    def with_step(other: Callable, other_loop: Callable = loop):
+    def with_step(other: Callable, other_loop: Callable):
         return make_adaptive_solve(other, controller, direction, capacity, other_loop)
 
     solve.step = step
@@ -143,8 +144,9 @@ def make_adaptive_solve(
 
 
 def step_arguments(args: tuple) -> tuple:
-    """Example arguments of the step that ``solve(*args)`` runs (for tracing it apart):
-    (t, h, t1) as 0-dim tensors of the state's dtype, then the state and k themselves."""
+    """Example arguments of the step that ``solve(*args)`` runs, for tracing it apart:
+    (t, h, t1) as 0-dim tensors of the state's dtype, then the state and k; each a tensor
+    of its own (a tracer tells its inputs apart by identity)."""
     t, end, h, _, _, y, k = args
     dtype = y[0].dtype
     return (t.to(dtype), h.to(dtype), end.to(dtype), y, k)
@@ -162,15 +164,15 @@ def make_started_solve(init: Callable, solve: Callable):
         previous = torch.ones_like(t)  # the PI controller's memory starts at 1
         return solve(t, end, h.to(torch.float64), previous, limit, y, k, extra)
 
-    def with_step(other: Callable, other_loop: Callable | None = None):
-        inner = solve.with_step(other) if other_loop is None else solve.with_step(other, other_loop)
-        return make_started_solve(init, inner)
+    def with_step(other: Callable, other_loop: Callable):
+        return make_started_solve(init, solve.with_step(other, other_loop))
 
     def example_step_arguments(args: tuple) -> tuple:
         t, end, _, y = args
         dtype = y[0].dtype
-        # k: new tensors shaped as the state (the tracer gives them the state's sizes)
-        return (t.to(dtype), t.to(dtype), end.to(dtype), y, tuple(torch.empty_like(v) for v in y))
+        # h and k: new tensors, k shaped as the state
+        h, k = torch.empty_like(t, dtype=dtype), tuple(torch.empty_like(v) for v in y)
+        return (t.to(dtype), h, end.to(dtype), y, k)
 
     start.step = solve.step
     start.with_step = with_step
