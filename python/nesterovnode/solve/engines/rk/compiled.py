@@ -338,7 +338,9 @@ class CompiledRunner:
         _, state = model_state(self.model)
 
         def run(args, leaves):
-            return rebuild(shape, compiled(*state, *leaves))
+            with torch.inference_mode():
+                out = compiled(*state, *leaves)
+            return rebuild(shape, out)
 
         return run
 
