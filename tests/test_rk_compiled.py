@@ -93,7 +93,7 @@ def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=AL
                 p.mul_(1.1).add_(0.01)
         ye2, ge2, nfe_e2 = _solve_and_grad(dyn, h0, {"compile": False})
         yc2, gc2, nfe_c2 = _solve_and_grad(dyn, h0, {"compile": compile})
-        assert _compiled_runners() == runners  # the same compiled steps, not new ones
+        assert set(_compiled_runners()) == set(runners)  # the same compiled steps, not new ones
         assert (ye2 - ye).abs().max() > 1e-3  # the update changed the solution...
         assert nfe_c2 == nfe_e2
         _assert_eager_numbers(yc2, gc2, ye2, ge2)  # ...and the compiled steps saw it
@@ -163,6 +163,36 @@ def test_one_compilation_serves_every_batch_size(float64):
     # shape environment left on the graph made it unpicklable)
     assert counters["aot_autograd"]["autograd_cache_bypass"] == bypassed
     get_engine("rk").clear_caches()
+
+
+def test_a_compiled_solve_is_prepared_once_for_its_own_settings(float64, monkeypatch):
+    """The engine keeps a compiled solve's runners by their settings (``_programs``): a
+    second solve with the same ones reuses them, and other tolerances get their own
+    (more steps), each with the NFE and numbers of the host loop. The runners run their
+    eager fallback here (as after a failed compilation: nothing to compile), which calls
+    the closures kept with them: a solve served another's would take its steps."""
+    monkeypatch.setitem(compiled_module.FAILED, "reason", "not compiled in this test")
+    torch.manual_seed(0)
+    dyn = make_dynamics("node")
+    engine = get_engine("rk")
+    engine.clear_caches()
+    y0 = torch.randn(4, 3)
+
+    def forward(tol, loop):
+        options = {"compile": True, "loop": loop}
+        with torch.no_grad():
+            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=tol, atol=tol, options=options)
+        return sol.ys[-1], sol.stats.nfe_forward
+
+    runs = [(tol, forward(tol, "compiled")) for tol in (1e-6, 1e-6, 1e-9, 1e-6)]
+    assert len(engine._programs._items) == 2  # 1e-6 three times: one preparation
+    assert runs[2][1][1] > runs[0][1][1] > 10
+    for tol, (y, nfe) in runs:
+        y_host, nfe_host = forward(tol, "host")
+        assert nfe == nfe_host
+        assert torch.allclose(y, y_host, rtol=0, atol=1e-12)
+    engine.clear_caches()
+    assert len(engine._programs._items) == 0
 
 
 def test_compiled_steps_take_inputs_of_any_layout(float64):

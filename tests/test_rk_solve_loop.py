@@ -176,3 +176,31 @@ def test_the_loop_option_says_what_it_takes():
             atol=1e-5,
             options={"loop": "device"},
         )
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_reporting_attempts_at_once_equals_reporting_them_one_by_one(backward):
+    """``Recorder.attempts_done`` (how a compiled solve's history is replayed) leaves the
+    statistics as ``attempt``/``evaluations``/``accepted``/``rejected`` call by call do,
+    the forward step history in order; past max_steps it reports nothing and says so."""
+    rows = [(0.0, 0.5, 0.0), (0.0, 0.1, 1.0), (0.1, 0.2, 1.0), (0.3, 0.4, 0.0), (0.3, 0.2, 1.0)]
+    one, at_once = SolveStats(), SolveStats()
+    rec = Recorder(one, backward=backward)
+    for t, h, outcome in rows:
+        rec.attempt(t, h)
+        rec.evaluations(6)
+        (rec.accepted if outcome == 1.0 else rec.rejected)(t, h)
+    fast = Recorder(at_once, backward=backward)
+    accepted = [(t, h) for t, h, o in rows if o == 1.0]
+    rejected = [(t, h) for t, h, o in rows if o == 0.0]
+    assert fast.attempts_done(accepted, rejected, 6)
+    assert at_once.as_dict() == one.as_dict()
+    assert (at_once.nfe_backward if backward else at_once.nfe_forward) == 30
+    assert fast.attempts == rec.attempts == 5
+    assert at_once.step_sizes == one.step_sizes == ([] if backward else [0.1, 0.2, 0.2])
+    assert at_once.rejected_steps == one.rejected_steps
+    # max_steps = 2: 1 attempt, then 2 more would pass it and are refused, nothing counted
+    capped = Recorder(SolveStats(), backward=backward, max_steps=2)
+    assert capped.attempts_done(accepted[:1], [], 6)
+    assert not capped.attempts_done(accepted[:1], rejected[:1], 6)
+    assert capped.attempts == 1 and capped.stats.nfe == 6

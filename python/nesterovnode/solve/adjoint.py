@@ -40,10 +40,12 @@ from torch.autograd.function import once_differentiable
 from .engines.base import Engine, IntegrateRequest, State
 
 
-def trainable(dynamics: nn.Module) -> tuple[list[str], tuple[torch.Tensor, ...]]:
-    """Names and tensors of the parameters of ``dynamics`` that require gradients."""
-    named = [(n, p) for n, p in dynamics.named_parameters() if p.requires_grad]
-    return [n for n, _ in named], tuple(p for _, p in named)
+def trainable(dynamics: nn.Module, named=None) -> tuple[list[str], tuple[torch.Tensor, ...]]:
+    """Names and tensors of the parameters of ``dynamics`` that require gradients (of
+    ``named``, its ``named_parameters()`` where the caller has them already)."""
+    named = dynamics.named_parameters() if named is None else named
+    kept = [(n, p) for n, p in named if p.requires_grad]
+    return [n for n, _ in kept], tuple(p for _, p in kept)
 
 
 _FUNCTIONAL = {"depth": 0}
@@ -65,9 +67,9 @@ class DynamicsField:
 
     reads = (0,)
 
-    def __init__(self, dynamics: nn.Module):
+    def __init__(self, dynamics: nn.Module, params: Sequence[torch.Tensor] | None = None):
         self.dynamics = dynamics
-        params = tuple(dynamics.parameters())
+        params = tuple(dynamics.parameters()) if params is None else params
         self.key = ("f", id(dynamics), dynamics.training, tuple(p.data_ptr() for p in params))
 
     def __call__(self, t: torch.Tensor, state: State) -> State:
@@ -89,9 +91,9 @@ class AugmentedField:
 
     reads = (0, 1)
 
-    def __init__(self, dynamics: nn.Module):
+    def __init__(self, dynamics: nn.Module, named=None):
         self.dynamics = dynamics
-        self.names, self.params = trainable(dynamics)
+        self.names, self.params = trainable(dynamics, named)
         self.sizes = [p.numel() for p in self.params]
         self.key = (
             "adjoint",
@@ -176,15 +178,19 @@ class Backsolve:
         times: Sequence[float],
         forward: IntegrateRequest,
         backward: IntegrateRequest,
+        named=None,
     ):
+        """``named``: ``dynamics.named_parameters()`` as a list, where the caller has it."""
         self.engine, self.dynamics, self.times = engine, dynamics, list(times)
         self.forward_request, self.backward_request = forward, backward
-        self.field = AugmentedField(dynamics)
+        named = list(dynamics.named_parameters()) if named is None else named
+        self.forward_field = DynamicsField(dynamics, [p for _, p in named])
+        self.field = AugmentedField(dynamics, named)
 
     def solve_forward(self, y0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             (ys,) = self.engine.integrate(
-                DynamicsField(self.dynamics), (y0,), self.times, self.forward_request
+                self.forward_field, (y0,), self.times, self.forward_request
             )
         return ys
 
@@ -193,8 +199,9 @@ class Backsolve:
         field, times = self.field, self.times
         # The adjoint restarts only where the loss reads the state: output times whose
         # ∂L/∂y(t_i) is zero are crossed without a stop (one host read for all of them).
-        reads = (grad_ys.flatten(1) != 0).any(dim=1).tolist()
-        stops = [0] + [i for i in range(1, len(times) - 1) if reads[i]] + [len(times) - 1]
+        inner = range(1, len(times) - 1)
+        reads = (grad_ys.flatten(1) != 0).any(dim=1).tolist() if inner else []
+        stops = [0] + [i for i in inner if reads[i]] + [len(times) - 1]
         a = grad_ys[-1]
         g = ys.new_zeros(sum(field.sizes))
         for lo, hi in reversed(list(zip(stops[:-1], stops[1:]))):

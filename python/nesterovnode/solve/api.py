@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ def as_time_grid(ts, like: torch.Tensor | None = None) -> torch.Tensor:
     tensor ``ts`` keeps its autograd history (gradients with respect to the output times
     flow on every engine).
     """
+    return _time_grid(ts, like)[0]
+
+
+def _time_grid(ts, like: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
+    """``as_time_grid`` and the times as Python floats. The checks run on the floats: a
+    solve's times are a handful of numbers, and tensor operations on them cost more than
+    the rest of a small solve's set-up."""
     if isinstance(ts, torch.Tensor):
         t_cpu = ts.detach().cpu()
     else:
@@ -54,20 +62,23 @@ def as_time_grid(ts, like: torch.Tensor | None = None) -> torch.Tensor:
             f"ts must be a 1-D sequence of at least two times [t0, ..., T], got shape "
             f"{tuple(t_cpu.shape)}"
         )
-    if not torch.isfinite(t_cpu).all():
-        raise ValueError(f"ts must be finite, got {t_cpu.tolist()}")
-    if not (t_cpu[1:] > t_cpu[:-1]).all():
+    times = t_cpu.tolist()
+    if not all(math.isfinite(t) for t in times):
+        raise ValueError(f"ts must be finite, got {times}")
+    if not all(a < b for a, b in zip(times, times[1:])):
         raise ValueError(
-            f"ts must be strictly increasing, got {t_cpu.tolist()[:8]}"
-            f"{' ...' if t_cpu.numel() > 8 else ''}; to integrate backwards in time, "
+            f"ts must be strictly increasing, got {times[:8]}"
+            f"{' ...' if len(times) > 8 else ''}; to integrate backwards in time, "
             f"substitute s = -t in the dynamics"
         )
     if like is None:
-        return ts if isinstance(ts, torch.Tensor) else t_cpu
+        return (ts if isinstance(ts, torch.Tensor) else t_cpu), times
     dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
-    if isinstance(ts, torch.Tensor):
-        return ts.to(device=like.device, dtype=dtype)
-    return t_cpu.to(device=like.device, dtype=dtype)
+    source = ts if isinstance(ts, torch.Tensor) else t_cpu
+    out = source.to(device=like.device, dtype=dtype)
+    if out.dtype != t_cpu.dtype:  # the engines integrate between the times as rounded
+        times = out.detach().cpu().tolist()
+    return out, times
 
 
 def _hidden_trainables(f) -> list[str]:
@@ -159,14 +170,13 @@ def solve(
             "y0 contains NaN or Inf: the initial state must be finite (check the input "
             "data and the encoder that builds the initial state)"
         )
-    ts = as_time_grid(ts, like=y0)
+    ts, times = _time_grid(ts, like=y0)
     check_time = getattr(dynamics, "check_time", None)
     if check_time is not None:
-        check_time(float(ts[0].detach()))
+        check_time(times[0])
     check_tolerance_for_dtype(config, y0.dtype)
     plan = config.resolve()
     _check_plain_callables(dynamics, plan.sensitivity)
-    times = ts.detach().cpu().tolist()
     if config.dt is not None and config.max_steps is not None:
         n_steps = fixed_step_count(times, config.dt)
         if n_steps > config.max_steps:
@@ -193,8 +203,10 @@ def solve(
             options=plan.options,
         )
 
+    # one walk of the parameters serves the test below and the adjoint's fields
+    named = list(dynamics.named_parameters()) if torch.is_grad_enabled() else []
     needs_grad = torch.is_grad_enabled() and (
-        y0.requires_grad or any(p.requires_grad for p in dynamics.parameters())
+        y0.requires_grad or any(p.requires_grad for _, p in named)
     )
     time_grad = torch.is_grad_enabled() and ts.requires_grad
     backward_recorder = Recorder(stats, backward=True)
@@ -213,6 +225,7 @@ def solve(
                 times,
                 request(False),
                 request(True, adjoint.error_channels(plan.sensitivity)),
+                named,
             )
             ys = adjoint.backsolve(run, y0)
     finally:

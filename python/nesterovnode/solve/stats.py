@@ -157,6 +157,30 @@ class Recorder:
     def rejected(self, t, h) -> None:
         self.stats.record_rejected(t, h, self.backward)
 
+    def attempts_done(self, accepted: list, rejected: list, evaluations_each: int) -> bool:
+        """Report finished attempts at once: ``accepted`` and ``rejected`` hold the
+        ``(t, h)`` of each attempt by outcome, each attempt took ``evaluations_each``
+        evaluations. What ``attempt``, ``evaluations`` and ``accepted``/``rejected``
+        report one by one, in one call (the history of a compiled solve, ``solve_loop``);
+        the forward step history keeps the steps of each outcome in order. Returns False,
+        reporting nothing, where the attempts would pass ``max_steps``: then report them
+        one by one, which raises at the attempt that does."""
+        n = len(accepted) + len(rejected)
+        if self.max_steps is not None and self.attempts + n > self.max_steps:
+            return False
+        self.attempts += n
+        self.evaluations(n * evaluations_each)
+        stats = self.stats
+        if self.backward:
+            stats.steps_accepted_backward += len(accepted)
+            stats.steps_rejected_backward += len(rejected)
+        else:
+            stats.steps_accepted += len(accepted)
+            stats.steps_rejected += len(rejected)
+            stats._accepted += accepted
+            stats._rejected += rejected
+        return True
+
     def add(self, key: str, value) -> None:
         """Add ``value`` to ``stats.extra[key]`` (``key + "_backward"`` when backward)."""
         key = key + "_backward" if self.backward else key

@@ -338,6 +338,10 @@ class CompiledRunner:
         _, state = model_state(self.model)
 
         def run(args, leaves):
+            # the programs are functional: no autograd inside, and their ATen calls (the
+            # extern matrix products, allocations) skip the autograd dispatch keys in
+            # inference mode: 7-8 % of a call (benchmarks/PERFORMANCE.md, eighth pass). The
+            # outputs are inference tensors; the engine's ``stack`` makes normal ones.
             with torch.inference_mode():
                 out = compiled(*state, *leaves)
             return rebuild(shape, out)

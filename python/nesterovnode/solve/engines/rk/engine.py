@@ -39,6 +39,7 @@ Options (``SolveConfig.options``):
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -94,9 +95,13 @@ class RKEngine(Engine):
 
     def __init__(self):
         self.runners = RunnerCache()
+        # a compiled solve's two runners by program and key: what a solve would build
+        # again (the step's closures, two runner look-ups) on every call
+        self._programs = Recent(self.runners.size)
 
     def clear_caches(self) -> None:
         self.runners.clear()
+        self._programs.clear()
 
     def integrate(
         self, field, z0: State, times: Sequence[float], request: IntegrateRequest
@@ -171,13 +176,17 @@ class RKEngine(Engine):
             norm = Norm(channels)
             dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
             direction = 1.0 if times[-1] > times[0] else -1.0
-            step_fn = make_adaptive_step(
-                tab, field, request.rtol, request.atol, norm, field.reads, dense
-            )
-            init_fn = make_initial_step(
-                tab.order, field, request.rtol, request.atol, norm, direction
-            )
-            controller = make_controller(request.options["controller"], tab.order)
+
+            def steps():
+                """The step, the first-step rule and the controller (closures on field)."""
+                step_fn = make_adaptive_step(
+                    tab, field, request.rtol, request.atol, norm, field.reads, dense
+                )
+                init_fn = make_initial_step(
+                    tab.order, field, request.rtol, request.atol, norm, direction
+                )
+                return step_fn, init_fn, make_controller(request.options["controller"], tab.order)
+
             in_loop = (
                 mode == "compile"
                 and request.options["compile"] is True
@@ -188,11 +197,18 @@ class RKEngine(Engine):
                 # the controller's rule and the direction are part of the programs; the
                 # second serves the rare solve that stops before T (capacity, max_steps)
                 program = (request.options["controller"], direction)
-                loop_fn = make_adaptive_solve(step_fn, controller, direction)
-                start = runner(("start", *program), make_started_solve(init_fn, loop_fn))
-                solve = runner(("solve", *program), loop_fn)
+                found = None if key is None else self._programs.get((program, key))
+                if found is None:
+                    step_fn, init_fn, controller = steps()
+                    loop_fn = make_adaptive_solve(step_fn, controller, direction)
+                    start = runner(("start", *program), make_started_solve(init_fn, loop_fn))
+                    found = (start, runner(("solve", *program), loop_fn))
+                    if key is not None:
+                        self._programs.put((program, key), found)
+                start, solve = found
                 outputs = integrate_in_loop(tab, start, solve, z0, times, request.recorder, keep)
             else:
+                step_fn, init_fn, controller = steps()
                 # "steps": the first-step rule, once per solve, does not repay its
                 # compilation in short runs (CUDA graphs, captured in no time, keep it)
                 rule_eager = mode == "compile" and request.options["compile"] == "steps"
@@ -202,3 +218,25 @@ class RKEngine(Engine):
                     tab, step, init, z0, times, request.recorder, controller, keep, dense
                 )
         return stack(outputs, range(len(z0)))
+
+
+class Recent:
+    """A dict that keeps its ``size`` most recently used entries."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -196,9 +196,9 @@ def integrate_in_loop(
     ``loop.integrate_adaptive`` reports, attempt by attempt."""
     if len(times) != 2:
         raise ValueError("the compiled loop integrates between two times")
-    f64 = dict(dtype=torch.float64, device=y0[0].device)
+    device = y0[0].device
     t0, end = times
-    t, end_t = torch.tensor(t0, **f64), torch.tensor(end, **f64)
+    t, end_t = _constant(t0, torch.float64, device), _constant(end, torch.float64, device)
     h = previous = k = None
     state, per_step = y0, tableau.new_evaluations_per_step
     recorder.evaluations(2)  # the first-step rule, in start's call
@@ -208,20 +208,47 @@ def integrate_in_loop(
             allowed = min(capacity, recorder.max_steps - recorder.attempts)
         if allowed <= 0:  # past max_steps: raises
             recorder.attempt(float(t), float("nan") if h is None else float(h))
-        limit = torch.tensor(allowed, dtype=torch.int64, device=t.device)
+        limit = _constant(allowed, torch.int64, device)
         if h is None:
             out = start(t, end_t, limit, state)
         else:
             out = solve(t, end_t, h, previous, limit, state, k)
         t, h, previous, status, count, history, state, k = out
-        for ta, ha, outcome in history[: int(count)].tolist():
-            recorder.attempt(ta, ha)
-            recorder.evaluations(per_step)
-            if outcome == FAILED:
-                raise recorder.fail(ta, "nonfinite")
-            (recorder.accepted if outcome == ACCEPTED else recorder.rejected)(ta, ha)
+        _replay(history[: int(count)].tolist(), recorder, per_step)
         status = int(status)
         if status == DONE:
             return [keep(y0), keep(state)]
         if status == UNDERFLOW:
             raise recorder.fail(float(t), "underflow", f"h = {float(h):.3g}")
+
+
+_CONSTANTS: dict = {}
+
+
+def _constant(value, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A 0-dim tensor holding ``value``, made once: a solve's start and end times and
+    attempt limit repeat from batch to batch, and the programs only read their inputs."""
+    key = (value, dtype, device)
+    found = _CONSTANTS.get(key)
+    if found is None:
+        if len(_CONSTANTS) > 256:  # times that change every solve: keep the dict small
+            _CONSTANTS.clear()
+        found = _CONSTANTS[key] = torch.tensor(value, dtype=dtype, device=device)
+    return found
+
+
+def _replay(rows: list, recorder: Recorder, per_step: int) -> None:
+    """Report a loop's attempts, rows ``(t, h, outcome)``, to ``recorder`` as the host loop
+    reports them: at once where none failed and ``max_steps`` is not passed, else one by
+    one (raising where the host loop raises)."""
+    accepted = [(t, h) for t, h, outcome in rows if outcome == ACCEPTED]
+    rejected = [(t, h) for t, h, outcome in rows if outcome == REJECTED]
+    if len(accepted) + len(rejected) == len(rows):  # none failed
+        if recorder.attempts_done(accepted, rejected, per_step):
+            return
+    for t, h, outcome in rows:
+        recorder.attempt(t, h)
+        recorder.evaluations(per_step)
+        if outcome == FAILED:
+            raise recorder.fail(t, "nonfinite")
+        (recorder.accepted if outcome == ACCEPTED else recorder.rejected)(t, h)
