@@ -36,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -179,8 +180,10 @@ class Run:
     implementations take turns epoch by epoch: each one's epoch k is timed in the same
     stretch of the machine's time as the others' (this machine's speed drifts by 10-50 %
     over minutes, as much as the differences measured). Per epoch: ``times`` (seconds of
-    the timed batches), ``nfe`` ((forward, backward) per batch), ``compile`` (seconds the
-    compiled runners booked), ``loss`` (the last batch's)."""
+    the timed batches), ``cpu`` (the process's CPU seconds in them: every thread's, so a
+    run that computes on more than one core shows more CPU than wall time), ``nfe``
+    ((forward, backward) per batch), ``compile`` (seconds the compiled runners booked),
+    ``loss`` (the last batch's)."""
 
     jit = False  #: compiles in its first epoch without booking it in COMPILE_SECONDS
 
@@ -188,18 +191,21 @@ class Run:
         self.label = label
         self.impl = ""  #: its key in OURS or PEERS (``runs_of``)
         self.times: list[float] = []
+        self.cpu: list[float] = []
         self.nfe: list[list[tuple[float, float]]] = []
         self.compile: list[float] = []
         self.loss = math.nan
 
     def epoch(self) -> None:
         before = COMPILE_SECONDS["total"]
-        seconds, nfe = self._epoch()
+        seconds, cpu, nfe = self._epoch()
         self.times.append(seconds)
+        self.cpu.append(cpu)
         self.nfe.append(nfe)
         self.compile.append(COMPILE_SECONDS["total"] - before)
 
-    def _epoch(self) -> tuple[float, list[tuple[float, float]]]:
+    def _epoch(self) -> tuple[float, float, list[tuple[float, float]]]:
+        """(wall seconds, CPU seconds, NFE per batch) of one epoch's timed batches."""
         raise NotImplementedError
 
 
@@ -213,13 +219,13 @@ class TorchRun(Run):
         self.opt = torch_adam(model.parameters(), LR)
 
     def _epoch(self):
-        nfe, start = [], time.perf_counter()
+        nfe, start, cpu = [], time.perf_counter(), time.process_time()
         for a, b in BATCHES:
             self.opt.zero_grad()
             self.loss, fwd, bwd = torch_step(self.model, self.x[a:b], self.y[a:b])
             self.opt.step()
             nfe.append((fwd, bwd))
-        return time.perf_counter() - start, nfe
+        return time.perf_counter() - start, time.process_time() - cpu, nfe
 
 
 class DiffraxRun(Run):
@@ -239,11 +245,11 @@ class DiffraxRun(Run):
     def _epoch(self):
         import jax
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for a, b in BATCHES:
             (loss, _), grads = self.grad(self.params, self.x[a:b], self.y[a:b])
             adam(self.params, grads, self.state)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         self.loss, nfe = float(loss), []
         for a, b in BATCHES:
             self.calls.clear()
@@ -254,7 +260,7 @@ class DiffraxRun(Run):
             self.counting(self.params, self.x[a:b], self.y[a:b])
             jax.effects_barrier()
             nfe.append((forward, len(self.calls) - forward))
-        return seconds, nfe
+        return seconds, cpu, nfe
 
 
 def interleaved(runs: list[Run], epochs: int) -> None:
@@ -289,10 +295,11 @@ def timed_epochs(epochs: int) -> int:
     return max(1, min(10, epochs - 1))
 
 
-def per_evaluation(run: Run, last: int) -> np.ndarray:
-    """µs per function evaluation (forward and backward) in each of the ``last`` epochs."""
+def per_evaluation(run: Run, last: int, cpu: bool = False) -> np.ndarray:
+    """µs per function evaluation (forward and backward) in each of the ``last`` epochs:
+    wall time, or with ``cpu`` the process's CPU time (all its threads)."""
     out = []
-    for seconds, nfe in zip(run.times[-last:], run.nfe[-last:]):
+    for seconds, nfe in zip((run.cpu if cpu else run.times)[-last:], run.nfe[-last:]):
         evals = sum(f + b for f, b in nfe)
         out.append(1e6 * seconds / evals if evals > 0 else math.nan)
     return np.array(out)
@@ -314,15 +321,17 @@ def summary(run: Run, last: int) -> dict:
         "nfe fwd": float(np.mean([f for f, _ in batches])),
         "nfe bwd": float(np.mean([b for _, b in batches])),
         "us/eval": float(np.median(per_evaluation(run, last))),
+        "cpu us/eval": float(np.median(per_evaluation(run, last, cpu=True))),
         "compile s": compiled,
         "final loss": run.loss,
     }
 
 
-def ratio_per_epoch(a: Run, b: Run, last: int) -> tuple[float, float, float]:
+def ratio_per_epoch(a: Run, b: Run, last: int, cpu: bool = False) -> tuple[float, float, float]:
     """(median, lowest, highest) over the ``last`` epochs of ``a``'s µs per evaluation
-    over ``b``'s, epoch by epoch (each pair timed in the same stretch of time)."""
-    r = per_evaluation(a, last) / per_evaluation(b, last)
+    over ``b``'s, epoch by epoch (each pair timed in the same stretch of time); with
+    ``cpu``, of CPU time."""
+    r = per_evaluation(a, last, cpu) / per_evaluation(b, last, cpu)
     return float(np.median(r)), float(r.min()), float(r.max())
 
 
@@ -380,8 +389,17 @@ def main(argv=None) -> dict:
         choices=[*OURS, *PEERS],
         help="the implementations to run (default: all; the first is the ratios' base)",
     )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        help="run on this many cores (the process pinned to them; default: all): JAX "
+        "computes on more than one when it can, ours and torchode on one thread",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    if args.cores:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+    print(f"cores: {len(os.sched_getaffinity(0))} (torch: 1 thread)")
     torch.set_num_threads(1)
     x, y = data()
     results = {}
@@ -399,21 +417,29 @@ def main(argv=None) -> dict:
         )
         print(
             f"{'implementation':<30}{'s/epoch':>9}{'x base':>7}{'NFE fwd':>9}{'NFE bwd':>9}"
-            f"{'us/eval':>9}{'compile s':>10}{'loss':>9}"
+            f"{'us/eval':>9}{'cpu us':>8}{'compile s':>10}{'loss':>9}"
         )
         for r in rows:
             print(
                 f"{r['impl']:<30}{r['s/epoch']:>9.3f}{r['s/epoch'] / base:>7.2f}"
                 f"{r['nfe fwd']:>9.1f}{r['nfe bwd']:>9.1f}{r['us/eval']:>9.0f}"
+                f"{r['cpu us/eval']:>8.0f}"
                 f"{r['compile s']:>10.2f}{r['final loss']:>9.4f}"
             )
         ratios = {}
         for a, b in ratio_pairs(runs):
             med, lo, hi = ratio_per_epoch(a, b, last)
-            ratios[f"{a.label} / {b.label}"] = {"median": med, "min": lo, "max": hi}
+            cpu = ratio_per_epoch(a, b, last, cpu=True)
+            ratios[f"{a.label} / {b.label}"] = {
+                "median": med,
+                "min": lo,
+                "max": hi,
+                "cpu": dict(zip(("median", "min", "max"), cpu)),
+            }
             print(
                 f"{a.label} / {b.label}, µs per evaluation epoch by epoch: median "
-                f"{med:.2f} (range {lo:.2f}-{hi:.2f})"
+                f"{med:.2f} (range {lo:.2f}-{hi:.2f}); CPU time: {cpu[0]:.2f} "
+                f"({cpu[1]:.2f}-{cpu[2]:.2f})"
             )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     if args.json:

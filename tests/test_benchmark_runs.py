@@ -6,6 +6,7 @@ optional (``pip install -e ".[bench]"``); ours and torchdiffeq run everywhere.""
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -16,9 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peers  # noqa: E402
 
 
-def _run(label, times, evals_per_batch):
+def _run(label, times, evals_per_batch, cpu=None):
     run = peers.Run(label)
     run.times = list(times)
+    run.cpu = list(times if cpu is None else cpu)
     run.nfe = [[(e / 2, e / 2)] * 3 for e in evals_per_batch]
     run.compile = [0.0] * len(times)
     return run
@@ -47,6 +49,17 @@ def test_the_ratio_is_taken_epoch_by_epoch():
     peer = _run("peer", [9.0, 0.005, 0.010, 0.004], [40] * 4)
     median, lo, hi = peers.ratio_per_epoch(ours, peer, 3)
     assert (median, lo, hi) == pytest.approx((0.8, 0.8, 1.0))
+
+
+def test_cpu_time_per_evaluation_counts_every_core():
+    """A run computing on 1.5 cores (JAX's) books 1.5 CPU seconds per wall second: per
+    evaluation it can be ahead in wall time and behind in CPU time."""
+    ours = _run("ours", [9.0, 0.004, 0.004], [40] * 3)
+    peer = _run("peer", [9.0, 0.0036, 0.0036], [40] * 3, cpu=[13.5, 0.0054, 0.0054])
+    row = peers.summary(peer, 2)
+    assert row["us/eval"] == pytest.approx(30.0) and row["cpu us/eval"] == pytest.approx(45.0)
+    assert peers.ratio_per_epoch(ours, peer, 2)[0] == pytest.approx(0.004 / 0.0036)
+    assert peers.ratio_per_epoch(ours, peer, 2, cpu=True)[0] == pytest.approx(0.004 / 0.0054)
 
 
 def test_the_base_is_compared_with_each_run_and_each_compiled_run_with_each_peer():
@@ -87,8 +100,11 @@ def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path)
     assert abs(rk["nfe fwd"] - tdq["nfe fwd"]) <= 3  # the same DP5, its own step sizes
     assert math.isclose(rk["final loss"], tdq["final loss"], rel_tol=1e-5)
     assert rk["us/eval"] > 0 and rk["s/epoch"] > 0
+    # one thread: CPU time about the wall time (not more than 1.5x: a core's worth)
+    assert 0.3 * rk["us/eval"] < rk["cpu us/eval"] < 1.5 * rk["us/eval"]
     assert list(node["ratios"]) == ["ours, rk / ours, torchdiffeq"]  # the base over the rest
     assert node["ratios"]["ours, rk / ours, torchdiffeq"]["median"] > 0
+    assert node["ratios"]["ours, rk / ours, torchdiffeq"]["cpu"]["median"] > 0
     assert out.read_text().count('"impl"') == 2
 
 
@@ -105,3 +121,15 @@ def test_the_compiled_solve_and_its_host_loop_are_timed_in_turns(float64):
     assert math.isclose(loop["final loss"], host["final loss"], rel_tol=1e-9)
     ratio = results["node"]["ratios"]["ours, rk compiled / ours, rk compiled, host loop"]
     assert ratio["median"] > 0
+
+
+def test_cores_pins_the_run_to_that_many_cores(capsys):
+    """``--cores 1``: the process runs on one core (all of JAX's threads with it)."""
+    before = os.sched_getaffinity(0)
+    try:
+        peers.main(["--epochs", "1", "--models", "node", "--impls", "rk", "--cores", "1"])
+        assert len(os.sched_getaffinity(0)) == 1
+        assert os.sched_getaffinity(0) <= before
+    finally:
+        os.sched_setaffinity(0, before)
+    assert "cores: 1 (torch: 1 thread)" in capsys.readouterr().out
