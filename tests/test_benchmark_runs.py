@@ -10,7 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -133,3 +135,25 @@ def test_cores_pins_the_run_to_that_many_cores(capsys):
     finally:
         os.sched_setaffinity(0, before)
     assert "cores: 1 (torch: 1 thread)" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # jit-compiles diffrax's solve (seconds)
+@pytest.mark.parametrize("name", ["hbnode", "nesterovnode"])
+def test_the_diffrax_peer_computes_our_loss_and_gradients(name, float64):
+    """The peer is the same model: from the same weights, diffrax's loss and gradient of
+    every parameter (encoder, dynamics, head) equal ours on rk to the tolerance's
+    accuracy, and its adjoint integrates the dynamics' parameters only (``args``), as
+    ours does."""
+    pytest.importorskip("diffrax")
+    x, y = peers.data()
+    model = peers.torch_model(name, 0)
+    grad, _ = peers.diffrax_model(name, model)
+    (loss, _), grads = grad(peers.jax_params(model), x[:50].numpy(), y[:50].numpy())
+    ours, _, _ = peers.torch_step(model, x[:50], y[:50])
+    assert float(loss) == pytest.approx(ours, rel=1e-6)
+    for key, p in model.named_parameters():
+        # two adjoint solves at tol 1e-7, each with its own steps: equal to 1e-3 in norm
+        g = torch.as_tensor(np.asarray(grads[key]))
+        assert (g - p.grad).norm() <= 1e-3 * p.grad.norm() + 1e-9, key
+    args = peers.diffrax_args(peers.jax_params(model))
+    assert sorted(args) == sorted(n for n, _ in model.named_parameters() if n.startswith("block."))
