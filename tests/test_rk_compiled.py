@@ -33,6 +33,9 @@ def _solve_and_grad(dyn, h0, options, times=(1.0, 1.5, 2.0), loss=_readout_squar
     dyn.zero_grad()
     y0 = dyn.initial_state(times[0], h0)
     sol = nn_.solve(dyn, y0, list(times), rtol=1e-6, atol=1e-6, options=options)
+    # the compiled programs run in inference mode; what the solve returns must be normal
+    # tensors that autograd can save (the readout below does)
+    assert not sol.ys.is_inference()
     loss(dyn, times, sol).backward()
     grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters() if p.grad is not None])
     return sol.ys.detach(), grads, (sol.stats.nfe_forward, sol.stats.nfe_backward)
