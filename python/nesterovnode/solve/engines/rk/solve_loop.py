@@ -17,10 +17,10 @@ on tensors exactly as the host loop does with Python floats,
     |h| ← the controller's rule (``controller.next_step_tensor``),
 
 and Inductor's C++ wrapper runs the loop in native code (on the point cloud the host
-loop of compiled steps takes 1.10–1.12× its time per training epoch; 40–44 against
-43–49 µs per evaluation in benchmarks/peers.py; its two graphs per model
+loop of compiled steps takes 1.10–1.12× its time per training epoch; 33–34 against
+37–38 µs per evaluation in benchmarks/peers.py's eighth run; its two graphs per model
 compile in about as long as the host loop's four; benchmarks/PERFORMANCE.md, seventh
-pass). Times
+and eighth passes). Times
 and step sizes are float64 tensors whatever the state's dtype, as the host loop's
 Python floats are, so the two loops take the same steps (to round-off: torch's power
 in the controller is not C's to the last bit).
