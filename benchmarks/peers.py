@@ -19,15 +19,18 @@ First h(T) is checked to agree across them at tolerance 1e-12 (from the same wei
 then each trains ``--epochs`` epochs, the implementations taking turns epoch by epoch (so
 that the machine's drifts in speed fall on all alike). The table gives, over the same last
 epochs (at most 10; never the first, which compiles), the median s/epoch and µs per
-evaluation, forward/backward NFE per batch (torchode and ours: the calls f observes;
+evaluation (wall time, and CPU time: every thread's, JAX's computing on more than one
+core when it can), forward/backward NFE per batch (torchode and ours: the calls f observes;
 diffrax: the calls its field makes, through a host callback in an untimed pass), compile
 time (diffrax: the first epoch's extra time) and the ratio to the first implementation;
 then ours compiled over each peer, µs per evaluation epoch by epoch (median and range).
+``--cores N`` pins the process to N cores.
 Peers missing here are skipped with a message (``pip install -e ".[bench]"``). No
 assertions: timings depend on the machine.
 
     python benchmarks/peers.py [--epochs 10] [--models hbnode nesterovnode]
-                               [--impls rk "rk compiled" ... diffrax] [--json PATH]
+                               [--impls rk "rk compiled" ... diffrax] [--cores N]
+                               [--json PATH]
 """
 
 from __future__ import annotations

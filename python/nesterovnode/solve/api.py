@@ -203,8 +203,8 @@ def solve(
             options=plan.options,
         )
 
-    # one walk of the parameters serves the test below and the adjoint's fields
-    named = list(dynamics.named_parameters()) if torch.is_grad_enabled() else []
+    # one walk of the parameters serves the test below and the fields of every path
+    named = list(dynamics.named_parameters())
     needs_grad = torch.is_grad_enabled() and (
         y0.requires_grad or any(p.requires_grad for _, p in named)
     )
@@ -217,7 +217,8 @@ def solve(
         if plan.native:
             ys = eng.solve_native(plan.sensitivity, dynamics, y0, ts.detach(), request(False))
         elif plan.sensitivity == "backprop" or not (needs_grad or time_grad):
-            (ys,) = eng.integrate(adjoint.DynamicsField(dynamics), (y0,), times, request(False))
+            field = adjoint.DynamicsField(dynamics, [p for _, p in named])
+            (ys,) = eng.integrate(field, (y0,), times, request(False))
         else:
             run = adjoint.Backsolve(
                 eng,

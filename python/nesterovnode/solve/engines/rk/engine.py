@@ -39,7 +39,6 @@ Options (``SolveConfig.options``):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -95,13 +94,9 @@ class RKEngine(Engine):
 
     def __init__(self):
         self.runners = RunnerCache()
-        # a compiled solve's two runners by program and key: what a solve would build
-        # again (the step's closures, two runner look-ups) on every call
-        self._programs = Recent(self.runners.size)
 
     def clear_caches(self) -> None:
         self.runners.clear()
-        self._programs.clear()
 
     def integrate(
         self, field, z0: State, times: Sequence[float], request: IntegrateRequest
@@ -153,7 +148,10 @@ class RKEngine(Engine):
             )
         )
 
-        def runner(kind: str, fn, dense=False, how=mode):
+        def cache_key(kind, dense=False):
+            return None if key is None else (kind, dense, *key)
+
+        def runner(kind, fn, dense=False, how=mode):
             """Looked up (or captured) on first call, which brings example arguments;
             ``how``: the runner's mode (the solve's, unless a step kind runs eagerly)."""
             found = None
@@ -161,8 +159,9 @@ class RKEngine(Engine):
             def call(*args):
                 nonlocal found
                 if found is None:
-                    cache_key = None if key is None else (kind, dense, *key)
-                    found = self.runners.get(cache_key, fn, args, dtype, device, how, model, batch)
+                    found = self.runners.get(
+                        cache_key(kind, dense), fn, args, dtype, device, how, model, batch
+                    )
                 return found(*args)
 
             return call
@@ -197,14 +196,16 @@ class RKEngine(Engine):
                 # the controller's rule and the direction are part of the programs; the
                 # second serves the rare solve that stops before T (capacity, max_steps)
                 program = (request.options["controller"], direction)
-                found = None if key is None else self._programs.get((program, key))
-                if found is None:
+                kinds = (("start", *program), ("solve", *program))
+                # kept runners serve without the step's closures being built again
+                found = [self.runners.find(cache_key(kind)) for kind in kinds]
+                if None in found:
                     step_fn, init_fn, controller = steps()
                     loop_fn = make_adaptive_solve(step_fn, controller, direction)
-                    start = runner(("start", *program), make_started_solve(init_fn, loop_fn))
-                    found = (start, runner(("solve", *program), loop_fn))
-                    if key is not None:
-                        self._programs.put((program, key), found)
+                    found = [
+                        runner(kinds[0], make_started_solve(init_fn, loop_fn)),
+                        runner(kinds[1], loop_fn),
+                    ]
                 start, solve = found
                 outputs = integrate_in_loop(tab, start, solve, z0, times, request.recorder, keep)
             else:
@@ -218,25 +219,3 @@ class RKEngine(Engine):
                     tab, step, init, z0, times, request.recorder, controller, keep, dense
                 )
         return stack(outputs, range(len(z0)))
-
-
-class Recent:
-    """A dict that keeps its ``size`` most recently used entries."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._items: OrderedDict = OrderedDict()
-
-    def get(self, key):
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-        return found
-
-    def put(self, key, value) -> None:
-        self._items[key] = value
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()

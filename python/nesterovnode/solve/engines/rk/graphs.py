@@ -130,9 +130,8 @@ class RunnerCache:
         (``StaticRunner``)."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
-        runner = self._runners.get(key)
+        runner = self.find(key)
         if runner is not None:
-            self._runners.move_to_end(key)
             return runner
         if mode == "emulate":
             runner = StaticRunner(fn, args, dtype, device)
@@ -143,6 +142,13 @@ class RunnerCache:
         self._runners[key] = runner
         while len(self._runners) > self.size:
             self._runners.popitem(last=False)
+        return runner
+
+    def find(self, key: Hashable | None):
+        """The runner kept for ``key`` (now the most recently used), or None."""
+        runner = None if key is None else self._runners.get(key)
+        if runner is not None:
+            self._runners.move_to_end(key)
         return runner
 
     def _capture(self, fn, args, dtype, device):

@@ -168,11 +168,9 @@ def make_started_solve(init: Callable, solve: Callable):
         return make_started_solve(init, solve.with_step(other, other_loop))
 
     def example_step_arguments(args: tuple) -> tuple:
-        t, end, _, y = args
-        dtype = y[0].dtype
-        # h and k: new tensors, k shaped as the state
-        h, k = torch.empty_like(t, dtype=dtype), tuple(torch.empty_like(v) for v in y)
-        return (t.to(dtype), h, end.to(dtype), y, k)
+        t, end, _, y = args  # h and k, which the rule makes: new tensors
+        h, k = torch.empty_like(t), tuple(torch.empty_like(v) for v in y)
+        return step_arguments((t, end, h, None, None, y, k))
 
     start.step = solve.step
     start.with_step = with_step
