@@ -58,14 +58,16 @@ def _compiled_runners():
 def _kind(key) -> str:
     """A runner's kind from its cache key ("init", "step", or "start" for a whole solve,
     the first-step rule and the loop, whose key also holds its controller and direction;
+    "start given" for a whole solve from a given first step, the adjoint's backward;
     "solve" for the loop's later calls)."""
     return key[0] if isinstance(key[0], str) else key[0][0]
 
 
 #: what ``compile=True`` compiles for the adjoint solves of ``_solve_and_grad`` (three
 #: output times): the forward solve's first-step rule and steps, called from the host's
-#: loop (dense output at 1.5), and the adjoint's whole solve (one interval)
-ALL = ("init", "step", "start")
+#: loop (dense output at 1.5), and the adjoint's whole solve (one interval), which starts
+#: from the step the forward proposed at its end
+ALL = ("init", "step", "start given")
 
 
 def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=ALL):

@@ -6,6 +6,7 @@ test_tableaux.py."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from itertools import product
 
@@ -109,8 +110,9 @@ def engine_runs(dyn, solver, sensitivities=("adjoint", "adjoint")):
 @pytest.mark.parametrize("model", ["hbnode", "nesterovnode"])
 def test_rk_and_torchdiffeq_take_the_same_steps_forward_and_backward(solver, model, float64):
     """The same method, first-step rule, controller and norm on both engines, and the one
-    adjoint: the step sizes agree to rounding, and the NFE differ by exactly one per
-    integration (torchdiffeq evaluates f(t0) again after the first-step rule)."""
+    adjoint: the step sizes agree to rounding; the forward NFE differ by exactly one
+    (torchdiffeq evaluates f(t0) again after the first-step rule), the backward NFE not
+    at all (both start from the step the forward proposed: one evaluation of f(t0))."""
     (sr, gr), (st, gt) = engine_runs(make_dynamics(model), solver)
     # equal up to rounding: the error estimate h Σ (b_i − b̂_i) k_i cancels to ~1e-7 of the
     # state, so its last bits (summed in another order) move the next step by ~1e-9
@@ -118,7 +120,7 @@ def test_rk_and_torchdiffeq_take_the_same_steps_forward_and_backward(solver, mod
     assert torch.allclose(sr.ys, st.ys, rtol=0, atol=1e-12)
     assert st.stats.nfe_forward == sr.stats.nfe_forward + 1
     assert st.stats.steps_accepted_backward == sr.stats.steps_accepted_backward
-    assert st.stats.nfe_backward == sr.stats.nfe_backward + 1
+    assert st.stats.nfe_backward == sr.stats.nfe_backward
     for a, b in zip(gr, gt):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
 
@@ -231,9 +233,11 @@ def test_rk_counts_two_start_evaluations_and_restarts_the_adjoint_per_interval(t
     sol = nn_.solve(dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], engine="rk", rtol=tol, atol=tol)
     sol.ys.sum().backward()
     s = sol.stats
+    # the forward's first-step rule: f(t0) and its probe
     assert s.nfe_forward == 2 + 6 * (s.steps_accepted + s.steps_rejected)
-    # the adjoint restarts at each output time: 2 intervals, 2 evaluations each
-    assert s.nfe_backward == 2 * 2 + 6 * (s.steps_accepted_backward + s.steps_rejected_backward)
+    # the adjoint restarts at each output time: 2 intervals, each from a given first step
+    # (one evaluation, f(t) where it starts)
+    assert s.nfe_backward == 2 * 1 + 6 * (s.steps_accepted_backward + s.steps_rejected_backward)
 
 
 def test_the_image_and_point_cloud_tasks_run_on_rk_by_default():
@@ -287,3 +291,126 @@ def test_a_training_run_releases_the_engines_cached_steps():
     train(config, task=task, progress=False, on_epoch=lambda r: seen.append(len(engine.runners)))
     assert seen and seen[0] > 0  # cached while training
     assert len(engine.runners) == 0  # released at the end
+
+
+# -- the first step: given, and continued --------------------------------------------------
+class _TwoComponents:
+    """y'' = −4 y as two state components (y, y'): steps end on every output time (a
+    state of more than one component has no dense output), as the adjoint's do."""
+
+    reads = (0, 1)
+    key = None
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, t, z):
+        self.calls += 1
+        return (z[1], -4.0 * z[0])
+
+
+def _integrate_on(engine: str, field, z0, times, first_step=None, rtol=1e-8, **options):
+    """(states, stats, recorder) of a DP5 solve by ``engine``'s ``integrate``."""
+    from nesterovnode.solve.engines.base import IntegrateRequest
+    from nesterovnode.solve.stats import Recorder, SolveStats
+
+    eng, _, method = resolve("DP5", engine)
+    defaults = {name: option.default for name, option in eng.options.items()}
+    recorder = Recorder(SolveStats())
+    request = IntegrateRequest(
+        "DP5", method, rtol, rtol, None, None, recorder, {**defaults, **options}, first_step
+    )
+    with torch.no_grad():
+        out = eng.integrate(field, z0, times, request)
+    return out, recorder.stats, recorder
+
+
+def _oscillator_start():
+    torch.manual_seed(0)
+    return (torch.randn(5, 2), torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("engine", ["rk", "torchdiffeq"])
+def test_a_solve_continued_from_its_proposed_step_retakes_the_one_solves_steps(engine, float64):
+    """A solve reports the step its controller proposed after its last step
+    (``recorder.next_step``); a solve that continues from there with that first step
+    (``first_step``: one evaluation, f(t0), instead of the first-step rule's two) takes
+    exactly the steps of one solve through both intervals, to the same state."""
+    z0 = _oscillator_start()
+    whole, one, _ = _integrate_on(engine, _TwoComponents(), z0, [0.0, 1.0, 2.0])
+    part1, first, rec1 = _integrate_on(engine, _TwoComponents(), z0, [0.0, 1.0])
+    assert rec1.next_step is not None and 0.0 < float(rec1.next_step) < 1.0
+    middle = tuple(z[-1] for z in part1)
+    field = _TwoComponents()
+    part2, second, _ = _integrate_on(engine, field, middle, [1.0, 2.0], first_step=rec1.next_step)
+    assert first.steps_accepted + second.steps_accepted == one.steps_accepted > 10
+    assert first.step_sizes + second.step_sizes == pytest.approx(one.step_sizes, rel=1e-12)
+    assert (
+        second.nfe_forward == field.calls == 1 + 6 * (second.steps_accepted + second.steps_rejected)
+    )
+    assert first.nfe_forward + second.nfe_forward == one.nfe_forward + 1  # f(1) again
+    for a, b in zip(part2, whole):
+        assert torch.allclose(a[-1], b[-1], rtol=0, atol=1e-13)
+    exact = z0[0] * math.cos(2.0 * 2.0)
+    assert torch.allclose(part2[0][-1], exact, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ["rk", "torchdiffeq"])
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_a_given_first_step_is_the_first_attempt_capped_at_the_interval(engine, direction, float64):
+    """``first_step`` is the size of the first attempt, backwards in time too, and at most
+    the interval's length; the solve then has the tolerance's accuracy."""
+    z0 = _oscillator_start()
+    for given, expected in ((0.01, 0.01), (5.0, 1.0)):
+        field = _TwoComponents()
+        out, stats, _ = _integrate_on(
+            engine, field, z0, [0.0, direction], first_step=torch.tensor(given)
+        )
+        # attempts at t0 that were rejected came before the accepted one
+        rejected_at_t0 = [th for th in stats.rejected_steps if th[0] == 0.0]
+        first = rejected_at_t0[0] if rejected_at_t0 else (0.0, stats.step_sizes[0])
+        assert stats.step_times[0] == 0.0
+        assert first == (0.0, pytest.approx(direction * expected, rel=1e-15))
+        assert bool(rejected_at_t0) == (given == 5.0)  # a whole interval is too long a step
+        assert field.calls == stats.nfe_forward
+        exact = z0[0] * math.cos(2.0 * direction)
+        assert torch.allclose(out[0][-1], exact, rtol=0, atol=1e-6)
+
+
+def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(float64, monkeypatch):
+    """The backward solve's first step is the one the forward solve's controller proposed
+    at T (the adjoint's state holds the forward state, whose scales that step resolves),
+    and each later stretch's is the one the backward proposed where it stopped: no
+    first-step rule in the backward (one evaluation, f(t), per stretch)."""
+    from nesterovnode.solve.engines.rk.engine import RKEngine
+    from nesterovnode.solve.stats import Recorder
+
+    calls, attempts = [], []
+    real_integrate, real_attempt = RKEngine.integrate, Recorder.attempt
+
+    def integrate(self, field, z0, times, request):
+        out = real_integrate(self, field, z0, times, request)
+        calls.append((list(times), request.first_step, request.recorder.next_step))
+        return out
+
+    def attempt(self, t, h):
+        attempts.append((self.backward, float(t), float(h)))
+        return real_attempt(self, t, h)
+
+    monkeypatch.setattr(RKEngine, "integrate", integrate)
+    monkeypatch.setattr(Recorder, "attempt", attempt)
+    dyn = make_dynamics("hbnode")
+    torch.manual_seed(1)
+    y0 = dyn.initial_state(0.0, torch.randn(8, 3))
+    sol = nn_.solve(dyn, y0, [0.0, 1.0, 3.0], rtol=1e-7, atol=1e-7, engine="rk")
+    (sol.ys[1].sum() + sol.ys[2].square().sum()).backward()
+    forward, late, early = calls
+    assert forward[:2] == ([0.0, 1.0, 3.0], None) and 0 < forward[2] < 2.0
+    assert late[:2] == ([3.0, 1.0], forward[2]) and early[:2] == ([1.0, 0.0], late[2])
+    backward = [a[1:] for a in attempts if a[0]]
+    restart = next(i for i, (t, _) in enumerate(backward) if t == 1.0)
+    assert backward[0] == (3.0, -forward[2])
+    assert backward[restart] == (1.0, -min(late[2], 1.0))
+    s = sol.stats
+    assert s.steps_accepted_backward + s.steps_rejected_backward == len(backward) > 4
+    assert s.nfe_backward == 2 * 1 + 6 * len(backward)

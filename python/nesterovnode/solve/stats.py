@@ -126,11 +126,17 @@ class Recorder:
     starts (raises ``SolverError`` past ``max_steps``); ``accepted``/``rejected``: its
     outcome; ``fail(t, reason)``: the error to raise. Forward steps are also kept as a
     history (``SolveStats.step_times``/``step_sizes``/``rejected_steps``).
+
+    ``next_step``: |h| that the controller proposed after the last step of the solve
+    (a float, or a 0-dim tensor that the engine did not read to the host); the size a
+    solve continuing this one would start with (``IntegrateRequest.first_step``). None
+    where the engine does not say (fixed steps, engines that keep it to themselves).
     """
 
     def __init__(self, stats: SolveStats, backward: bool = False, max_steps: int | None = None):
         self.stats, self.backward, self.max_steps = stats, backward, max_steps
         self.attempts = 0
+        self.next_step: float | torch.Tensor | None = None
 
     @property
     def phase(self) -> str:

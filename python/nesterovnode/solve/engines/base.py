@@ -13,8 +13,11 @@ how to install it, and it integrates:
 - ``times`` are Python floats, strictly increasing or strictly decreasing; the result is
   a tuple with one ``[len(times), *z0[j].shape]`` tensor per component.
 - ``request`` (``IntegrateRequest``) carries the method, tolerances, fixed step, the
-  components the error norm covers (``error_channels``; None = all) and the
-  ``Recorder`` every step, rejection and evaluation is reported to.
+  components the error norm covers (``error_channels``; None = all), optionally the
+  first step's size (``first_step``) and the ``Recorder`` every step, rejection and
+  evaluation is reported to. An adaptive engine that can says on the recorder which
+  step its controller proposed after the last one (``Recorder.next_step``): the adjoint
+  starts its backward solve from it.
 
 Invariants every engine meets (the contract suite in tests/engines checks them all):
 
@@ -88,6 +91,11 @@ class IntegrateRequest:
     error_channels: tuple[int, ...] | None  #: state components in the error norm
     recorder: Recorder
     options: dict  #: the engine's options, validated, defaults filled in
+    #: the size of the first attempt (a float or a 0-dim tensor, > 0, capped at the first
+    #: interval): a solve that continues another starts from the step that one proposed
+    #: (``Recorder.next_step``) instead of the first-step rule; None: the engine's rule.
+    #: Engines that take it: rk, torchdiffeq; the others choose their own first step.
+    first_step: float | torch.Tensor | None = None
 
     @property
     def stats(self) -> SolveStats:

@@ -11,7 +11,9 @@ How the contract is met:
   interpolants (bosh3's is second order) and no step runs past the end;
 - the first step is chosen by the library's own rule (``rk.step.make_initial_step``),
   whose probe stays inside [t0, T] (torchdiffeq's own probe can leave the interval: a
-  Nesterov field is singular at t = 0);
+  Nesterov field is singular at t = 0), or given (``IntegrateRequest.first_step``); the
+  step its controller proposed after the last one, which torchdiffeq keeps to itself, is
+  computed by its rule from the last step's size and error ratio (``Recorder.next_step``);
 - the error norm is one RMS over the covered components together (``norm=``);
 - evaluations and steps are counted through the field and torchdiffeq's callbacks.
 
@@ -31,6 +33,7 @@ from ..errors import SolverError
 from ..grid import fixed_grid
 from ..stats import Recorder
 from .base import Engine, IntegrateRequest, State
+from .rk.controller import IntegralController
 from .rk.step import Norm, make_initial_step
 
 #: fixed-grid methods (the others are adaptive only here)
@@ -45,18 +48,20 @@ class _Counted:
 
     fixed = True
 
-    def __init__(self, field, recorder: Recorder, count=None):
+    def __init__(self, field, recorder: Recorder, count=None, sign: float = 1.0):
         self.field, self.recorder = field, recorder
         self.count = recorder.evaluations if count is None else count
+        # torchdiffeq hands its callbacks |dt| backwards in time; steps are reported signed
+        self.sign = sign
 
     def __call__(self, t, z):
         self.count(1)
         return self.field(t, z)
 
     def callback_step(self, t0, y0, dt):
-        self.recorder.attempt(float(t0), float(dt))
+        self.recorder.attempt(float(t0), self.sign * float(dt))
         if self.fixed:
-            self.recorder.accepted(float(t0), float(dt))
+            self.recorder.accepted(float(t0), self.sign * float(dt))
 
 
 class _CountedAdaptive(_Counted):
@@ -65,15 +70,18 @@ class _CountedAdaptive(_Counted):
 
     fixed = False
 
+    last_size = None  #: |dt| of the last accepted step
+
     def callback_accept_step(self, t0, y0, dt):
-        self.recorder.accepted(float(t0), float(dt))
+        self.last_size = abs(float(dt))
+        self.recorder.accepted(float(t0), self.sign * self.last_size)
 
     def callback_reject_step(self, t0, y0, dt):
-        self.recorder.rejected(float(t0), float(dt))
+        self.recorder.rejected(float(t0), self.sign * float(dt))
 
 
-def _counted(fixed: bool, field, recorder: Recorder, count=None) -> _Counted:
-    return (_Counted if fixed else _CountedAdaptive)(field, recorder, count)
+def _counted(fixed: bool, field, recorder: Recorder, count=None, sign: float = 1.0) -> _Counted:
+    return (_Counted if fixed else _CountedAdaptive)(field, recorder, count, sign)
 
 
 def _grid_constructor(dt: float):
@@ -88,14 +96,28 @@ def _grid_constructor(dt: float):
     return construct
 
 
-def _rms(channels):
-    """One RMS over the covered components of torchdiffeq's (tuple) state together."""
-    norm = Norm(tuple(channels))
+class _Rms:
+    """One RMS over the covered components of torchdiffeq's (tuple) state together. Its
+    adaptive solvers take it as the norm of the scaled error, once per attempt: the last
+    value it returned is the last attempt's error ratio (``last``)."""
 
-    def rms(x):
-        return norm(tuple(x) if isinstance(x, (tuple, list)) else (x,))
+    def __init__(self, channels):
+        self.norm = Norm(tuple(channels))
+        self.last = None
 
-    return rms
+    def __call__(self, x):
+        self.last = self.norm(tuple(x) if isinstance(x, (tuple, list)) else (x,))
+        return self.last
+
+
+def _next_step(method: str, counted, norm: _Rms) -> float | None:
+    """|h| that torchdiffeq's controller proposed after its last step, which it keeps to
+    itself: its rule (torchdiffeq's ``_optimal_step_size``, the rk engine's integral
+    controller) on the last attempt's size and error ratio."""
+    size = getattr(counted, "last_size", None)
+    if size is None or norm.last is None:
+        return None
+    return IntegralController(ORDER_OF[method]).next_step(abs(size), float(norm.last))
 
 
 class TorchdiffeqEngine(Engine):
@@ -134,20 +156,29 @@ class TorchdiffeqEngine(Engine):
             return t, {"grid_constructor": _grid_constructor(request.dt)}
         channels = range(len(z0)) if request.error_channels is None else request.error_channels
         direction = 1.0 if times[-1] > times[0] else -1.0
-        norm = Norm(tuple(channels))
-        init = make_initial_step(
-            ORDER_OF[request.method], field, request.rtol, request.atol, norm, direction
-        )
-        with torch.no_grad():
-            _, h = init(t[0], t.new_tensor(abs(times[1] - times[0])), tuple(z.detach() for z in z0))
-        request.recorder.evaluations(2)
-        return t, {"step_t": t, "first_step": float(h), "norm": _rms(channels)}
+        span = abs(times[1] - times[0])
+        if request.first_step is not None:  # torchdiffeq then evaluates f(t0) only
+            h = min(float(request.first_step), span)
+        else:
+            init = make_initial_step(
+                ORDER_OF[request.method],
+                field,
+                request.rtol,
+                request.atol,
+                Norm(tuple(channels)),
+                direction,
+            )
+            with torch.no_grad():
+                _, h = init(t[0], t.new_tensor(span), tuple(z.detach() for z in z0))
+            request.recorder.evaluations(2)
+        return t, {"step_t": t, "first_step": float(h), "norm": _Rms(channels)}
 
     def integrate(self, field, z0: State, times: Sequence[float], request: IntegrateRequest):
         import torchdiffeq
 
         t, options = self._options(field, z0, times, request)
-        counted = _counted("grid_constructor" in options, field, request.recorder)
+        sign = 1.0 if times[-1] > times[0] else -1.0
+        counted = _counted("grid_constructor" in options, field, request.recorder, sign=sign)
         try:
             out = torchdiffeq.odeint(
                 counted,
@@ -160,6 +191,8 @@ class TorchdiffeqEngine(Engine):
             )
         except AssertionError as exc:
             raise _failure(exc, request) from exc
+        if "norm" in options:
+            request.recorder.next_step = _next_step(request.method, counted, options["norm"])
         return tuple(out)
 
     def solve_native(self, sensitivity, dynamics, y0, ts, request: IntegrateRequest):

@@ -18,7 +18,8 @@ Options (``SolveConfig.options``):
   between solves, pass ``cuda_graphs=False``.
 - ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
 - ``compile``: True compiles each solve between two times (a forward solve to T, each
-  interval of the adjoint) to one native program: the first-step rule and the whole
+  interval of the adjoint) to one native program: the first step (the rule's, or the
+  one the adjoint's backward is given: ``IntegrateRequest.first_step``) and the whole
   adaptive loop — every stage, the error norm, the accept/reject choice, the step-size
   control and the stopping test (``solve_loop.py``), forward and adjoint: no Python
   between steps. Solves with more output times call the compiled rule and one compiled
@@ -48,7 +49,13 @@ from .controller import CONTROLLERS, make_controller
 from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
 from .solve_loop import integrate_in_loop, make_adaptive_solve, make_started_solve
-from .step import Norm, make_adaptive_step, make_fixed_step, make_initial_step
+from .step import (
+    Norm,
+    make_adaptive_step,
+    make_fixed_step,
+    make_given_first_step,
+    make_initial_step,
+)
 from .tableaux import TABLEAUX
 
 
@@ -175,14 +182,22 @@ class RKEngine(Engine):
             norm = Norm(channels)
             dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
             direction = 1.0 if times[-1] > times[0] else -1.0
+            # a first step given (a solve continuing another: the adjoint's backward)
+            # replaces the first-step rule: its own programs, one evaluation instead of two
+            given = request.first_step is not None
+            first = "given" if given else "init"
 
             def steps():
-                """The step, the first-step rule and the controller (closures on field)."""
+                """The step, the first step and the controller (closures on field)."""
                 step_fn = make_adaptive_step(
                     tab, field, request.rtol, request.atol, norm, field.reads, dense
                 )
-                init_fn = make_initial_step(
-                    tab.order, field, request.rtol, request.atol, norm, direction
+                init_fn = (
+                    make_given_first_step(field)
+                    if given
+                    else make_initial_step(
+                        tab.order, field, request.rtol, request.atol, norm, direction
+                    )
                 )
                 return step_fn, init_fn, make_controller(request.options["controller"], tab.order)
 
@@ -196,7 +211,8 @@ class RKEngine(Engine):
                 # the controller's rule and the direction are part of the programs; the
                 # second serves the rare solve that stops before T (capacity, max_steps)
                 program = (request.options["controller"], direction)
-                kinds = (("start", *program), ("solve", *program))
+                start_kind = "start given" if given else "start"
+                kinds = ((start_kind, *program), ("solve", *program))
                 # kept runners serve without the step's closures being built again
                 found = [self.runners.find(cache_key(kind)) for kind in kinds]
                 if None in found:
@@ -207,15 +223,33 @@ class RKEngine(Engine):
                         runner(kinds[1], loop_fn),
                     ]
                 start, solve = found
-                outputs = integrate_in_loop(tab, start, solve, z0, times, request.recorder, keep)
+                outputs = integrate_in_loop(
+                    tab,
+                    start,
+                    solve,
+                    z0,
+                    times,
+                    request.recorder,
+                    keep,
+                    first_step=request.first_step,
+                )
             else:
                 step_fn, init_fn, controller = steps()
                 # "steps": the first-step rule, once per solve, does not repay its
                 # compilation in short runs (CUDA graphs, captured in no time, keep it)
                 rule_eager = mode == "compile" and request.options["compile"] == "steps"
                 step = runner("step", step_fn, dense)
-                init = runner("init", init_fn, how="eager" if rule_eager else mode)
+                init = runner(first, init_fn, how="eager" if rule_eager else mode)
                 outputs = integrate_adaptive(
-                    tab, step, init, z0, times, request.recorder, controller, keep, dense
+                    tab,
+                    step,
+                    init,
+                    z0,
+                    times,
+                    request.recorder,
+                    controller,
+                    keep,
+                    dense,
+                    request.first_step,
                 )
         return stack(outputs, range(len(z0)))

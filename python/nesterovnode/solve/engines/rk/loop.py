@@ -60,19 +60,27 @@ def integrate_adaptive(
     controller,
     keep: Keep,
     dense: bool,
+    first_step=None,
 ) -> list[State]:
     """The states at ``times`` (increasing or decreasing) of an adaptive solve.
 
-    ``step`` and ``init`` are runners of ``make_adaptive_step`` (with ``dense`` when the
-    step returns its stages) and ``make_initial_step``.
+    ``step`` is a runner of ``make_adaptive_step`` (with ``dense`` when the step returns
+    its stages); ``init`` one of ``make_initial_step`` (the first-step rule), or with
+    ``first_step`` (the first attempt's size) one of ``make_given_first_step``. The
+    controller's proposal after the last step goes to ``recorder.next_step``.
     """
     direction = 1.0 if times[-1] > times[0] else -1.0
     per_step = tableau.new_evaluations_per_step
     outputs = [keep(y0)]
     t, end = times[0], times[-1]
     controller.reset()
-    k, h_t = init(t, abs(end - t) if dense else abs(times[1] - t), y0)
-    recorder.evaluations(2)
+    span = abs(end - t) if dense else abs(times[1] - t)
+    if first_step is None:
+        k, h_t = init(t, span, y0)
+        recorder.evaluations(2)
+    else:
+        k, h_t = init(t, span, y0, first_step)
+        recorder.evaluations(1)
     h = h_t.detach().item()  # one host read per solve
     state, nxt = y0, 1
     while nxt < len(times):
@@ -104,6 +112,7 @@ def integrate_adaptive(
         h = controller.next_step(size, ratio)
         if nxt < len(times) and t + direction * h == t:
             raise recorder.fail(t, "underflow", f"h = {h:.3g}")
+    recorder.next_step = h
     return outputs
 
 

@@ -33,7 +33,8 @@ attempts (still ``RUNNING``): each attempt writes (t, signed h, outcome) into a 
 and calls the loop again where it stopped. So one call serves up to ``capacity``
 attempts: a solve on the point cloud takes one. A solve's first call
 (``make_started_solve``) computes the first step's size and f(t0, y0) before the loop,
-in the same program.
+in the same program; where the solve continues another (the adjoint's backward after
+its forward), the first step is given instead (one evaluation, f(t0, y0)).
 """
 
 from __future__ import annotations
@@ -153,22 +154,24 @@ def step_arguments(args: tuple) -> tuple:
 
 
 def make_started_solve(init: Callable, solve: Callable):
-    """``start(t, end, limit, y, extra=()) -> solve's outputs``: the first-step rule
-    (``step.make_initial_step``: f(t, y) and |h|, two evaluations) and then ``solve``'s
-    loop (``make_adaptive_solve``), as one program: a solve's first call. It carries
-    ``solve``'s attributes for tracing its step apart."""
+    """``start(t, end, limit, y, *h, extra=()) -> solve's outputs``: the first step and
+    then ``solve``'s loop (``make_adaptive_solve``), as one program: a solve's first call.
+    ``init`` is the first-step rule (``step.make_initial_step``: f(t, y) and |h|, two
+    evaluations), or, called with ``h`` (a float64 0-dim tensor), the given first step
+    (``step.make_given_first_step``: f(t, y), one evaluation). It carries ``solve``'s
+    attributes for tracing its step apart."""
 
-    def start(t, end, limit, y: State, extra: tuple = ()):
+    def start(t, end, limit, y: State, *h, extra: tuple = ()):
         dtype = y[0].dtype
-        k, h = init(t.to(dtype), (end - t).abs().to(dtype), y)
+        k, first = init(t.to(dtype), (end - t).abs().to(dtype), y, *h)
         previous = torch.ones_like(t)  # the PI controller's memory starts at 1
-        return solve(t, end, h.to(torch.float64), previous, limit, y, k, extra)
+        return solve(t, end, first.to(torch.float64), previous, limit, y, k, extra)
 
     def with_step(other: Callable, other_loop: Callable):
         return make_started_solve(init, solve.with_step(other, other_loop))
 
     def example_step_arguments(args: tuple) -> tuple:
-        t, end, _, y = args  # h and k, which the rule makes: new tensors
+        t, end, _, y = args[:4]  # h and k, which the first step makes: new tensors
         h, k = torch.empty_like(t), tuple(torch.empty_like(v) for v in y)
         return step_arguments((t, end, h, None, None, y, k))
 
@@ -187,11 +190,14 @@ def integrate_in_loop(
     recorder: Recorder,
     keep: Callable[[State], State],
     capacity: int = CAPACITY,
+    first_step=None,
 ) -> list[State]:
     """The states at ``times`` = [t0, T] of an adaptive solve: ``start``'s call (a runner
-    of ``make_started_solve``), then, where it stopped before T, calls of ``solve`` (of
+    of ``make_started_solve``; with ``first_step``, the size of the first attempt, the
+    given step's), then, where it stopped before T, calls of ``solve`` (of
     ``make_adaptive_solve``) from where it stopped; reports to ``recorder`` what
-    ``loop.integrate_adaptive`` reports, attempt by attempt."""
+    ``loop.integrate_adaptive`` reports, attempt by attempt, and the controller's last
+    proposal as ``recorder.next_step`` (a tensor: not read to the host)."""
     if len(times) != 2:
         raise ValueError("the compiled loop integrates between two times")
     device = y0[0].device
@@ -199,7 +205,10 @@ def integrate_in_loop(
     t, end_t = _constant(t0, torch.float64, device), _constant(end, torch.float64, device)
     h = previous = k = None
     state, per_step = y0, tableau.new_evaluations_per_step
-    recorder.evaluations(2)  # the first-step rule, in start's call
+    given = ()
+    if first_step is not None:
+        given = (torch.as_tensor(first_step, dtype=torch.float64, device=device),)
+    recorder.evaluations(1 if given else 2)  # the first step, in start's call
     while True:
         allowed = capacity
         if recorder.max_steps is not None:
@@ -208,13 +217,14 @@ def integrate_in_loop(
             recorder.attempt(float(t), float("nan") if h is None else float(h))
         limit = _constant(allowed, torch.int64, device)
         if h is None:
-            out = start(t, end_t, limit, state)
+            out = start(t, end_t, limit, state, *given)
         else:
             out = solve(t, end_t, h, previous, limit, state, k)
         t, h, previous, status, count, history, state, k = out
         _replay(history[: int(count)].tolist(), recorder, per_step)
         status = int(status)
         if status == DONE:
+            recorder.next_step = h
             return [keep(y0), keep(state)]
         if status == UNDERFLOW:
             raise recorder.fail(float(t), "underflow", f"h = {float(h):.3g}")

@@ -205,3 +205,14 @@ def make_initial_step(
         return f0, torch.minimum(100 * h0, h1)
 
     return init
+
+
+def make_given_first_step(field: StateField):
+    """``first(t0, span, y0, h) -> (f0, |h|)``: f(t0, y0) and a first step size given
+    (``IntegrateRequest.first_step``; where a solve continues another, the step that one's
+    controller proposed), capped at ``span`` as the rule's is. Costs one evaluation."""
+
+    def first(t0, span, y0: State, h):
+        return field(t0, y0), torch.minimum(h.to(span.dtype), span)
+
+    return first
