@@ -4,8 +4,8 @@ The point-cloud protocol (DP5 at rtol = atol = 1e-7, float64, t from 1 to 2), un
 models, mean over ``--seeds`` seeds; the loss is the task's SmoothL1 on all 120 points.
 Backward NFE is counted one way everywhere (solve/adjoint.py), so the columns differ only
 by what the engines do differently: their step control (rk and torchdiffeq share the
-first-step rule, controller and norm; SciPy's RK45 has its own), and torchdiffeq's native
-adjoint (``torchdiffeq:adjoint``), which also integrates an unused dL/dt channel.
+first-step rule, controller and norm, and start the backward from the step the forward
+proposed at T; SciPy's RK45 has its own rules), and torchdiffeq's native adjoint (``torchdiffeq:adjoint``), which also integrates an unused dL/dt channel.
 
     python benchmarks/engines.py [--seeds 4] [--outputs 2]
 

@@ -23,14 +23,18 @@ evaluation (wall time, and CPU time: every thread's, JAX's computing on more tha
 core when it can), forward/backward NFE per batch (torchode and ours: the calls f observes;
 diffrax: the calls its field makes, through a host callback in an untimed pass), compile
 time (diffrax: the first epoch's extra time) and the ratio to the first implementation;
-then ours compiled over each peer, µs per evaluation epoch by epoch (median and range).
-``--cores N`` pins the process to N cores.
+then ours compiled over each peer, µs per evaluation, CPU time and s/epoch, epoch by
+epoch (median and range). ``--cores N`` pins the process to N cores. ``--alone R`` runs
+each implementation alone in a process of its own instead, R rounds in turns, and gives
+the ratios round by round: an epoch of a few milliseconds that follows another
+implementation's in the same process starts from the state that one left in the CPU's
+caches (``alone``).
 Peers missing here are skipped with a message (``pip install -e ".[bench]"``). No
 assertions: timings depend on the machine.
 
     python benchmarks/peers.py [--epochs 10] [--models hbnode nesterovnode]
                                [--impls rk "rk compiled" ... diffrax] [--cores N]
-                               [--json PATH]
+                               [--alone ROUNDS] [--json PATH]
 """
 
 from __future__ import annotations
@@ -338,11 +342,17 @@ def summary(run: Run, last: int) -> dict:
     }
 
 
-def ratio_per_epoch(a: Run, b: Run, last: int, cpu: bool = False) -> tuple[float, float, float]:
+def ratio_per_epoch(
+    a: Run, b: Run, last: int, cpu: bool = False, per: str = "evaluation"
+) -> tuple[float, float, float]:
     """(median, lowest, highest) over the ``last`` epochs of ``a``'s µs per evaluation
     over ``b``'s, epoch by epoch (each pair timed in the same stretch of time); with
-    ``cpu``, of CPU time."""
-    r = per_evaluation(a, last, cpu) / per_evaluation(b, last, cpu)
+    ``cpu``, of CPU time; with ``per="epoch"``, of the epochs' wall time (what a user
+    waits for: fewer evaluations count as well)."""
+    if per == "epoch":
+        r = np.array(a.times[-last:]) / np.array(b.times[-last:])
+    else:
+        r = per_evaluation(a, last, cpu) / per_evaluation(b, last, cpu)
     return float(np.median(r)), float(r.min()), float(r.max())
 
 
@@ -379,14 +389,103 @@ def runs_of(name: str, x, y, impls) -> list[Run]:
     return runs
 
 
-def ratio_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
-    """The runs compared epoch by epoch: the first (the table's base) against each other,
-    then each of our compiled runs against each peer."""
-    pairs = [(runs[0], r) for r in runs[1:]]
-    compiled = [r for r in runs if OURS.get(r.impl, {}).get("options", {}).get("compile")]
-    peers = [r for r in runs if r.impl in PEERS]
+def impl_pairs(impls: list[str]) -> list[tuple[str, str]]:
+    """The implementations compared: the first (the table's base) against each other,
+    then each of our compiled ones against each peer."""
+    pairs = [(impls[0], i) for i in impls[1:]]
+    compiled = [i for i in impls if OURS.get(i, {}).get("options", {}).get("compile")]
+    peers = [i for i in impls if i in PEERS]
     pairs += [(a, b) for a in compiled for b in peers if (a, b) not in pairs]
     return pairs
+
+
+def ratio_pairs(runs: list[Run]) -> list[tuple[Run, Run]]:
+    """The runs compared epoch by epoch (``impl_pairs``)."""
+    by_impl = {run.impl: run for run in runs}
+    return [(by_impl[a], by_impl[b]) for a, b in impl_pairs([run.impl for run in runs])]
+
+
+def alone(args) -> dict:
+    """``--alone R``: each implementation in a process of its own, alone on the machine,
+    in R rounds that take turns implementation by implementation (a round's runs fall
+    in the same stretch of the machine's time). Nothing of one implementation is left in
+    the next one's process or caches, as when a user trains one model: in one process,
+    taking turns epoch by epoch, an epoch of a few milliseconds starts where the other
+    implementation left the CPU's caches and the allocator (ours compiled: 32 µs per
+    evaluation alone, 37-43 right after a diffrax epoch; benchmarks/PERFORMANCE.md,
+    ninth pass)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    per_round: dict[str, list[dict]] = {impl: [] for impl in args.impls}
+    for r in range(args.alone):
+        for impl in args.impls:
+            with tempfile.TemporaryDirectory() as folder:
+                out = os.path.join(folder, "run.json")
+                cmd = [sys.executable, os.path.abspath(__file__), "--epochs", str(args.epochs)]
+                cmd += ["--models", *args.models, "--impls", impl, "--json", out]
+                cmd += ["--cores", str(args.cores)] if args.cores else []
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                with open(out) as fh:
+                    per_round[impl].append(json.load(fh))
+            print(f"round {r + 1}/{args.alone}: {impl} done", flush=True)
+    return rounds_summary(per_round, args.models)
+
+
+def rounds_summary(per_round: dict[str, list[dict]], models: list[str]) -> dict:
+    """The table of ``alone``'s rounds (``per_round[impl]``: each round's results of one
+    implementation alone): per implementation the median over rounds of its s/epoch and
+    µs per evaluation, its NFE and loss, compile seconds in the first and the last round;
+    then the ratios round by round (median and range over rounds) of s/epoch (what a user
+    waits for: fewer evaluations count) and of µs per evaluation."""
+    results = {}
+    for name in models:
+        rows = {}
+        for impl, rounds in per_round.items():
+            got = [r[name]["rows"][0] for r in rounds if r[name]["rows"]]
+            if got:
+                rows[impl] = got
+        count = max(len(rounds) for rounds in per_round.values())
+        print(f"\n{name}: each implementation alone in its process, {count} rounds")
+        print(
+            f"{'implementation':<30}{'s/epoch':>9}{'us/eval':>9}{'cpu us':>8}{'NFE fwd':>9}"
+            f"{'NFE bwd':>9}{'compile s':>14}{'loss':>9}"
+        )
+        table = {}
+        for impl, got in rows.items():
+            row = {
+                key: float(np.median([g[key] for g in got]))
+                for key in ("s/epoch", "us/eval", "cpu us/eval", "nfe fwd", "nfe bwd")
+            }
+            row["compile s"] = [got[0]["compile s"], got[-1]["compile s"]]
+            row["final loss"] = got[-1]["final loss"]
+            table[impl] = row
+            print(
+                f"{got[0]['impl']:<30}{row['s/epoch']:>9.4f}{row['us/eval']:>9.1f}"
+                f"{row['cpu us/eval']:>8.1f}{row['nfe fwd']:>9.1f}{row['nfe bwd']:>9.1f}"
+                f"{row['compile s'][0]:>7.1f}/{row['compile s'][1]:<6.1f}"
+                f"{row['final loss']:>9.4f}"
+            )
+        ratios = {}
+        for a, b in impl_pairs(list(rows)):
+            ratio = {}
+            for key in ("s/epoch", "us/eval"):
+                r = np.array([x[key] for x in rows[a]]) / np.array([y[key] for y in rows[b]])
+                ratio[key] = {
+                    "median": float(np.median(r)),
+                    "min": float(r.min()),
+                    "max": float(r.max()),
+                }
+            ratios[f"{a} / {b}"] = ratio
+            e, u = ratio["s/epoch"], ratio["us/eval"]
+            print(
+                f"{a} / {b}, round by round: s/epoch {e['median']:.2f} ({e['min']:.2f}-"
+                f"{e['max']:.2f}); µs per evaluation {u['median']:.2f} ({u['min']:.2f}-"
+                f"{u['max']:.2f})"
+            )
+        results[name] = {"rows": table, "ratios": ratios}
+    return results
 
 
 def main(argv=None) -> dict:
@@ -406,11 +505,24 @@ def main(argv=None) -> dict:
         help="run on this many cores (the process pinned to them; default: all): JAX "
         "computes on more than one when it can, ours and torchode on one thread",
     )
+    parser.add_argument(
+        "--alone",
+        type=int,
+        metavar="ROUNDS",
+        help="run each implementation alone in a process of its own, ROUNDS rounds in "
+        "turns, instead of taking turns epoch by epoch in one process",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     print(f"cores: {len(os.sched_getaffinity(0))} (torch: 1 thread)")
+    if args.alone:
+        results = alone(args)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(results, fh, indent=1)
+        return results
     torch.set_num_threads(1)
     x, y = data()
     results = {}
@@ -441,16 +553,19 @@ def main(argv=None) -> dict:
         for a, b in ratio_pairs(runs):
             med, lo, hi = ratio_per_epoch(a, b, last)
             cpu = ratio_per_epoch(a, b, last, cpu=True)
+            epoch = ratio_per_epoch(a, b, last, per="epoch")
             ratios[f"{a.label} / {b.label}"] = {
                 "median": med,
                 "min": lo,
                 "max": hi,
                 "cpu": dict(zip(("median", "min", "max"), cpu)),
+                "epoch": dict(zip(("median", "min", "max"), epoch)),
             }
             print(
                 f"{a.label} / {b.label}, µs per evaluation epoch by epoch: median "
                 f"{med:.2f} (range {lo:.2f}-{hi:.2f}); CPU time: {cpu[0]:.2f} "
-                f"({cpu[1]:.2f}-{cpu[2]:.2f})"
+                f"({cpu[1]:.2f}-{cpu[2]:.2f}); s/epoch: {epoch[0]:.2f} "
+                f"({epoch[1]:.2f}-{epoch[2]:.2f})"
             )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     if args.json:

@@ -53,6 +53,16 @@ def test_the_ratio_is_taken_epoch_by_epoch():
     assert (median, lo, hi) == pytest.approx((0.8, 0.8, 1.0))
 
 
+def test_the_epoch_time_ratio_counts_fewer_evaluations_as_a_gain():
+    """Per evaluation two runs can be level while one takes fewer evaluations per epoch
+    (a backward that starts from the forward's step): the epoch-time ratio shows what a
+    user waits for."""
+    ours = _run("ours", [9.0, 0.0036, 0.0036], [36] * 3)
+    peer = _run("peer", [9.0, 0.0040, 0.0040], [40] * 3)
+    assert peers.ratio_per_epoch(ours, peer, 2)[0] == pytest.approx(1.0)
+    assert peers.ratio_per_epoch(ours, peer, 2, per="epoch") == pytest.approx((0.9, 0.9, 0.9))
+
+
 def test_cpu_time_per_evaluation_counts_every_core():
     """A run computing on 1.5 cores (JAX's) books 1.5 CPU seconds per wall second: per
     evaluation it can be ahead in wall time and behind in CPU time."""
@@ -107,6 +117,7 @@ def test_a_short_run_of_ours_takes_turns_and_trains_alike(monkeypatch, tmp_path)
     assert list(node["ratios"]) == ["ours, rk / ours, torchdiffeq"]  # the base over the rest
     assert node["ratios"]["ours, rk / ours, torchdiffeq"]["median"] > 0
     assert node["ratios"]["ours, rk / ours, torchdiffeq"]["cpu"]["median"] > 0
+    assert node["ratios"]["ours, rk / ours, torchdiffeq"]["epoch"]["median"] > 0
     assert out.read_text().count('"impl"') == 2
 
 
@@ -157,3 +168,51 @@ def test_the_diffrax_peer_computes_our_loss_and_gradients(name, float64):
         assert (g - p.grad).norm() <= 1e-3 * p.grad.norm() + 1e-9, key
     args = peers.diffrax_args(peers.jax_params(model))
     assert sorted(args) == sorted(n for n, _ in model.named_parameters() if n.startswith("block."))
+
+
+def _alone_round(impl, seconds, us, nfe=(40.0, 36.0), compile_s=3.0):
+    row = {"impl": f"ours, {impl}", "s/epoch": seconds, "us/eval": us, "cpu us/eval": us}
+    row.update({"nfe fwd": nfe[0], "nfe bwd": nfe[1], "compile s": compile_s})
+    return {"node": {"rows": [{**row, "final loss": 0.5}]}}
+
+
+def test_alone_rounds_are_compared_round_by_round():
+    """``--alone``: each implementation's medians over its rounds, compile seconds of the
+    first and the last round, and the ratios taken round by round (a round's runs share
+    a stretch of the machine's time): s/epoch, which counts fewer evaluations as a gain,
+    and µs per evaluation; a peer that was not installed (no rows) is left out."""
+    per_round = {
+        "rk compiled": [
+            _alone_round("rk compiled", 0.008, 32.0, compile_s=20.0),
+            _alone_round("rk compiled", 0.016, 64.0),  # a slow stretch of the machine...
+            _alone_round("rk compiled", 0.008, 32.0),
+        ],
+        "diffrax": [
+            _alone_round("diffrax", 0.010, 32.0, nfe=(44.0, 45.0)),
+            _alone_round("diffrax", 0.020, 64.0, nfe=(44.0, 45.0)),  # ...slows both
+            _alone_round("diffrax", 0.008, 26.0, nfe=(44.0, 45.0)),
+        ],
+        "torchode": [{"node": {"rows": []}}] * 3,
+    }
+    out = peers.rounds_summary(per_round, ["node"])["node"]
+    assert list(out["rows"]) == ["rk compiled", "diffrax"]
+    ours = out["rows"]["rk compiled"]
+    assert ours["s/epoch"] == pytest.approx(0.008) and ours["us/eval"] == pytest.approx(32.0)
+    assert ours["compile s"] == [20.0, 3.0] and ours["nfe bwd"] == pytest.approx(36.0)
+    ratio = out["ratios"]["rk compiled / diffrax"]
+    assert ratio["s/epoch"] == {"median": pytest.approx(0.8), "min": 0.8, "max": 1.0}
+    assert ratio["us/eval"]["median"] == pytest.approx(1.0)
+    assert ratio["us/eval"]["max"] == pytest.approx(32.0 / 26.0)
+
+
+@pytest.mark.slow  # four processes, each importing torch
+def test_alone_runs_each_implementation_in_a_process_of_its_own(tmp_path):
+    out = tmp_path / "alone.json"
+    argv = ["--alone", "2", "--epochs", "2", "--models", "node", "--impls", "rk", "torchdiffeq"]
+    results = peers.main([*argv, "--json", str(out)])
+    rows = results["node"]["rows"]
+    assert list(rows) == ["rk", "torchdiffeq"]
+    assert rows["rk"]["nfe fwd"] > 10 and rows["rk"]["s/epoch"] > 0
+    assert math.isclose(rows["rk"]["final loss"], rows["torchdiffeq"]["final loss"], rel_tol=1e-5)
+    assert results["node"]["ratios"]["rk / torchdiffeq"]["s/epoch"]["median"] > 0
+    assert out.exists()
