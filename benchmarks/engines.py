@@ -5,7 +5,8 @@ models, mean over ``--seeds`` seeds; the loss is the task's SmoothL1 on all 120 
 Backward NFE is counted one way everywhere (solve/adjoint.py), so the columns differ only
 by what the engines do differently: their step control (rk and torchdiffeq share the
 first-step rule, controller and norm, and start the backward from the step the forward
-proposed at T; SciPy's RK45 has its own rules), and torchdiffeq's native adjoint (``torchdiffeq:adjoint``), which also integrates an unused dL/dt channel.
+proposed at T; SciPy's RK45 has its own rules), and torchdiffeq's native adjoint
+(``torchdiffeq:adjoint``), which also integrates an unused dL/dt channel.
 
     python benchmarks/engines.py [--seeds 4] [--outputs 2]
 

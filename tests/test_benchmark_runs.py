@@ -216,3 +216,21 @@ def test_alone_runs_each_implementation_in_a_process_of_its_own(tmp_path):
     assert math.isclose(rows["rk"]["final loss"], rows["torchdiffeq"]["final loss"], rel_tol=1e-5)
     assert results["node"]["ratios"]["rk / torchdiffeq"]["s/epoch"]["median"] > 0
     assert out.exists()
+
+
+@pytest.mark.slow  # a reference gradient at tol 1e-8 on convolutions in float64
+def test_the_gradient_error_benchmark_reports_work_against_precision(tmp_path):
+    """benchmarks/gradient_error.py on two real MNIST images: NFE grows and the gradient's
+    error against the reference shrinks as the tolerance tightens."""
+    from conftest import shared_data_dir
+
+    data = shared_data_dir()
+    if data is None or not (data / "mnist").is_dir():
+        pytest.skip("the real MNIST files are not here")
+    import gradient_error
+
+    argv = ["--data-dir", str(data / "mnist"), "--models", "hbnode", "--batch", "2"]
+    argv += ["--tols", "1e-3", "1e-6", "--reference-tol", "1e-8"]
+    loose, tight = gradient_error.main(argv)["hbnode"]
+    assert tight["nfe fwd"] + tight["nfe bwd"] > loose["nfe fwd"] + loose["nfe bwd"]
+    assert 0 < tight["error"] < loose["error"] < 0.5
