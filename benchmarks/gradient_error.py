@@ -16,10 +16,10 @@ No assertions: it prints a table (and ``--json PATH`` writes it).
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
+from nesterovnode.io import write_json_atomic
 from nesterovnode.tasks import get_task
 
 
@@ -56,8 +56,7 @@ def main(argv=None) -> dict:
             results[name].append({"tol": tol, "nfe fwd": fwd, "nfe bwd": bwd, "error": error})
             print(f"{name:<15}{tol:>8.0e}{fwd:>9}{bwd:>9}{error:>12.2e}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        write_json_atomic(args.json, results)
     return results
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from torchode_peer import TorchodeBlock  # benchmarks/torchode_peer.py
 
+from nesterovnode.io import write_json_atomic
 from nesterovnode.runs.training import adam as torch_adam
 from nesterovnode.solve.engines.rk.compiled import COMPILE_SECONDS
 from nesterovnode.tasks import get_task
@@ -517,12 +518,15 @@ def main(argv=None) -> dict:
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     print(f"cores: {len(os.sched_getaffinity(0))} (torch: 1 thread)")
-    if args.alone:
-        results = alone(args)
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(results, fh, indent=1)
-        return results
+    results = alone(args) if args.alone else in_turns(args)
+    if args.json:
+        write_json_atomic(args.json, results)
+    return results
+
+
+def in_turns(args) -> dict:
+    """The implementations taking turns epoch by epoch in this process: the table and the
+    ratios epoch by epoch, per model."""
     torch.set_num_threads(1)
     x, y = data()
     results = {}
@@ -568,9 +572,6 @@ def main(argv=None) -> dict:
                 f"({epoch[1]:.2f}-{epoch[2]:.2f})"
             )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
     return results
 
 
