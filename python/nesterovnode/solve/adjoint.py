@@ -20,7 +20,7 @@ stretch from the one the backward proposed where it stopped, instead of a first-
 rule: the adjoint's state holds y, whose scales that step resolves, and the rule's probe
 costs an evaluation. On the point cloud this took HBNODE's backward from 47.0 to 36.4
 evaluations per batch and NesterovNODE's from 43.8 to 38.0 (gradients as accurate); on
-MNIST at tol 1e-5 it takes about half the evaluations for a gradient error 1.6–3× larger,
+MNIST at tol 1e-5 it takes about half the evaluations for a gradient error 1.5–3.4× larger,
 about the rule's work–precision (benchmarks/PERFORMANCE.md, ninth pass). Every step
 stays under the error control. An engine that does not report its proposal leaves the
 backward to its own rule.
