@@ -354,7 +354,15 @@ def ratio_per_epoch(
         r = np.array(a.times[-last:]) / np.array(b.times[-last:])
     else:
         r = per_evaluation(a, last, cpu) / per_evaluation(b, last, cpu)
-    return float(np.median(r)), float(r.min()), float(r.max())
+    return spread(r)
+
+
+SPREAD = ("median", "min", "max")
+
+
+def spread(ratios: np.ndarray) -> tuple[float, float, float]:
+    """(median, lowest, highest) of ``ratios`` (epoch by epoch, or round by round)."""
+    return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
 
 
 OURS = {
@@ -427,6 +435,7 @@ def alone(args) -> dict:
                 cmd = [sys.executable, os.path.abspath(__file__), "--epochs", str(args.epochs)]
                 cmd += ["--models", *args.models, "--impls", impl, "--json", out]
                 cmd += ["--cores", str(args.cores)] if args.cores else []
+                cmd += ["--no-agreement"] if r > 0 else []  # the solutions agree: once
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 with open(out) as fh:
                     per_round[impl].append(json.load(fh))
@@ -436,19 +445,22 @@ def alone(args) -> dict:
 
 def rounds_summary(per_round: dict[str, list[dict]], models: list[str]) -> dict:
     """The table of ``alone``'s rounds (``per_round[impl]``: each round's results of one
-    implementation alone): per implementation the median over rounds of its s/epoch and
+    implementation alone): the h(T) agreement its first round checked; per
+    implementation the median over rounds of its s/epoch and
     µs per evaluation, its NFE and loss, compile seconds in the first and the last round;
     then the ratios round by round (median and range over rounds) of s/epoch (what a user
     waits for: fewer evaluations count) and of µs per evaluation."""
     results = {}
     for name in models:
-        rows = {}
+        rows, agree = {}, {}
         for impl, rounds in per_round.items():
             got = [r[name]["rows"][0] for r in rounds if r[name]["rows"]]
             if got:
                 rows[impl] = got
+                agree.update(rounds[0][name].get("agreement", {}))  # its first round's
         count = max(len(rounds) for rounds in per_round.values())
-        print(f"\n{name}: each implementation alone in its process, {count} rounds")
+        print(f"\n{name}: max |h(T) - h(T) on rk| at tol 1e-12: {agree}")
+        print(f"each implementation alone in its process, {count} rounds")
         print(
             f"{'implementation':<30}{'s/epoch':>9}{'us/eval':>9}{'cpu us':>8}{'NFE fwd':>9}"
             f"{'NFE bwd':>9}{'compile s':>14}{'loss':>9}"
@@ -473,11 +485,7 @@ def rounds_summary(per_round: dict[str, list[dict]], models: list[str]) -> dict:
             ratio = {}
             for key in ("s/epoch", "us/eval"):
                 r = np.array([x[key] for x in rows[a]]) / np.array([y[key] for y in rows[b]])
-                ratio[key] = {
-                    "median": float(np.median(r)),
-                    "min": float(r.min()),
-                    "max": float(r.max()),
-                }
+                ratio[key] = dict(zip(SPREAD, spread(r)))
             ratios[f"{a} / {b}"] = ratio
             e, u = ratio["s/epoch"], ratio["us/eval"]
             print(
@@ -485,7 +493,7 @@ def rounds_summary(per_round: dict[str, list[dict]], models: list[str]) -> dict:
                 f"{e['max']:.2f}); µs per evaluation {u['median']:.2f} ({u['min']:.2f}-"
                 f"{u['max']:.2f})"
             )
-        results[name] = {"rows": table, "ratios": ratios}
+        results[name] = {"agreement": agree, "rows": table, "ratios": ratios}
     return results
 
 
@@ -514,6 +522,8 @@ def main(argv=None) -> dict:
         "turns, instead of taking turns epoch by epoch in one process",
     )
     parser.add_argument("--json", help="write the results here")
+    # --alone's later rounds: the h(T) check of its first round stands for them
+    parser.add_argument("--no-agreement", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cores:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
@@ -532,7 +542,7 @@ def in_turns(args) -> dict:
     results = {}
     last = timed_epochs(args.epochs)
     for name in args.models:
-        agree = agreement(name, x, args.impls)
+        agree = {} if args.no_agreement else agreement(name, x, args.impls)
         print(f"\n{name}: max |h(T) - h(T) on rk| at tol 1e-12: {agree}")
         runs = runs_of(name, x, y, args.impls)
         interleaved(runs, args.epochs)
@@ -562,8 +572,8 @@ def in_turns(args) -> dict:
                 "median": med,
                 "min": lo,
                 "max": hi,
-                "cpu": dict(zip(("median", "min", "max"), cpu)),
-                "epoch": dict(zip(("median", "min", "max"), epoch)),
+                "cpu": dict(zip(SPREAD, cpu)),
+                "epoch": dict(zip(SPREAD, epoch)),
             }
             print(
                 f"{a.label} / {b.label}, µs per evaluation epoch by epoch: median "

@@ -30,6 +30,24 @@ def float64():
     torch.set_default_dtype(old)
 
 
+@pytest.fixture
+def backward_attempts(monkeypatch):
+    """The (t, h) of every step attempt of the backward (adjoint) solves in the test, in
+    order, as the engines report them to their ``Recorder``."""
+    from nesterovnode.solve.stats import Recorder
+
+    attempts = []
+    real_attempt = Recorder.attempt
+
+    def attempt(self, t, h):
+        if self.backward:
+            attempts.append((float(t), float(h)))
+        return real_attempt(self, t, h)
+
+    monkeypatch.setattr(Recorder, "attempt", attempt)
+    return attempts
+
+
 class TinyField(nn.Module):
     """f(t, h) = W2 tanh(W1 h + b1 + c t) + b2: a small smooth network with t as input."""
 

@@ -188,7 +188,12 @@ def test_alone_rounds_are_compared_round_by_round():
             _alone_round("rk compiled", 0.008, 32.0),
         ],
         "diffrax": [
-            _alone_round("diffrax", 0.010, 32.0, nfe=(44.0, 45.0)),
+            {
+                "node": {
+                    **_alone_round("diffrax", 0.010, 32.0, (44.0, 45.0))["node"],
+                    "agreement": {"diffrax": 6e-10},
+                }
+            },  # checked in the first round
             _alone_round("diffrax", 0.020, 64.0, nfe=(44.0, 45.0)),  # ...slows both
             _alone_round("diffrax", 0.008, 26.0, nfe=(44.0, 45.0)),
         ],
@@ -196,6 +201,7 @@ def test_alone_rounds_are_compared_round_by_round():
     }
     out = peers.rounds_summary(per_round, ["node"])["node"]
     assert list(out["rows"]) == ["rk compiled", "diffrax"]
+    assert out["agreement"] == {"diffrax": 6e-10}
     ours = out["rows"]["rk compiled"]
     assert ours["s/epoch"] == pytest.approx(0.008) and ours["us/eval"] == pytest.approx(32.0)
     assert ours["compile s"] == [20.0, 3.0] and ours["nfe bwd"] == pytest.approx(36.0)

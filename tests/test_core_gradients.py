@@ -63,22 +63,14 @@ def test_gradients_agree_across_sensitivities_and_with_finite_differences(name, 
         )
 
 
-def test_the_seminorm_leaves_the_parameter_channels_out_of_the_error_norm(float64, monkeypatch):
+def test_the_seminorm_leaves_the_parameter_channels_out_of_the_error_norm(
+    float64, backward_attempts
+):
     """Both norms are one RMS (adjoint.py): over [y, a, g], or over [y, a] only. With the
     seminorm the backward steps do not depend on g at all: they are the same, attempt by
     attempt, whether the parameters are trained (g present) or frozen (no g); the full
     norm's are not."""
-    from nesterovnode.solve.stats import Recorder
-
-    attempts = []
-    real_attempt = Recorder.attempt
-
-    def spy(self, t, h):
-        if self.backward:
-            attempts.append((float(t), float(h)))
-        return real_attempt(self, t, h)
-
-    monkeypatch.setattr(Recorder, "attempt", spy)
+    attempts = backward_attempts
     dyn = make_dynamics("nesterovnode", n=3)
     h0, v0 = inputs("nesterovnode")
     steps, nfe = {}, {}

@@ -377,28 +377,24 @@ def test_a_given_first_step_is_the_first_attempt_capped_at_the_interval(engine, 
         assert torch.allclose(out[0][-1], exact, rtol=0, atol=1e-6)
 
 
-def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(float64, monkeypatch):
+def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(
+    float64, monkeypatch, backward_attempts
+):
     """The backward solve's first step is the one the forward solve's controller proposed
     at T (the adjoint's state holds the forward state, whose scales that step resolves),
     and each later stretch's is the one the backward proposed where it stopped: no
     first-step rule in the backward (one evaluation, f(t), per stretch)."""
     from nesterovnode.solve.engines.rk.engine import RKEngine
-    from nesterovnode.solve.stats import Recorder
 
-    calls, attempts = [], []
-    real_integrate, real_attempt = RKEngine.integrate, Recorder.attempt
+    calls = []
+    real_integrate = RKEngine.integrate
 
     def integrate(self, field, z0, times, request):
         out = real_integrate(self, field, z0, times, request)
         calls.append((list(times), request.first_step, request.recorder.next_step))
         return out
 
-    def attempt(self, t, h):
-        attempts.append((self.backward, float(t), float(h)))
-        return real_attempt(self, t, h)
-
     monkeypatch.setattr(RKEngine, "integrate", integrate)
-    monkeypatch.setattr(Recorder, "attempt", attempt)
     dyn = make_dynamics("hbnode")
     torch.manual_seed(1)
     y0 = dyn.initial_state(0.0, torch.randn(8, 3))
@@ -407,7 +403,7 @@ def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(float6
     forward, late, early = calls
     assert forward[:2] == ([0.0, 1.0, 3.0], None) and 0 < forward[2] < 2.0
     assert late[:2] == ([3.0, 1.0], forward[2]) and early[:2] == ([1.0, 0.0], late[2])
-    backward = [a[1:] for a in attempts if a[0]]
+    backward = backward_attempts
     restart = next(i for i, (t, _) in enumerate(backward) if t == 1.0)
     assert backward[0] == (3.0, -forward[2])
     assert backward[restart] == (1.0, -min(late[2], 1.0))

@@ -110,14 +110,13 @@ class _Rms:
         return self.last
 
 
-def _next_step(method: str, counted, norm: _Rms) -> float | None:
+def _next_step(method: str, counted: _CountedAdaptive, norm: _Rms) -> float | None:
     """|h| that torchdiffeq's controller proposed after its last step, which it keeps to
     itself: its rule (torchdiffeq's ``_optimal_step_size``, the rk engine's integral
-    controller) on the last attempt's size and error ratio."""
-    size = getattr(counted, "last_size", None)
-    if size is None or norm.last is None:
+    controller) on the last accepted step's size and error ratio."""
+    if counted.last_size is None or norm.last is None:
         return None
-    return IntegralController(ORDER_OF[method]).next_step(abs(size), float(norm.last))
+    return IntegralController(ORDER_OF[method]).next_step(counted.last_size, float(norm.last))
 
 
 class TorchdiffeqEngine(Engine):

@@ -21,7 +21,7 @@ import torch
 
 from ...grid import fixed_grid
 from ...stats import Recorder
-from .step import State, fixed_step_evaluations, interpolate
+from .step import State, first_step_call, fixed_step_evaluations, interpolate
 from .tableaux import Tableau
 
 #: keep(state) -> a copy that the next runner call will not overwrite (identity eagerly)
@@ -74,13 +74,9 @@ def integrate_adaptive(
     outputs = [keep(y0)]
     t, end = times[0], times[-1]
     controller.reset()
-    span = abs(end - t) if dense else abs(times[1] - t)
-    if first_step is None:
-        k, h_t = init(t, span, y0)
-        recorder.evaluations(2)
-    else:
-        k, h_t = init(t, span, y0, first_step)
-        recorder.evaluations(1)
+    given, evaluations = first_step_call(first_step)
+    k, h_t = init(t, abs(end - t) if dense else abs(times[1] - t), y0, *given)
+    recorder.evaluations(evaluations)
     h = h_t.detach().item()  # one host read per solve
     state, nxt = y0, 1
     while nxt < len(times):

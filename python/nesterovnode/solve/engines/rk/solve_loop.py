@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ...stats import Recorder
-from .step import State
+from .step import State, first_step_call
 from .tableaux import Tableau
 
 #: status codes of a call of the loop
@@ -205,10 +205,10 @@ def integrate_in_loop(
     t, end_t = _constant(t0, torch.float64, device), _constant(end, torch.float64, device)
     h = previous = k = None
     state, per_step = y0, tableau.new_evaluations_per_step
-    given = ()
-    if first_step is not None:
-        given = (torch.as_tensor(first_step, dtype=torch.float64, device=device),)
-    recorder.evaluations(1 if given else 2)  # the first step, in start's call
+    given, evaluations = first_step_call(first_step)
+    # the programs take times and step sizes as float64 tensors
+    given = tuple(torch.as_tensor(h, dtype=torch.float64, device=device) for h in given)
+    recorder.evaluations(evaluations)  # the first step, in start's call
     while True:
         allowed = capacity
         if recorder.max_steps is not None:

@@ -207,6 +207,13 @@ def make_initial_step(
     return init
 
 
+def first_step_call(first_step) -> tuple[tuple, int]:
+    """What a loop passes its first-step runner after ``(t0, span, y0)``, and what the
+    call costs in evaluations: nothing and two for the rule (``make_initial_step``),
+    ``(first_step,)`` and one for a given first step (``make_given_first_step``)."""
+    return ((), 2) if first_step is None else ((first_step,), 1)
+
+
 def make_given_first_step(field: StateField):
     """``first(t0, span, y0, h) -> (f0, |h|)``: f(t0, y0) and a first step size given
     (``IntegrateRequest.first_step``; where a solve continues another, the step that one's
