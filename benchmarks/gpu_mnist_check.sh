@@ -9,7 +9,8 @@
 #         (when its wheels were carried, see below; h(T) checked against rk first) and
 #         once on the rk engine (CUDA graphs): s/iteration, images/s, forward/backward NFE
 #         per batch, share of time in the network f, for hbnode, nesterovnode,
-#         gnesterovnode, node;
+#         gnesterovnode, node; then once more on the rk engine with graphs of GRAPH_CHUNK
+#         attempts (the step-size control on the device, one host read per chunk);
 #   (iv)  `nesterovnode train mnist` on the GPU for GNesterovNODE, NesterovNODE and HBNODE
 #         at the paper's settings (DP5 at rtol = atol = 1e-5 on the rk engine, adjoint,
 #         batch 64, Adam at lr 5e-4: the task defaults), one whole epoch each (938
@@ -37,16 +38,17 @@
 # the package runs from the checkout with PYTHONPATH=python, and the carried wheels
 # (pure Python) are unpacked into a temporary folder on that path.
 #
-# Files written to $OUT (the tool brings back at most 8): log.txt (everything printed, the
-# graph check's output too), bench_images_torch.json, bench_images_torchode.json,
-# bench_images.json (rk), train_<model>.jsonl (the epoch record of each run: loss, accuracy,
-# test_accuracy, nfe_forward, nfe_backward, seconds, iterations, samples_per_second =
-# images/s) and summary.json (the table printed at the end).
+# Files written to $OUT: log.txt (everything printed, the graph check's output too),
+# bench_images_torch.json, bench_images_torchode.json, bench_images.json (rk),
+# bench_images_chunk.json (rk, graphs of GRAPH_CHUNK attempts), train_<model>.jsonl (the
+# epoch record of each run: loss, accuracy, test_accuracy, nfe_forward, nfe_backward,
+# seconds, iterations, samples_per_second = images/s) and summary.json (the table printed
+# at the end).
 #
 # Knobs (environment): MNIST_DIR (default .device/mnist), DEVICE (cuda; cpu for a dry
 # run), MAX_ITERS (0 = the whole epoch; 300 when the graph check failed), BENCH_ITERS
-# (3; the rk engine runs 3x as many), BENCH_WARMUP (1), DEADLINE_S (530), MODELS ("gnesterovnode nesterovnode hbnode"),
-# BENCH_MODELS ("hbnode,nesterovnode,gnesterovnode,node").
+# (3; the rk engine runs 3x as many), BENCH_WARMUP (1), DEADLINE_S (530), MODELS
+# ("gnesterovnode nesterovnode hbnode"), BENCH_MODELS ("hbnode,nesterovnode,gnesterovnode,node"), GRAPH_CHUNK (8).
 #
 # Dry run on a CPU with synthetic data (checks the script, not the GPU):
 #     .venv/bin/python -c "from nesterovnode.data import write_synthetic_mnist as w; \
@@ -66,6 +68,7 @@ BENCH_WARMUP=${BENCH_WARMUP:-1}
 DEADLINE_S=${DEADLINE_S:-530}
 MODELS=${MODELS:-"gnesterovnode nesterovnode hbnode"}
 BENCH_MODELS=${BENCH_MODELS:-"hbnode,nesterovnode,gnesterovnode,node"}
+GRAPH_CHUNK=${GRAPH_CHUNK:-8}
 PY=${PYTHON:-python3}
 RUNS=$(mktemp -d)  # checkpoints stay on the machine; only the logs go to $OUT
 
@@ -134,7 +137,8 @@ EOF
 
 # (ii) the rk engine's CUDA graphs against its eager path and torchdiffeq (same batch)
 step "benchmarks/graph_check.py" 120 30 "$PY" benchmarks/graph_check.py --device "$DEVICE" \
-  --models "$BENCH_MODELS" --data-dir "$MNIST_DIR" | tee "$RUNS/graph_check.txt"
+  --models "$BENCH_MODELS" --data-dir "$MNIST_DIR" --graph-chunk "$GRAPH_CHUNK" \
+  | tee "$RUNS/graph_check.txt"
 graphs_ok=0
 grep -q GRAPHS_OK "$RUNS/graph_check.txt" 2>/dev/null && graphs_ok=1
 
@@ -153,6 +157,12 @@ fi
 step "benchmarks/images.py --engine rk" 120 30 "$PY" benchmarks/images.py \
   --device "$DEVICE" --engine rk --models "$BENCH_MODELS" --iters $((BENCH_ITERS * 3)) \
   --warmup $((BENCH_WARMUP + 1)) --data-dir "$MNIST_DIR" --json "$OUT/bench_images.json"
+# the same with graphs of GRAPH_CHUNK attempts: the step-size control on the device, one
+# host read per chunk instead of one per attempt (the rk engine's graph_chunk option)
+step "benchmarks/images.py --engine rk --graph-chunk $GRAPH_CHUNK" 120 30 "$PY" \
+  benchmarks/images.py --device "$DEVICE" --engine rk --graph-chunk "$GRAPH_CHUNK" \
+  --models "$BENCH_MODELS" --iters $((BENCH_ITERS * 3)) --warmup $((BENCH_WARMUP + 1)) \
+  --data-dir "$MNIST_DIR" --json "$OUT/bench_images_chunk.json"
 
 # (iv) training at the paper's settings, one epoch per model (truncated to MAX_ITERS when
 # the graphs failed and steps run eagerly: a whole epoch would not fit the budget)
@@ -188,13 +198,15 @@ for m in models:
     })
 summary = {"train": rows}
 for key, name in (("bench", "bench_images.json"), ("bench_torch", "bench_images_torch.json"),
-                  ("bench_torchode", "bench_images_torchode.json")):
+                  ("bench_torchode", "bench_images_torchode.json"),
+                  ("bench_chunk", "bench_images_chunk.json")):
     bench = out / name
     if bench.exists():
         b = json.loads(bench.read_text())
         summary["environment"] = b["environment"]
-        summary[key] = [{k: r.get(k) for k in ("model", "engine", "cuda_graphs", "s_per_iter",
-                         "images_per_s", "nfe_forward", "nfe_backward", "f_share")}
+        keys = ("model", "engine", "cuda_graphs", "graph_chunk", "s_per_iter", "images_per_s",
+                "nfe_forward", "nfe_backward", "f_share")
+        summary[key] = [{k: r.get(k) for k in keys}
                         for r in b["results"]]
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print(f"\n{'model':<14}{'iters':>6}{'loss':>8}{'test acc':>9}{'s/it':>8}{'img/s':>8}"

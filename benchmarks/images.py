@@ -213,14 +213,16 @@ def build(name: str, task, args, device, tol: float | None = None) -> nn.Module:
     torch.manual_seed(args.seed)
     tol = tol or args.tol
     peer = args.engine == "torchode"
-    options = None if args.cuda_graphs is None else {"cuda_graphs": args.cuda_graphs == "on"}
+    options = {} if args.cuda_graphs is None else {"cuda_graphs": args.cuda_graphs == "on"}
+    if args.graph_chunk:
+        options["graph_chunk"] = args.graph_chunk
     model = task.build_model(
         name,
         rtol=tol,
         atol=tol,
         sensitivity="adjoint" if peer else args.sensitivity,
         engine=None if peer else args.engine,
-        options=None if peer else options,
+        options=None if peer or not options else options,
     )
     if peer:
         model.block = TorchodeBlock(model.block, tol, adjoint=args.sensitivity != "backprop")
@@ -325,6 +327,7 @@ def bench_model(name: str, task, args, device) -> dict:
         "engine": engine,
         "h_T_vs_rk": agreement,
         "cuda_graphs": graphed,
+        "graph_chunk": args.graph_chunk if graphed else 0,
         "f_share_method": "NFE x graphed f alone" if graphed else "timed calls",
         **network_ms,
         "params": count_parameters(model),
@@ -357,6 +360,7 @@ def environment(device: torch.device, args) -> dict:
         "sensitivity": args.sensitivity,
         "engine": args.engine,
         "cuda_graphs": args.cuda_graphs,
+        "graph_chunk": args.graph_chunk,
         "compile": args.compile,
         "channels_last": args.channels_last,
     }
@@ -389,6 +393,8 @@ def print_table(results: list[dict], env: dict) -> None:
     print("-" * len(head))
     for r in results:
         engine = r["engine"] + ("+g" if r["cuda_graphs"] else "")
+        if r.get("graph_chunk"):
+            engine += str(r["graph_chunk"])
         print(
             f"{r['model']:<14}{engine:>9}{r['params']:>8}{r['s_per_iter']:>9.3f}"
             f"{r['images_per_s']:>9.1f}"
@@ -450,6 +456,14 @@ def main(argv=None) -> list[dict]:
         choices=["on", "off"],
         default=None,
         help="rk engine: replay steps as CUDA graphs (default on, on CUDA)",
+    )
+    p.add_argument(
+        "--graph-chunk",
+        type=int,
+        default=0,
+        metavar="K",
+        help="rk engine with CUDA graphs: K attempts per graph, the step-size control on the "
+        "device (one host read per K attempts); 0 (default): one step per graph",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compile", action="store_true", help="torch.compile the ODE network f")

@@ -172,6 +172,120 @@ def test_emulated_graph_buffers_give_the_eager_numbers_bit_for_bit(name):
     assert torch.equal(eager[3], emulated[3])
 
 
+def loss_grads_and_stats(dyn, h0, v0, times, options):
+    dyn.zero_grad()
+    sol = nn_.solve(
+        dyn,
+        dyn.initial_state(1.0, h0, v0),
+        times,
+        rtol=1e-6,
+        atol=1e-6,
+        engine="rk",
+        sensitivity="adjoint",
+        options=options,
+    )
+    loss = dyn.readout(torch.tensor(times), sol.ys).square().sum()
+    loss.backward()
+    grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])
+    return loss.item(), grads, sol.stats
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+@pytest.mark.parametrize("name", ["hbnode", "nesterovnode", "gnesterovnode"])
+def test_graphs_of_chunks_of_attempts_give_the_graphs_of_one_steps_numbers(
+    name, chunk, monkeypatch
+):
+    """``graph_chunk=K`` (graphs emulated on the CPU: masked attempts): the forward solve to
+    T (two output times) and each interval of the adjoint run as graphs of K attempts with
+    the step-size control inside; the loss, forward and backward NFE, accepted and
+    rejected steps and the gradients are those of one graph per attempt (to 1e-12: the
+    controller's power is torch's there, C's here), and the host reads the attempts once
+    per chunk: K at a time, fewer only in a solve's last chunk."""
+    from nesterovnode.solve.engines.rk import solve_loop
+
+    reads = []
+    replay = solve_loop._replay
+
+    def spy(rows, recorder, per_step):
+        reads.append(len(rows))
+        return replay(rows, recorder, per_step)
+
+    monkeypatch.setattr(solve_loop, "_replay", spy)
+    dyn = make_dynamics(name)
+    g = torch.Generator().manual_seed(3)
+    h0, v0 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    for times in ([1.0, 2.0], [1.0, 1.5, 2.0]):
+        one = loss_grads_and_stats(dyn, h0, v0, times, {"cuda_graphs": "emulate"})
+        assert not reads  # one graph per attempt: the host's loop, no chunk
+        chunked = loss_grads_and_stats(
+            dyn, h0, v0, times, {"cuda_graphs": "emulate", "graph_chunk": chunk}
+        )
+        assert chunked[0] == pytest.approx(one[0], rel=1e-12)
+        assert torch.allclose(chunked[1], one[1], rtol=1e-10, atol=1e-12)
+        s, t = chunked[2], one[2]
+        assert (s.nfe_forward, s.nfe_backward) == (t.nfe_forward, t.nfe_backward)
+        attempts = (
+            s.steps_accepted,
+            s.steps_rejected,
+            s.steps_accepted_backward,
+            s.steps_rejected_backward,
+        )
+        expected = (
+            t.steps_accepted,
+            t.steps_rejected,
+            t.steps_accepted_backward,
+            t.steps_rejected_backward,
+        )
+        assert attempts == expected
+        # the forward solve reads in chunks where it has two output times (else the host's
+        # loop with dense output); every interval of the adjoint does
+        solves = (len(times) == 2) + (len(times) - 1)
+        chunked_attempts = sum(attempts[2:]) + (sum(attempts[:2]) if len(times) == 2 else 0)
+        assert sum(reads) == chunked_attempts > solves
+        assert max(reads) <= chunk and sum(n < chunk for n in reads) <= solves
+        reads.clear()
+
+
+def test_the_graph_chunk_option_takes_a_whole_number_of_attempts():
+    dyn = nn_.NODE(TinyField(3))
+    y0 = torch.randn(2, 3)
+    for bad, error in ((-1, ValueError), (True, ValueError), (2.5, TypeError), ("8", TypeError)):
+        with pytest.raises(error, match="option 'graph_chunk' must be (an )?int"):
+            nn_.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"graph_chunk": bad})
+
+
+def test_a_failed_capture_falls_back_to_the_given_alternative_then_to_eager(monkeypatch):
+    """The runner cache captures ``fallback`` where ``fn``'s capture fails (a chunk with
+    conditional nodes, then its masked twin), and runs ``fn`` eagerly where both fail; a
+    warning says which, once per reason."""
+    from nesterovnode.solve.engines.rk import graphs
+
+    class FakeGraph:
+        def __init__(self, fn, args, dtype, device):
+            if getattr(fn, "fails", False):
+                raise RuntimeError(f"no capture of {fn.__name__}")
+            self.fn = fn
+
+    def conditional(x):
+        return x
+
+    def masked(x):
+        return x
+
+    monkeypatch.setattr(graphs, "GraphRunner", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    x = torch.ones(2)
+    cache = RunnerCache()
+    conditional.fails = True
+    with pytest.warns(RuntimeWarning, match="no capture of conditional.*fallback was captured"):
+        runner = cache.get("a", conditional, (x,), x.dtype, x.device, "graph", fallback=masked)
+    assert isinstance(runner, FakeGraph) and runner.fn is masked
+    masked.fails = True
+    with pytest.warns(RuntimeWarning, match="no capture of masked.*runs eagerly"):
+        runner = cache.get("b", conditional, (x,), x.dtype, x.device, "graph", fallback=masked)
+    assert isinstance(runner, EagerRunner) and runner.fn is conditional
+
+
 def test_runner_cache_reuses_a_runner_per_shape_and_drops_the_oldest():
     cache = RunnerCache(size=2)
 
@@ -268,6 +382,31 @@ def test_cuda_graphs_give_the_eager_numbers(name, sensitivity):
                 dyn, h0, v0, {"cuda_graphs": graphs}, sensitivity
             )
         results.append((nfe_f, nfe_b, loss, grads))
+    for nfe_f, nfe_b, loss, grads in results[1:]:
+        assert (nfe_f, nfe_b) == results[0][:2]
+        assert loss == pytest.approx(results[0][2], rel=1e-6)
+        assert torch.allclose(grads, results[0][3], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("chunk", [1, 8])
+@pytest.mark.parametrize("name", ["hbnode", "gnesterovnode"])
+def test_cuda_graphs_of_chunks_of_attempts_give_the_eager_numbers(name, chunk):
+    """Graphs of ``chunk`` attempts (conditional nodes where this torch captures them) on a
+    GPU: the eager solve's NFE, loss and gradients, with no capture falling back."""
+    dyn = make_dynamics(name).cuda()
+    g = torch.Generator().manual_seed(3)
+    h0, v0 = (torch.randn(5, 3, generator=g).cuda() for _ in range(2))
+    results = []
+    for options in (
+        {"cuda_graphs": False},
+        {"graph_chunk": chunk},
+        {"graph_chunk": chunk},  # the second replays
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loss, grads, stats = loss_grads_and_stats(dyn, h0, v0, [1.0, 2.0], options)
+        results.append((stats.nfe_forward, stats.nfe_backward, loss, grads))
     for nfe_f, nfe_b, loss, grads in results[1:]:
         assert (nfe_f, nfe_b) == results[0][:2]
         assert loss == pytest.approx(results[0][2], rel=1e-6)

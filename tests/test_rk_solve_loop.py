@@ -13,6 +13,7 @@ import torch
 
 import nesterovnode as nn_
 from nesterovnode.solve.adjoint import DynamicsField
+from nesterovnode.solve.engines.rk.chunks import conditional_chunk, masked_chunk
 from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
 from nesterovnode.solve.engines.rk.graphs import EagerRunner
 from nesterovnode.solve.engines.rk.loop import integrate_adaptive
@@ -20,6 +21,7 @@ from nesterovnode.solve.engines.rk.solve_loop import (
     integrate_in_loop,
     make_adaptive_solve,
     make_started_solve,
+    python_loop,
 )
 from nesterovnode.solve.engines.rk.step import Norm, make_adaptive_step, make_initial_step
 from nesterovnode.solve.engines.rk.tableaux import TABLEAUX
@@ -57,14 +59,36 @@ class _Oscillator(torch.nn.Module):
         return torch.stack([y[:, 1], -(self.omega**2) * y[:, 0]], dim=1)
 
 
-def _integrate(dynamics, y0, times, host: bool, capacity=128, controller="integral", **rec):
-    """(states, stats) of an eager DP5 solve by the host loop or the loop program."""
+#: the loop program's loops: ``while_loop``'s meaning in Python, and the CUDA graphs'
+#: fixed-length chunks of ``capacity`` attempts (chunks.py; a host test for the node)
+LOOPS = {
+    "while": lambda capacity: python_loop,
+    "masked chunk": masked_chunk,
+    "conditional chunk": conditional_chunk,
+}
+
+
+def _integrate(
+    dynamics,
+    y0,
+    times,
+    host: bool,
+    capacity=128,
+    controller="integral",
+    loop="while",
+    counted=None,
+    **rec,
+):
+    """(states, stats) of an eager DP5 solve by the host loop or the loop program (run by
+    one of ``LOOPS``); ``counted``: a list that gets a 1 per call of the step."""
     tab = TABLEAUX["dp5"]
     field = DynamicsField(dynamics)
     norm = Norm((0,))
     direction = 1.0 if times[-1] > times[0] else -1.0
     control = (IntegralController if controller == "integral" else PIController)(tab.order)
     step_fn = make_adaptive_step(tab, field, 1e-8, 1e-8, norm, field.reads)
+    if counted is not None:
+        step_fn = _counting(step_fn, counted)
     init_fn = make_initial_step(tab.order, field, 1e-8, 1e-8, norm, direction)
     stats = SolveStats()
     recorder = Recorder(stats, **rec)
@@ -82,7 +106,9 @@ def _integrate(dynamics, y0, times, host: bool, capacity=128, controller="integr
                 False,
             )
         else:
-            loop_fn = make_adaptive_solve(step_fn, control, direction, capacity)
+            loop_fn = make_adaptive_solve(
+                step_fn, control, direction, capacity, LOOPS[loop](capacity)
+            )
             start = _eager(make_started_solve(init_fn, loop_fn), y0)
             run = integrate_in_loop(
                 tab, start, _eager(loop_fn, y0), (y0,), times, recorder, lambda s: s, capacity
@@ -94,21 +120,30 @@ def _eager(fn, y0):
     return EagerRunner(fn, y0.dtype, y0.device)
 
 
+def _counting(fn, calls: list):
+    def counted(*args):
+        calls.append(1)
+        return fn(*args)
+
+    return counted
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
 @pytest.mark.parametrize("controller", ["integral", "PI"])
 @pytest.mark.parametrize("capacity", [128, 3, 1])
-def test_the_loop_program_takes_the_host_loops_steps(float64, controller, capacity):
+def test_the_loop_program_takes_the_host_loops_steps(float64, controller, capacity, loop):
     """The same attempts (accepted and rejected; their times and sizes to 1e-9: the error
     estimate, a difference of stages, turns an ulp of the controller's power (torch's,
     not C's) into about 1e-10 of the next step), NFE and state as the host loop, whether
     one call of the loop takes the whole solve or it stops every 3 attempts or every one
-    (``capacity``) and is called again; the state is the closed form's to the
-    tolerance."""
+    (``capacity``) and is called again, as a while loop or as a CUDA graph's chunk of
+    ``capacity`` attempts; the state is the closed form's to the tolerance."""
     torch.manual_seed(0)
     y0 = torch.stack([torch.randn(4), torch.zeros(4)], dim=1)
     dyn = _Oscillator()
     host, host_stats = _integrate(dyn, y0, [0.0, 2.0], host=True, controller=controller)
     loop, loop_stats = _integrate(
-        dyn, y0, [0.0, 2.0], host=False, capacity=capacity, controller=controller
+        dyn, y0, [0.0, 2.0], host=False, capacity=capacity, controller=controller, loop=loop
     )
     assert loop_stats.nfe_forward == host_stats.nfe_forward > 50
     assert loop_stats.steps_accepted == host_stats.steps_accepted
@@ -125,22 +160,24 @@ def test_the_loop_program_takes_the_host_loops_steps(float64, controller, capaci
     assert torch.allclose(loop[-1][0][:, 0], exact, rtol=0, atol=1e-6)
 
 
-def test_the_loop_program_integrates_backwards_in_time(float64):
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_the_loop_program_integrates_backwards_in_time(float64, loop):
     torch.manual_seed(0)
     y0 = torch.stack([torch.randn(3), torch.zeros(3)], dim=1)
     host, host_stats = _integrate(_Oscillator(), y0, [2.0, 0.5], host=True)
-    loop, loop_stats = _integrate(_Oscillator(), y0, [2.0, 0.5], host=False, capacity=4)
+    loop, loop_stats = _integrate(_Oscillator(), y0, [2.0, 0.5], host=False, capacity=4, loop=loop)
     assert loop_stats.nfe_forward == host_stats.nfe_forward
     assert loop_stats.step_sizes == pytest.approx(host_stats.step_sizes, rel=1e-9)
     assert all(h < 0 for h in loop_stats.step_sizes)
     assert torch.allclose(loop[-1][0], host[-1][0], rtol=0, atol=1e-12)
 
 
-def test_max_steps_stops_the_loop_program_where_it_stops_the_host_loop(float64):
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_max_steps_stops_the_loop_program_where_it_stops_the_host_loop(float64, loop):
     y0 = torch.tensor([[1.0, 0.0]])
     for host in (True, False):
         with pytest.raises(SolverError, match="max_steps = 7") as info:
-            _integrate(_Oscillator(), y0, [0.0, 5.0], host=host, capacity=5, max_steps=7)
+            _integrate(_Oscillator(), y0, [0.0, 5.0], host=host, capacity=5, max_steps=7, loop=loop)
         assert info.value.reason == "max_steps"
         assert info.value.stats.steps_accepted + info.value.stats.steps_rejected == 7
 
@@ -152,18 +189,39 @@ class _BlowUp(torch.nn.Module):
         return y * y
 
 
-def test_a_blow_up_fails_the_loop_program_as_the_host_loop(float64):
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_a_blow_up_fails_the_loop_program_as_the_host_loop(float64, loop):
     y0 = torch.ones(2, 1)
     failures = []
     for host in (True, False):
         with pytest.raises(SolverError) as info:
-            _integrate(_BlowUp(), y0, [0.0, 2.0], host=host, capacity=16)
+            _integrate(_BlowUp(), y0, [0.0, 2.0], host=host, capacity=16, loop=loop)
         failures.append((info.value.reason, info.value.t_reached, info.value.stats.nfe_forward))
     assert failures[0][0] in ("underflow", "nonfinite", "max_steps")
     assert failures[1][0] == failures[0][0]
     assert failures[1][1] == pytest.approx(failures[0][1], rel=1e-12)
     assert failures[1][2] == failures[0][2]
     assert failures[0][1] == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("capacity", [1, 4, 8])
+def test_a_conditional_chunk_skips_the_attempts_after_the_end_a_masked_one_runs_them(
+    float64, capacity
+):
+    """What each chunk costs: under conditional nodes the step runs once per attempt, as
+    in the host loop; masked, every call of the chunk runs ``capacity`` steps, those after
+    the end discarded (the same numbers)."""
+    y0 = torch.tensor([[1.0, 0.0], [0.5, 0.2]])
+    counts = {}
+    for loop in ("conditional chunk", "masked chunk"):
+        calls = []
+        _, stats = _integrate(
+            _Oscillator(), y0, [0.0, 2.0], host=False, capacity=capacity, loop=loop, counted=calls
+        )
+        counts[loop] = (len(calls), stats.steps_accepted + stats.steps_rejected)
+    steps, attempts = counts["conditional chunk"]
+    assert steps == attempts == counts["masked chunk"][1] > 20
+    assert counts["masked chunk"][0] == math.ceil(attempts / capacity) * capacity
 
 
 def test_the_loop_option_says_what_it_takes():

@@ -63,6 +63,7 @@ class Option:
     default: Any
     doc: str
     choices: tuple | None = None
+    at_least: int | None = None  #: the smallest value an integer option takes
 
     def check(self, engine: str, name: str, value):
         if self.choices is not None and value not in self.choices:
@@ -75,6 +76,11 @@ class Option:
             raise TypeError(
                 f"the {engine} engine's option {name!r} must be "
                 f"{' or '.join(k.__name__ for k in kinds)}, got {value!r}"
+            )
+        if self.at_least is not None and (isinstance(value, bool) or value < self.at_least):
+            raise ValueError(
+                f"the {engine} engine's option {name!r} must be an integer "
+                f">= {self.at_least}, got {value!r}"
             )
         return value
 

@@ -36,6 +36,15 @@ Options (``SolveConfig.options``):
 - ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
   compiled step per attempt, as ``"steps"`` calls them; 1.10–1.12× the time per epoch on
   the point cloud, seventh pass).
+- ``graph_chunk``: with CUDA graphs (or their emulation), K ≥ 1 captures K attempts of a
+  solve between two times — the steps, the step-size control and the stopping test
+  (``solve_loop.py``) — in one graph (``chunks.py``): the host replays it and reads the
+  attempts once per K, where one graph per step (0, the default) has it read each step's
+  error ratio. Attempts after the end are skipped by conditional graph nodes where this
+  torch captures them (CUDA ≥ 12.4), else run and discarded (masked). Solves with more
+  output times keep one graph per step (dense output). The same numbers as one graph per
+  step (tests/test_rk_engine.py); not yet timed on a GPU (benchmarks/gpu_mnist_check.sh
+  compares both).
 """
 
 from __future__ import annotations
@@ -45,10 +54,17 @@ from collections.abc import Sequence
 import torch
 
 from ..base import Engine, IntegrateRequest, Option, State
+from .chunks import conditional_chunk, conditional_nodes_available, masked_chunk
 from .controller import CONTROLLERS, make_controller
 from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
-from .solve_loop import integrate_in_loop, make_adaptive_solve, make_started_solve
+from .solve_loop import (
+    CAPACITY,
+    integrate_in_loop,
+    make_adaptive_solve,
+    make_started_solve,
+    python_loop,
+)
 from .step import (
     Norm,
     make_adaptive_step,
@@ -91,6 +107,14 @@ class RKEngine(Engine):
             "with compile=True: 'compiled' runs a solve's adaptive loop inside the "
             "compiled code, 'host' calls one compiled step per attempt",
             choices=("compiled", "host"),
+        ),
+        "graph_chunk": Option(
+            int,
+            0,
+            "with CUDA graphs: K >= 1 captures K attempts of an adaptive solve between two "
+            "times, step-size control included, in one graph (one host read per K "
+            "attempts); 0 captures one step per attempt (one read per attempt)",
+            at_least=0,
         ),
     }
     differentiable = True
@@ -158,16 +182,17 @@ class RKEngine(Engine):
         def cache_key(kind, dense=False):
             return None if key is None else (kind, dense, *key)
 
-        def runner(kind, fn, dense=False, how=mode):
+        def runner(kind, fn, dense=False, how=mode, fallback=None):
             """Looked up (or captured) on first call, which brings example arguments;
-            ``how``: the runner's mode (the solve's, unless a step kind runs eagerly)."""
+            ``how``: the runner's mode (the solve's, unless a step kind runs eagerly);
+            ``fallback``: what to capture where ``fn``'s capture fails."""
             found = None
 
             def call(*args):
                 nonlocal found
                 if found is None:
                     found = self.runners.get(
-                        cache_key(kind, dense), fn, args, dtype, device, how, model, batch
+                        cache_key(kind, dense), fn, args, dtype, device, how, model, batch, fallback
                     )
                 return found(*args)
 
@@ -207,20 +232,33 @@ class RKEngine(Engine):
                 and request.options["loop"] == "compiled"
                 and len(times) == 2
             )
-            if in_loop:  # the whole solve in the compiled code (solve_loop.py)
+            # a graph of K attempts (chunks.py): the loop's control on the device too
+            chunk = request.options["graph_chunk"] if static and len(times) == 2 else 0
+            if in_loop or chunk:  # the whole solve in compiled code or graphs (solve_loop.py)
                 # the controller's rule and the direction are part of the programs; the
-                # second serves the rare solve that stops before T (capacity, max_steps)
-                program = (request.options["controller"], direction)
+                # second serves a solve that stops before T (capacity, max_steps, a chunk)
+                program = (request.options["controller"], direction) + ((chunk,) if chunk else ())
+                capacity = chunk or CAPACITY
                 start_kind = "start given" if given else "start"
                 kinds = ((start_kind, *program), ("solve", *program))
                 # kept runners serve without the step's closures being built again
                 found = [self.runners.find(cache_key(kind)) for kind in kinds]
                 if None in found:
                     step_fn, init_fn, controller = steps()
-                    loop_fn = make_adaptive_solve(step_fn, controller, direction)
+
+                    def programs(loop):
+                        solve = make_adaptive_solve(step_fn, controller, direction, capacity, loop)
+                        return make_started_solve(init_fn, solve), solve
+
+                    # on a GPU whose torch captures conditional nodes, attempts after the
+                    # end are skipped; elsewhere (and where that capture fails) masked
+                    conditional = chunk and y.is_cuda and conditional_nodes_available()
+                    loop = masked_chunk(chunk) if chunk else python_loop
+                    chosen = programs(conditional_chunk(chunk) if conditional else loop)
+                    masked = programs(loop) if conditional else (None, None)
                     found = [
-                        runner(kinds[0], make_started_solve(init_fn, loop_fn)),
-                        runner(kinds[1], loop_fn),
+                        runner(kind, fn, fallback=other)
+                        for kind, fn, other in zip(kinds, chosen, masked)
                     ]
                 start, solve = found
                 outputs = integrate_in_loop(
@@ -231,6 +269,7 @@ class RKEngine(Engine):
                     times,
                     request.recorder,
                     keep,
+                    capacity,
                     first_step=request.first_step,
                 )
             else:

@@ -122,12 +122,22 @@ class RunnerCache:
         self._warned: set[str] = set()
 
     def get(
-        self, key: Hashable, fn: Callable, args, dtype, device, mode: str, model=None, batch=None
+        self,
+        key: Hashable,
+        fn: Callable,
+        args,
+        dtype,
+        device,
+        mode: str,
+        model=None,
+        batch=None,
+        fallback: Callable | None = None,
     ):
         """The runner for ``key``, built on first use. ``mode``: "eager", "graph" (CUDA),
         "compile" (``compiled.CompiledRunner``, which needs the ``model`` whose parameters
         the step reads, and serves every ``batch`` size when given) or "emulate"
-        (``StaticRunner``)."""
+        (``StaticRunner``). ``fallback``: a function of the same results to capture where
+        capturing ``fn`` fails, before running ``fn`` eagerly."""
         if mode == "eager" or key is None:
             return EagerRunner(fn, dtype, device)  # nothing to keep: no need to cache
         runner = self.find(key)
@@ -138,7 +148,7 @@ class RunnerCache:
         elif mode == "compile":
             runner = CompiledRunner(fn, model, dtype, device, EagerRunner(fn, dtype, device), batch)
         else:
-            runner = self._capture(fn, args, dtype, device)
+            runner = self._capture(fn, args, dtype, device, fallback)
         self._runners[key] = runner
         while len(self._runners) > self.size:
             self._runners.popitem(last=False)
@@ -151,22 +161,28 @@ class RunnerCache:
             self._runners.move_to_end(key)
         return runner
 
-    def _capture(self, fn, args, dtype, device):
+    def _capture(self, fn, args, dtype, device, fallback=None):
+        """A graph of ``fn``; where its capture fails, of ``fallback`` (when given), and
+        else ``fn`` run eagerly. A warning says why, once per reason."""
         try:
             return GraphRunner(fn, args, dtype, device)
-        except Exception as exc:  # noqa: BLE001 - any capture failure falls back to eager
+        except Exception as exc:  # noqa: BLE001 - any capture failure falls back
             torch.cuda.synchronize(device)
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            if reason not in self._warned:
-                self._warned.add(reason)
-                warnings.warn(
-                    f"CUDA graph capture of an ODE step failed ({reason}); this step runs "
-                    f"eagerly (slower, same numbers). Pass options={{'cuda_graphs': False}} "
-                    f"to skip capture.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return EagerRunner(fn, dtype, device)
+        runner, instead = None, "this step runs eagerly (slower, same numbers)"
+        if fallback is not None:
+            runner = self._capture(fallback, args, dtype, device)
+            if isinstance(runner, GraphRunner):
+                instead = "its fallback was captured instead (the same numbers)"
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(
+                f"CUDA graph capture of an ODE step failed ({reason}); {instead}. Pass "
+                f"options={{'cuda_graphs': False}} to skip capture.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return runner if isinstance(runner, GraphRunner) else EagerRunner(fn, dtype, device)
 
     def clear(self) -> None:
         self._runners.clear()

@@ -224,7 +224,7 @@ def integrate_in_loop(
         _replay(history[: int(count)].tolist(), recorder, per_step)
         status = int(status)
         if status == DONE:
-            recorder.next_step = h
+            recorder.next_step = keep((h,))[0]  # a graph's outputs: the next call's
             return [keep(y0), keep(state)]
         if status == UNDERFLOW:
             raise recorder.fail(float(t), "underflow", f"h = {float(h):.3g}")
