@@ -1,6 +1,7 @@
 """The adaptive solve as a tensor program: the first-step rule, then many steps, the
 step-size control and the stopping test in one call, for the compiled steps
-(``compiled.py``).
+(``compiled.py``) and, in fixed-length chunks of attempts, for CUDA graphs
+(``chunks.py``).
 
 ``loop.integrate_adaptive`` calls one compiled step per attempt and decides on the host
 what comes next: each call goes through Python (the runner's argument handling, the
