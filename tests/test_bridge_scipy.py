@@ -68,12 +68,17 @@ def rel(a, b):
 
 
 # -- 1. gradients through the bridge equal the torch engine's --------------------------------
-def test_seminorm_gives_the_same_gradient_and_leaves_the_parameter_channels_out():
+def test_seminorm_gives_the_same_gradient_and_leaves_the_parameter_channels_out(
+    backward_attempts,
+):
     dyn, y0 = small_model("hbnode", seed=1)
     g_adj, sol_adj = gradient(dyn, y0, "scipy:RK45", "adjoint", tol=1e-8)
+    full = list(backward_attempts)
+    backward_attempts.clear()
     g_semi, sol_semi = gradient(dyn, y0, "scipy:RK45", "adjoint-seminorm", tol=1e-8)
     assert rel(g_semi, g_adj) < 1e-5
-    assert sol_semi.stats.nfe_backward != sol_adj.stats.nfe_backward  # a different step control
+    # a different step control: other backward steps (their counts may coincide)
+    assert len(full) > 10 and backward_attempts != full
 
     # SciPy's error norm RMS(err / (atol + rtol |y|)) over the N channels becomes exactly the
     # RMS over the first m (state and adjoint) channels.

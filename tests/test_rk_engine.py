@@ -494,7 +494,7 @@ def test_a_solve_continued_from_its_proposed_step_retakes_the_one_solves_steps(e
     assert torch.allclose(part2[0][-1], exact, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("engine", ["rk", "torchdiffeq"])
+@pytest.mark.parametrize("engine", ["rk", "torchdiffeq", "scipy"])
 @pytest.mark.parametrize("direction", [1.0, -1.0])
 def test_a_given_first_step_is_the_first_attempt_capped_at_the_interval(engine, direction, float64):
     """``first_step`` is the size of the first attempt, backwards in time too, and at most
@@ -516,36 +516,40 @@ def test_a_given_first_step_is_the_first_attempt_capped_at_the_interval(engine, 
         assert torch.allclose(out[0][-1], exact, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ["rk", "scipy"])
 def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(
-    float64, monkeypatch, backward_attempts
+    engine, float64, monkeypatch, backward_attempts
 ):
     """The backward solve's first step is the one the forward solve's controller proposed
     at T (the adjoint's state holds the forward state, whose scales that step resolves),
     and each later stretch's is the one the backward proposed where it stopped: no
-    first-step rule in the backward (one evaluation, f(t), per stretch)."""
-    from nesterovnode.solve.engines.rk.engine import RKEngine
+    first-step rule in the backward (one evaluation, f(t), per stretch). SciPy's RK45
+    proposes and takes it as the rk engine's DP5 does."""
+    from nesterovnode.solve.registry import get_engine
 
+    cls = type(get_engine(engine))
     calls = []
-    real_integrate = RKEngine.integrate
+    real_integrate = cls.integrate
 
     def integrate(self, field, z0, times, request):
         out = real_integrate(self, field, z0, times, request)
         calls.append((list(times), request.first_step, request.recorder.next_step))
         return out
 
-    monkeypatch.setattr(RKEngine, "integrate", integrate)
+    monkeypatch.setattr(cls, "integrate", integrate)
     dyn = make_dynamics("hbnode")
     torch.manual_seed(1)
     y0 = dyn.initial_state(0.0, torch.randn(8, 3))
-    sol = nn_.solve(dyn, y0, [0.0, 1.0, 3.0], rtol=1e-7, atol=1e-7, engine="rk")
+    sol = nn_.solve(dyn, y0, [0.0, 1.0, 3.0], rtol=1e-7, atol=1e-7, engine=engine)
     (sol.ys[1].sum() + sol.ys[2].square().sum()).backward()
     forward, late, early = calls
     assert forward[:2] == ([0.0, 1.0, 3.0], None) and 0 < forward[2] < 2.0
     assert late[:2] == ([3.0, 1.0], forward[2]) and early[:2] == ([1.0, 0.0], late[2])
     backward = backward_attempts
     restart = next(i for i, (t, _) in enumerate(backward) if t == 1.0)
-    assert backward[0] == (3.0, -forward[2])
-    assert backward[restart] == (1.0, -min(late[2], 1.0))
+    # (SciPy reports a step as t_new − t_old: to round-off)
+    assert backward[0] == (3.0, pytest.approx(-forward[2], rel=1e-14))
+    assert backward[restart] == (1.0, pytest.approx(-min(late[2], 1.0), rel=1e-14))
     s = sol.stats
     assert s.steps_accepted_backward + s.steps_rejected_backward == len(backward) > 4
     assert s.nfe_backward == 2 * 1 + 6 * len(backward)

@@ -100,7 +100,9 @@ class IntegrateRequest:
     #: the size of the first attempt (a float or a 0-dim tensor, > 0, capped at the first
     #: interval): a solve that continues another starts from the step that one proposed
     #: (``Recorder.next_step``) instead of the first-step rule; None: the engine's rule.
-    #: Engines that take it: rk, torchdiffeq; the others choose their own first step.
+    #: Engines that take it: rk, torchdiffeq, scipy (LSODA takes it but reports no
+    #: proposal, so the backward's later stretches start from its own rule); julia
+    #: chooses its own first step.
     first_step: float | torch.Tensor | None = None
 
     @property

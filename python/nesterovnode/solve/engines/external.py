@@ -68,6 +68,10 @@ class ODEProblem:
     error_channels: int | None = None
     dt: float | None = None  #: a fixed step size (None: adaptive)
     options: dict = dc_field(default_factory=dict)
+    #: |h| of the first attempt (``IntegrateRequest.first_step``; None: the engine's rule).
+    #: An engine that takes it reports its proposal after the last step as
+    #: ``recorder.next_step``, where a continuing solve starts (the adjoint's backward).
+    first_step: float | None = None
 
     @property
     def n(self) -> int:
@@ -141,6 +145,7 @@ class ExternalEngine(Engine):
             error_channels=None if channels is None else bridge.prefix(channels),
             dt=request.dt,
             options=request.options,
+            first_step=None if request.first_step is None else abs(float(request.first_step)),
         )
         zs = np.asarray(self.integrate_arrays(problem), dtype=np.float64)
         if zs.shape != (len(times), bridge.n):

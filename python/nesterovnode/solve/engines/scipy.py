@@ -101,9 +101,13 @@ class ScipyEngine(ExternalEngine):
             if problem.solver not in PER_INTERVAL or len(problem.t) == 2:
                 return self._integrate(problem)
             out = [np.asarray(problem.y0, dtype=np.float64)]
+            first = problem.first_step
             for a, b in zip(problem.t[:-1], problem.t[1:]):  # steps end on every output
-                piece = dataclasses.replace(problem, y0=out[-1], t=np.array([a, b]))
+                piece = dataclasses.replace(
+                    problem, y0=out[-1], t=np.array([a, b]), first_step=first
+                )
                 out.append(self._integrate(piece)[-1])
+                first = problem.recorder.next_step  # the next piece continues this one
             return np.stack(out)
 
     def _integrate(self, problem: ODEProblem) -> np.ndarray:
@@ -128,6 +132,8 @@ class ScipyEngine(ExternalEngine):
         for key in ("max_step", "min_step"):
             if problem.options.get(key) is not None:
                 kwargs[key] = problem.options[key]
+        if problem.first_step is not None:  # SciPy refuses one beyond the interval
+            kwargs["first_step"] = min(problem.first_step, abs(t[-1] - t[0]))
         solver = cls(fun, t[0], np.array(problem.y0, dtype=np.float64), t[-1], **kwargs)
 
         out = np.empty((len(t), n))
@@ -180,6 +186,10 @@ class ScipyEngine(ExternalEngine):
             if solver.status == "finished" and k < len(t):
                 raise problem.fail(None, float(t_new), f"the solver stopped before t = {t[k]}")
 
+        # the step SciPy's controller proposed after the last one (LSODA keeps it inside
+        # ODEPACK: None, and a continuing solve takes LSODA's own rule)
+        proposed = getattr(solver, "h_abs", None)
+        problem.recorder.next_step = None if proposed is None else float(proposed)
         problem.set_extra("rejections_reported", int(explicit))
         if not explicit:
             problem.add_count("njev", int(solver.njev))
