@@ -36,7 +36,9 @@ RUNS = (
 REFERENCE_TOL = 1e-12
 
 
-def nfe(model_name: str, engine: str, sensitivity: str, seed: int, outputs: int, tol=None) -> tuple:
+def one_batch(
+    model_name: str, engine: str, sensitivity: str, seed: int, outputs: int, tol=None
+) -> tuple:
     """(forward NFE, backward NFE, the parameters' gradient, flat) of one batch."""
     task = get_task("pointcloud")
     torch.manual_seed(seed)
@@ -72,11 +74,11 @@ def main() -> None:
     for name in MODEL_NAMES:
         row = {}
         references = [
-            nfe(name, "rk", "adjoint", seed, args.outputs, REFERENCE_TOL)[2]
+            one_batch(name, "rk", "adjoint", seed, args.outputs, REFERENCE_TOL)[2]
             for seed in range(args.seeds)
         ]
         for engine, sens in RUNS:
-            runs = [nfe(name, engine, sens, seed, args.outputs) for seed in range(args.seeds)]
+            runs = [one_batch(name, engine, sens, seed, args.outputs) for seed in range(args.seeds)]
             error = max(float((r[2] - ref).norm() / ref.norm()) for r, ref in zip(runs, references))
             mean = [sum(r[i] for r in runs) / len(runs) for i in (0, 1)]
             row[f"{engine} {sens}"] = [*mean, error]

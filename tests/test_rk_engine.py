@@ -140,23 +140,26 @@ def test_the_one_adjoint_needs_fewer_backward_steps_than_torchdiffeqs_own(solver
 
 
 # -- graphs and runners --------------------------------------------------------------------
-def loss_and_grads(dyn, h0, v0, options, sensitivity="adjoint"):
+def loss_and_grads(dyn, h0, v0, options, sensitivity="adjoint", times=(1.0, 1.5, 2.0), tol=1e-5):
+    """(loss, forward NFE, backward NFE, the parameters' gradient, the solve's stats) of
+    the readout's squared norm at ``times``, from h(t0) = h0, h'(t0) = v0."""
     dyn.zero_grad()
-    y0 = dyn.initial_state(1.0, h0, v0)
+    y0 = dyn.initial_state(times[0], h0, v0)
     sol = nn_.solve(
         dyn,
         y0,
-        [1.0, 1.5, 2.0],
-        rtol=1e-5,
-        atol=1e-5,
+        list(times),
+        rtol=tol,
+        atol=tol,
         engine="rk",
         sensitivity=sensitivity,
         options=options,
     )
-    loss = dyn.readout(torch.tensor([1.0, 1.5, 2.0]), sol.ys).square().sum()
+    loss = dyn.readout(torch.tensor(times), sol.ys).square().sum()
     loss.backward()
     grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])
-    return loss.item(), sol.stats.nfe_forward, sol.stats.nfe_backward, grads
+    s = sol.stats
+    return loss.item(), s.nfe_forward, s.nfe_backward, grads, s
 
 
 @pytest.mark.parametrize("name", ["hbnode", "nesterovnode", "gnesterovnode"])
@@ -170,24 +173,6 @@ def test_emulated_graph_buffers_give_the_eager_numbers_bit_for_bit(name):
     emulated = loss_and_grads(dyn, h0, v0, {"cuda_graphs": "emulate"})
     assert eager[:3] == emulated[:3]
     assert torch.equal(eager[3], emulated[3])
-
-
-def loss_grads_and_stats(dyn, h0, v0, times, options):
-    dyn.zero_grad()
-    sol = nn_.solve(
-        dyn,
-        dyn.initial_state(1.0, h0, v0),
-        times,
-        rtol=1e-6,
-        atol=1e-6,
-        engine="rk",
-        sensitivity="adjoint",
-        options=options,
-    )
-    loss = dyn.readout(torch.tensor(times), sol.ys).square().sum()
-    loss.backward()
-    grads = torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])
-    return loss.item(), grads, sol.stats
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 8])
@@ -215,14 +200,13 @@ def test_graphs_of_chunks_of_attempts_give_the_graphs_of_one_steps_numbers(
     g = torch.Generator().manual_seed(3)
     h0, v0 = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
     for times in ([1.0, 2.0], [1.0, 1.5, 2.0]):
-        one = loss_grads_and_stats(dyn, h0, v0, times, {"cuda_graphs": "emulate"})
+        one = loss_and_grads(dyn, h0, v0, {"cuda_graphs": "emulate"}, times=times, tol=1e-6)
         assert not reads  # one graph per attempt: the host's loop, no chunk
-        chunked = loss_grads_and_stats(
-            dyn, h0, v0, times, {"cuda_graphs": "emulate", "graph_chunk": chunk}
-        )
+        options = {"cuda_graphs": "emulate", "graph_chunk": chunk}
+        chunked = loss_and_grads(dyn, h0, v0, options, times=times, tol=1e-6)
         assert chunked[0] == pytest.approx(one[0], rel=1e-12)
-        assert torch.allclose(chunked[1], one[1], rtol=1e-10, atol=1e-12)
-        s, t = chunked[2], one[2]
+        assert torch.allclose(chunked[3], one[3], rtol=1e-10, atol=1e-12)
+        s, t = chunked[4], one[4]
         assert (s.nfe_forward, s.nfe_backward) == (t.nfe_forward, t.nfe_backward)
         attempts = (
             s.steps_accepted,
@@ -378,7 +362,7 @@ def test_cuda_graphs_give_the_eager_numbers(name, sensitivity):
         dyn.zero_grad()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a capture that falls back fails the test
-            loss, nfe_f, nfe_b, grads = loss_and_grads(
+            loss, nfe_f, nfe_b, grads, _ = loss_and_grads(
                 dyn, h0, v0, {"cuda_graphs": graphs}, sensitivity
             )
         results.append((nfe_f, nfe_b, loss, grads))
@@ -405,8 +389,10 @@ def test_cuda_graphs_of_chunks_of_attempts_give_the_eager_numbers(name, chunk):
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            loss, grads, stats = loss_grads_and_stats(dyn, h0, v0, [1.0, 2.0], options)
-        results.append((stats.nfe_forward, stats.nfe_backward, loss, grads))
+            loss, nfe_f, nfe_b, grads, _ = loss_and_grads(
+                dyn, h0, v0, options, times=(1.0, 2.0), tol=1e-6
+            )
+        results.append((nfe_f, nfe_b, loss, grads))
     for nfe_f, nfe_b, loss, grads in results[1:]:
         assert (nfe_f, nfe_b) == results[0][:2]
         assert loss == pytest.approx(results[0][2], rel=1e-6)

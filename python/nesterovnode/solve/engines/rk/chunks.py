@@ -36,7 +36,6 @@ def masked_chunk(attempts: int) -> Callable:
     result kept only where ``cond`` held before it (see the module docstring)."""
 
     def loop(cond: Callable, body: Callable, carried: tuple, additional: tuple) -> tuple:
-        carried = tuple(carried)
         for _ in range(attempts):
             running = cond(*carried, *additional)
             new = body(*carried, *additional)
@@ -46,13 +45,11 @@ def masked_chunk(attempts: int) -> Callable:
     return loop
 
 
-def conditional_chunk(attempts: int, run_if: Callable | None = None) -> Callable:
+def conditional_chunk(attempts: int) -> Callable:
     """``loop(cond, body, carried, additional)``: ``attempts`` calls of ``body``, each run
-    only where ``cond`` holds before it: ``run_if(pred, fn)`` runs ``fn`` where ``pred``
-    (``graph_if`` by default: a conditional node while a CUDA graph is captured). The
-    carried tensors are copies that each attempt updates in place: a conditional body
-    leaves nothing behind but what it writes."""
-    run_if = graph_if if run_if is None else run_if
+    only where ``cond`` holds before it (``graph_if``: a conditional node while a CUDA
+    graph is captured). The carried tensors are copies that each attempt updates in
+    place: a conditional body leaves nothing behind but what it writes."""
 
     def loop(cond: Callable, body: Callable, carried: tuple, additional: tuple) -> tuple:
         carried = tuple(c.clone() for c in carried)
@@ -63,7 +60,7 @@ def conditional_chunk(attempts: int, run_if: Callable | None = None) -> Callable
                 c.copy_(n)
 
         for _ in range(attempts):
-            run_if(cond(*carried, *additional), attempt)
+            graph_if(cond(*carried, *additional), attempt)
         return carried
 
     return loop

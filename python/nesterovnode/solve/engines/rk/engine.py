@@ -250,15 +250,18 @@ class RKEngine(Engine):
                         solve = make_adaptive_solve(step_fn, controller, direction, capacity, loop)
                         return make_started_solve(init_fn, solve), solve
 
-                    # on a GPU whose torch captures conditional nodes, attempts after the
-                    # end are skipped; elsewhere (and where that capture fails) masked
-                    conditional = chunk and y.is_cuda and conditional_nodes_available()
-                    loop = masked_chunk(chunk) if chunk else python_loop
-                    chosen = programs(conditional_chunk(chunk) if conditional else loop)
-                    masked = programs(loop) if conditional else (None, None)
+                    # graphs of chunks: on a GPU whose torch captures conditional nodes
+                    # the attempts after the end are skipped, and the masked chunk is
+                    # captured where that capture fails; elsewhere masked from the start
+                    if chunk and y.is_cuda and conditional_nodes_available():
+                        chosen = programs(conditional_chunk(chunk))
+                        fallbacks = programs(masked_chunk(chunk))
+                    else:
+                        chosen = programs(masked_chunk(chunk) if chunk else python_loop)
+                        fallbacks = (None, None)
                     found = [
                         runner(kind, fn, fallback=other)
-                        for kind, fn, other in zip(kinds, chosen, masked)
+                        for kind, fn, other in zip(kinds, chosen, fallbacks)
                     ]
                 start, solve = found
                 outputs = integrate_in_loop(
