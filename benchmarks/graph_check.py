@@ -22,6 +22,7 @@ import sys
 import warnings
 
 import torch
+from gradients import flat_gradient  # benchmarks/gradients.py
 
 from nesterovnode.tasks import MODEL_NAMES, get_task
 
@@ -30,9 +31,8 @@ def run_once(model, task, x, y):
     model.zero_grad(set_to_none=True)
     loss = task.loss_fn(model(x), y)
     loss.backward()
-    grads = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
-    stats = model.stats
-    return float(loss.detach()), grads.detach().clone(), stats.nfe_forward, stats.nfe_backward
+    stats, grads = model.stats, flat_gradient(model)  # torch.cat: a copy of the gradients
+    return float(loss.detach()), grads, stats.nfe_forward, stats.nfe_backward
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

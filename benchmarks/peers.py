@@ -365,6 +365,14 @@ def spread(ratios: np.ndarray) -> tuple[float, float, float]:
     return float(np.median(ratios)), float(ratios.min()), float(ratios.max())
 
 
+def spread_text(median_min_max) -> str:
+    """A ``spread`` (tuple, or dict keyed by ``SPREAD``) as "median (lowest-highest)"."""
+    if isinstance(median_min_max, dict):
+        median_min_max = [median_min_max[k] for k in SPREAD]
+    median, lo, hi = median_min_max
+    return f"{median:.2f} ({lo:.2f}-{hi:.2f})"
+
+
 OURS = {
     "rk": {"engine": "rk"},
     "rk compiled": {"engine": "rk", "options": {"compile": True}},
@@ -487,11 +495,9 @@ def rounds_summary(per_round: dict[str, list[dict]], models: list[str]) -> dict:
                 r = np.array([x[key] for x in rows[a]]) / np.array([y[key] for y in rows[b]])
                 ratio[key] = dict(zip(SPREAD, spread(r)))
             ratios[f"{a} / {b}"] = ratio
-            e, u = ratio["s/epoch"], ratio["us/eval"]
             print(
-                f"{a} / {b}, round by round: s/epoch {e['median']:.2f} ({e['min']:.2f}-"
-                f"{e['max']:.2f}); µs per evaluation {u['median']:.2f} ({u['min']:.2f}-"
-                f"{u['max']:.2f})"
+                f"{a} / {b}, round by round: s/epoch {spread_text(ratio['s/epoch'])}; "
+                f"µs per evaluation {spread_text(ratio['us/eval'])}"
             )
         results[name] = {"agreement": agree, "rows": table, "ratios": ratios}
     return results
@@ -565,21 +571,18 @@ def in_turns(args) -> dict:
             )
         ratios = {}
         for a, b in ratio_pairs(runs):
-            med, lo, hi = ratio_per_epoch(a, b, last)
+            wall = ratio_per_epoch(a, b, last)
             cpu = ratio_per_epoch(a, b, last, cpu=True)
             epoch = ratio_per_epoch(a, b, last, per="epoch")
             ratios[f"{a.label} / {b.label}"] = {
-                "median": med,
-                "min": lo,
-                "max": hi,
+                **dict(zip(SPREAD, wall)),
                 "cpu": dict(zip(SPREAD, cpu)),
                 "epoch": dict(zip(SPREAD, epoch)),
             }
             print(
-                f"{a.label} / {b.label}, µs per evaluation epoch by epoch: median "
-                f"{med:.2f} (range {lo:.2f}-{hi:.2f}); CPU time: {cpu[0]:.2f} "
-                f"({cpu[1]:.2f}-{cpu[2]:.2f}); s/epoch: {epoch[0]:.2f} "
-                f"({epoch[1]:.2f}-{epoch[2]:.2f})"
+                f"{a.label} / {b.label}, µs per evaluation epoch by epoch: "
+                f"{spread_text(wall)}; CPU time: {spread_text(cpu)}; s/epoch: "
+                f"{spread_text(epoch)}"
             )
         results[name] = {"agreement": agree, "rows": rows, "ratios": ratios}
     return results

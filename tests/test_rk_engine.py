@@ -208,18 +208,9 @@ def test_graphs_of_chunks_of_attempts_give_the_graphs_of_one_steps_numbers(
         assert torch.allclose(chunked[3], one[3], rtol=1e-10, atol=1e-12)
         s, t = chunked[4], one[4]
         assert (s.nfe_forward, s.nfe_backward) == (t.nfe_forward, t.nfe_backward)
-        attempts = (
-            s.steps_accepted,
-            s.steps_rejected,
-            s.steps_accepted_backward,
-            s.steps_rejected_backward,
-        )
-        expected = (
-            t.steps_accepted,
-            t.steps_rejected,
-            t.steps_accepted_backward,
-            t.steps_rejected_backward,
-        )
+        counts = ("steps_accepted", "steps_rejected")
+        counts += tuple(f"{c}_backward" for c in counts)
+        attempts, expected = (tuple(getattr(x, c) for c in counts) for x in (s, t))
         assert attempts == expected
         # the forward solve reads in chunks where it has two output times (else the host's
         # loop with dense output); every interval of the adjoint does

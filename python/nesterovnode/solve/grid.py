@@ -8,6 +8,12 @@ import math
 from collections.abc import Sequence
 
 
+def direction(times: Sequence[float]) -> float:
+    """+1.0 for increasing ``times``, -1.0 for decreasing (a backward solve): the sign of
+    every step."""
+    return 1.0 if times[-1] > times[0] else -1.0
+
+
 def interval_steps(a: float, b: float, dt: float) -> int:
     """Steps of a fixed-step solve over [a, b]: ceil(length / dt) equal steps, so none is
     longer than dt and every output time is a grid point (nothing interpolated)."""

@@ -44,6 +44,7 @@ import warnings
 
 import numpy as np
 
+from ..grid import direction as time_direction
 from ..registry import SOLVERS
 from .base import Option
 from .external import ExternalEngine, ODEProblem
@@ -139,7 +140,7 @@ class ScipyEngine(ExternalEngine):
         out = np.empty((len(t), n))
         out[0] = problem.y0
         k = 1
-        direction = 1.0 if t[-1] > t[0] else -1.0
+        direction = time_direction(t)
         lsoda_methods: list[int] = []
         n_stages = getattr(cls, "n_stages", None)
         stalled = 0

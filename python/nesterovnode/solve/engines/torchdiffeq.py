@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import SolverError
+from ..grid import direction as time_direction
 from ..grid import fixed_grid
 from ..stats import Recorder
 from .base import Engine, IntegrateRequest, State
@@ -154,7 +155,6 @@ class TorchdiffeqEngine(Engine):
         if fixed:
             return t, {"grid_constructor": _grid_constructor(request.dt)}
         channels = range(len(z0)) if request.error_channels is None else request.error_channels
-        direction = 1.0 if times[-1] > times[0] else -1.0
         span = abs(times[1] - times[0])
         if request.first_step is not None:  # torchdiffeq then evaluates f(t0) only
             h = min(float(request.first_step), span)
@@ -165,7 +165,7 @@ class TorchdiffeqEngine(Engine):
                 request.rtol,
                 request.atol,
                 Norm(tuple(channels)),
-                direction,
+                time_direction(times),
             )
             with torch.no_grad():
                 _, h = init(t[0], t.new_tensor(span), tuple(z.detach() for z in z0))
@@ -176,8 +176,9 @@ class TorchdiffeqEngine(Engine):
         import torchdiffeq
 
         t, options = self._options(field, z0, times, request)
-        sign = 1.0 if times[-1] > times[0] else -1.0
-        counted = _counted("grid_constructor" in options, field, request.recorder, sign=sign)
+        counted = _counted(
+            "grid_constructor" in options, field, request.recorder, sign=time_direction(times)
+        )
         try:
             out = torchdiffeq.odeint(
                 counted,

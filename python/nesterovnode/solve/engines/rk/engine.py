@@ -53,6 +53,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ...grid import direction as time_direction
 from ..base import Engine, IntegrateRequest, Option, State
 from .chunks import conditional_chunk, conditional_nodes_available, masked_chunk
 from .controller import CONTROLLERS, make_controller
@@ -206,7 +207,7 @@ class RKEngine(Engine):
                 raise ValueError(f"{request.solver} has no error estimate: pass dt")
             norm = Norm(channels)
             dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
-            direction = 1.0 if times[-1] > times[0] else -1.0
+            direction = time_direction(times)
             # a first step given (a solve continuing another: the adjoint's backward)
             # replaces the first-step rule: its own programs, one evaluation instead of two
             given = request.first_step is not None

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ...grid import direction as time_direction
 from ...grid import fixed_grid
 from ...stats import Recorder
 from .step import State, first_step_call, fixed_step_evaluations, interpolate
@@ -69,7 +70,7 @@ def integrate_adaptive(
     ``first_step`` (the first attempt's size) one of ``make_given_first_step``. The
     controller's proposal after the last step goes to ``recorder.next_step``.
     """
-    direction = 1.0 if times[-1] > times[0] else -1.0
+    direction = time_direction(times)
     per_step = tableau.new_evaluations_per_step
     outputs = [keep(y0)]
     t, end = times[0], times[-1]
