@@ -90,8 +90,7 @@ def main(argv=None):
         )
     print()
     print(
-        f"{'solver':6} {'NFE fwd':>9} {'NFE bwd':>9} {'time fwd':>9} {'time bwd':>9}"
-        "   (scipy / rk)"
+        f"{'solver':6} {'NFE fwd':>9} {'NFE bwd':>9} {'time fwd':>9} {'time bwd':>9}   (scipy / rk)"
     )
     for solver, nf, nb, tf, tb in ratios:
         print(f"{solver:6} {nf:9.2f} {nb:9.2f} {tf:9.2f} {tb:9.2f}")

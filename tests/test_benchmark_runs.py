@@ -160,7 +160,7 @@ def test_the_diffrax_peer_computes_our_loss_and_gradients(name, float64):
     model = peers.torch_model(name, 0)
     grad, _ = peers.diffrax_model(name, model)
     (loss, _), grads = grad(peers.jax_params(model), x[:50].numpy(), y[:50].numpy())
-    ours, _, _ = peers.torch_step(model, x[:50], y[:50])
+    ours, _, _, _ = peers.torch_step(model, x[:50], y[:50])
     assert float(loss) == pytest.approx(ours, rel=1e-6)
     for key, p in model.named_parameters():
         # two adjoint solves at tol 1e-7, each with its own steps: equal to 1e-3 in norm

@@ -8,6 +8,7 @@ import torch
 import nesterovnode as nn_
 from conftest import TinyField
 from nesterovnode.solve import SolverError
+from nesterovnode.solve.config import ToleranceWarning
 
 
 def test_nesterov_start_time_at_or_below_zero_is_refused():
@@ -87,3 +88,75 @@ def test_step_count_beyond_max_steps_raises():
 def test_integer_state_is_refused():
     with pytest.raises(TypeError, match="floating-point"):
         nn_.solve(nn_.NODE(TinyField(3)), torch.ones(2, 3, dtype=torch.long), [0.0, 1.0])
+
+
+def test_a_float32_state_with_a_float64_model_is_refused_naming_both():
+    dyn = nn_.NODE(TinyField(3).double())
+    for options in ({}, {"compile": True}):
+        with pytest.raises(TypeError, match="y0 is float32 but the model's parameter 'f.w1'"):
+            nn_.solve(dyn, torch.randn(2, 3), [0.0, 1.0], options=options)
+
+
+def test_output_times_equal_in_the_states_dtype_are_refused():
+    """1 and 1 + 1e-8 are two times in float64 but one in float32, y0's dtype: the solve
+    would run an interval of zero length (rk once called that a NaN state)."""
+    with pytest.raises(ValueError, match="equal in float32, y0's dtype"):
+        nn_.solve(nn_.NODE(TinyField(3)), torch.randn(2, 3), [1.0, 1.0 + 1e-8])
+
+
+@pytest.mark.parametrize("engine", ["rk", "torchdiffeq"])
+def test_a_tolerance_the_dtype_cannot_resolve_is_named_as_the_cause(engine):
+    """rtol = atol = 1e-300 on a plain NODE whose state stays finite: the failure names
+    the tolerance and the fix, not a blow-up of a Nesterov model."""
+    dyn = nn_.NODE(TinyField(3).double())
+    with pytest.warns(ToleranceWarning, match="below what float64 can resolve.*rtol >= 2e-15"):
+        with pytest.raises(SolverError, match="rtol = 1e-300 .* below what float64") as info:
+            nn_.solve(
+                dyn,
+                torch.randn(2, 3, dtype=torch.float64),
+                [0.0, 1.0],
+                engine=engine,
+                rtol=1e-300,
+                atol=1e-300,
+            )
+    assert info.value.reason == "tolerance" and "NesterovNODE" not in str(info.value)
+
+
+def test_the_tolerance_warning_tells_a_float64_user_the_tolerance_not_float64():
+    with pytest.warns(ToleranceWarning) as caught:
+        nn_.solve(
+            nn_.NODE(TinyField(3).double()),
+            torch.randn(2, 3, dtype=torch.float64),
+            [0.0, 1.0],
+            rtol=1e-17,
+            atol=1e-9,
+        )
+    message = str(caught[0].message)
+    assert "use rtol >= 2e-15" in message and "solve in float64" not in message
+
+
+@pytest.mark.parametrize(
+    "dtype, t0, r, low, high",
+    [
+        (torch.float64, 1e-300, 3.0, 6.1e-206, 1439.4),
+        (torch.float32, 1e-30, 3.0, 4.0e-26, 191.2),
+        (torch.float64, 2000.0, 3.0, 6.1e-206, 1439.4),
+    ],
+)
+def test_a_nesterov_start_time_whose_factor_overflows_is_refused_with_the_range(
+    dtype, t0, r, low, high
+):
+    """k(t0) = t0^(-r/2) e^(t0/2) overflows at t0 = 1e-300 (x0 = h0 / k(t0) became 0 and
+    the readout NaN, silently): refused, naming the start times the dtype allows."""
+    from nesterovnode.dynamics.nesterov import nesterov_k
+
+    dyn = nn_.NesterovNODE(TinyField(3).to(dtype), r=r)
+    h0 = torch.randn(2, 3, dtype=dtype)
+    with pytest.raises(ValueError, match="start at t0 between") as info:
+        dyn.initial_state(t0, h0)
+    found = [float(x) for x in str(info.value).split("between ")[1].split(" (")[0].split(" and ")]
+    assert found[0] == pytest.approx(low, rel=0.02) and found[1] == pytest.approx(high, rel=0.01)
+    for t in found:  # the edges themselves hold h0
+        k = nesterov_k(torch.tensor(t, dtype=dtype), r)
+        assert torch.isfinite(k) and k > 0
+        assert torch.allclose(dyn.readout(t, dyn.initial_state(t, h0)), h0, rtol=1e-5)

@@ -73,10 +73,29 @@ def test_fixed_step_grid_passes_gradients_to_the_output_times(sensitivity):
 
     ts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
     y0 = torch.ones(1, 1, dtype=torch.float64)
-    sol = nn_.solve(nn_.NODE(Decay()), y0, ts, solver="RK4", dt=0.1,
-                    sensitivity=sensitivity)
+    sol = nn_.solve(nn_.NODE(Decay()), y0, ts, solver="RK4", dt=0.1, sensitivity=sensitivity)
     (grad,) = torch.autograd.grad(sol.ys[-1].sum(), ts)
     exact = torch.exp(torch.tensor(-2.0, dtype=torch.float64))
     assert grad[0] == pytest.approx(float(exact), rel=1e-5)
     assert grad[2] == pytest.approx(-float(exact), rel=1e-5)
     assert abs(float(grad[1])) < 1e-6
+
+
+def test_gradients_with_respect_to_the_output_times_cost_len_ts_plus_one_evaluations():
+    """The contract's count (solve/adjoint.py): f once per output time and once more at t0,
+    on top of the adjoint's own evaluations."""
+    from conftest import TimeRecorder, TinyField
+
+    net = TimeRecorder(TinyField(3).double())
+    dyn = nn_.NODE(net)
+    y0 = torch.randn(2, 3, dtype=torch.float64)
+    grids = [[0.0, 0.5, 1.0], torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64).requires_grad_()]
+    counts = []
+    for ts in grids:
+        net.times.clear()
+        sol = nn_.solve(dyn, y0.clone().requires_grad_(), ts, solver="RK4", dt=0.1)
+        forward = len(net.times)
+        sol.ys.sum().backward()
+        assert sol.stats.nfe_backward == len(net.times) - forward
+        counts.append(sol.stats.nfe_backward)
+    assert counts[1] - counts[0] == len(grids[1]) + 1

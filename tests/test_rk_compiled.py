@@ -19,7 +19,8 @@ import nesterovnode as nn_
 from conftest import make_dynamics
 from nesterovnode.runs.compiling import compile_steps, compile_value
 from nesterovnode.runs.training import TrainConfig
-from nesterovnode.solve.engines.rk import compiled as compiled_module
+from nesterovnode.solve.engines.rk.plan import Kind
+from nesterovnode.solve.engines.rk.programs import compiled as compiled_module
 from nesterovnode.solve.registry import get_engine
 
 
@@ -55,24 +56,20 @@ def _compiled_runners():
     ]
 
 
-def _kind(key) -> str:
-    """A runner's kind from its cache key ("init", "step", or "start" for a whole solve,
-    the first-step rule and the loop, whose key also holds its controller and direction;
-    "start given" for a whole solve from a given first step, the adjoint's backward;
-    "solve" for the loop's later calls)."""
-    return key[0] if isinstance(key[0], str) else key[0][0]
+def _kind(key) -> Kind:
+    """A runner's kind (``plan.Kind``) from its cache key (``RunPlan.key``)."""
+    return key[0]
 
 
 #: what ``compile=True`` compiles for the adjoint solves of ``_solve_and_grad`` (three
 #: output times): the forward solve's first-step rule and steps, called from the host's
 #: loop (dense output at 1.5), and the adjoint's whole solve (one interval), which starts
 #: from the step the forward proposed at its end
-ALL = ("init", "step", "start given")
+ALL = (Kind.FIRST_STEP_RULE, Kind.STEP, Kind.START_GIVEN)
 
 
 def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=ALL):
-    """``compile``'s steps against the eager ones; ``kinds``: the runners it compiles
-    ("init": the first-step rule; "solve": a whole adaptive loop)."""
+    """``compile``'s steps against the eager ones; ``kinds``: the programs it compiles."""
     torch.manual_seed(0)
     dyn = make_dynamics(name)
     h0 = torch.randn(5, 3)
@@ -83,11 +80,11 @@ def _check_compiled_equals_eager(name: str, update: bool, compile=True, kinds=AL
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": compile})
     runners = _compiled_runners()
     compiled_kinds = sorted(
-        _kind(key)
+        _kind(key).name
         for key, r in get_engine("rk").runners._runners.items()
         if isinstance(r, compiled_module.CompiledRunner)
     )
-    assert compiled_kinds == sorted(kinds)
+    assert compiled_kinds == sorted(k.name for k in kinds)
     assert all(r.compile_seconds > 0 for r in runners)
     assert nfe_c == nfe_e and nfe_e[0] > 10
     _assert_eager_numbers(yc, gc, ye, ge)
@@ -117,7 +114,7 @@ def test_compiling_the_steps_only_leaves_the_first_step_rule_eager(float64):
     first-step rule (one call per solve) run eagerly; the eager NFE and numbers, before
     and after an in-place parameter update."""
     _check_compiled_equals_eager(
-        "nesterovnode", update=True, compile="steps", kinds=("step", "step")
+        "nesterovnode", update=True, compile="steps", kinds=(Kind.STEP, Kind.STEP)
     )
 
 
@@ -176,7 +173,7 @@ def test_a_compiled_solve_is_prepared_once_for_its_own_settings(float64, monkeyp
     (more steps), each with the NFE and numbers of the host loop. The runners run their
     eager fallback here (as after a failed compilation: nothing to compile), which calls
     the closures kept with them: a solve served another's would take its steps."""
-    monkeypatch.setitem(compiled_module.FAILED, "reason", "not compiled in this test")
+    monkeypatch.setitem(compiled_module.TOOLCHAIN, "failure", "not compiled in this test")
     torch.manual_seed(0)
     dyn = make_dynamics("node")
     engine = get_engine("rk")
@@ -190,7 +187,7 @@ def test_a_compiled_solve_is_prepared_once_for_its_own_settings(float64, monkeyp
         return sol.ys[-1], sol.stats.nfe_forward
 
     def starts():  # the whole solves' runners kept (one per settings)
-        return [key for key in engine.runners._runners if _kind(key) == "start"]
+        return [key for key in engine.runners._runners if _kind(key) is Kind.START]
 
     runs = [(tol, forward(tol, "compiled")) for tol in (1e-6, 1e-6, 1e-9, 1e-6)]
     assert len(starts()) == 2  # 1e-6 three times: one preparation
@@ -255,32 +252,92 @@ def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64
     get_engine("rk").clear_caches()
 
 
-def test_a_failed_compilation_warns_and_runs_the_eager_steps(float64, monkeypatch):
+def test_a_failed_toolchain_warns_and_leaves_the_process_eager(float64, monkeypatch):
+    """No C++ compiler (Inductor's ``InvalidCxxCompiler``): a warning names the compiler,
+    the solve runs eagerly with the eager numbers, and later programs do not try again."""
     import torch._inductor
+    from torch._inductor.exc import InvalidCxxCompiler
 
     tries = []
 
     def no_compiler(graph, examples):
         tries.append(graph)
-        raise RuntimeError("no C++ compiler found")
+        raise InvalidCxxCompiler()
 
     monkeypatch.setattr(torch._inductor, "compile", no_compiler)
-    monkeypatch.setitem(compiled_module.FAILED, "reason", None)
+    monkeypatch.setitem(compiled_module.TOOLCHAIN, "failure", None)
     monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
     torch.manual_seed(0)
     dyn = make_dynamics("hbnode")
     h0 = torch.randn(4, 3)
     get_engine("rk").clear_caches()
     ye, ge, nfe_e = _solve_and_grad(dyn, h0, {"compile": False})
-    with pytest.warns(RuntimeWarning, match="compiling an ODE step failed .*no C\\+\\+ compiler"):
+    with pytest.warns(RuntimeWarning, match="the C\\+\\+ compiler that TorchInductor needs failed"):
         yc, gc, nfe_c = _solve_and_grad(dyn, h0, {"compile": True})
     assert nfe_c == nfe_e
     assert torch.equal(yc, ye) and torch.allclose(gc, ge, rtol=1e-12, atol=1e-14)
     # tried with the CPU's flags and with Inductor's probes; the failure then stops the
-    # later runners (the adjoint's, a new shape) from trying
+    # later programs (the adjoint's, a new shape) from trying
     assert len(tries) == 2
     _solve_and_grad(dyn, torch.randn(6, 3), {"compile": True})
     assert len(tries) == 2
+    get_engine("rk").clear_caches()
+
+
+def test_an_inductor_failure_leaves_that_program_eager_and_the_others_compiled(
+    float64, monkeypatch
+):
+    """An error of Inductor's that is not the toolchain's (an op it lacks): the program
+    that hit it runs eagerly, with a warning, and the next one compiles."""
+    import torch._inductor
+
+    real, tries = torch._inductor.compile, []
+
+    def first_fails(graph, examples):
+        tries.append(graph)
+        if len(tries) <= 2:  # trusted, then probed: one program's two tries
+            raise RuntimeError("an operator Inductor lacks")
+        return real(graph, examples)
+
+    monkeypatch.setattr(torch._inductor, "compile", first_fails)
+    monkeypatch.setitem(compiled_module.TOOLCHAIN, "failure", None)
+    monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
+    get_engine("rk").clear_caches()
+    with pytest.warns(RuntimeWarning, match="Inductor could not compile it .*an operator"):
+        assert _decay_error(4, rtol=1e-10) < 1e-8
+    assert compiled_module.TOOLCHAIN["failure"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert _decay_error(5) < 1e-8  # another program (other tolerances): compiled
+    assert len(tries) == 3 and _compilations() == 1
+    get_engine("rk").clear_caches()
+
+
+class _WrongShape(torch.nn.Module):
+    """A module used directly as dynamics whose output is [2] for a [B, 2] state."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+
+    def forward(self, t, y):
+        return -self.w * y[0]
+
+
+def test_a_field_of_the_wrong_shape_is_an_error_that_leaves_compilation_on(float64):
+    """A user's error while a program is traced is raised as the eager call raises it,
+    naming both shapes, and the next compiled solve still compiles."""
+    get_engine("rk").clear_caches()
+    y0 = torch.ones(4, 2)
+    for _ in range(2):  # the second time from the runner the first one left
+        with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(4, 2\)"):
+            with torch.no_grad():
+                nn_.solve(_WrongShape(), y0, [0.0, 1.0], options={"compile": True})
+    assert compiled_module.TOOLCHAIN["failure"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager would warn
+        assert _decay_error(4) < 1e-8
+    assert _compilations() == 1
     get_engine("rk").clear_caches()
 
 
@@ -295,10 +352,10 @@ class _Decay(torch.nn.Module):
         return -self.w * y
 
 
-def _decay_error(size: int) -> float:
+def _decay_error(size: int, rtol: float = 1e-9) -> float:
     y0 = torch.linspace(1.0, 2.0, 3 * size).reshape(size, 3)
     with torch.no_grad():
-        sol = nn_.solve(_Decay(), y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
+        sol = nn_.solve(_Decay(), y0, [0.0, 1.0], rtol=rtol, atol=1e-9, options={"compile": True})
     return (sol.ys[-1] - y0 * math.exp(-0.75)).abs().max().item()
 
 
@@ -318,7 +375,7 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
 
     monkeypatch.setattr(cpu_vec_isa.VecISA, "check_build", counted)
     monkeypatch.setitem(compiled_module.VECTOR_ISA, "trusted", True)
-    monkeypatch.setitem(compiled_module.FAILED, "reason", None)
+    monkeypatch.setitem(compiled_module.TOOLCHAIN, "failure", None)
     cpu_vec_isa.valid_vec_isa_list.cache_clear()  # as in a new process
     get_engine("rk").clear_caches()
     with warnings.catch_warnings():
@@ -346,7 +403,7 @@ def test_the_vector_instructions_come_from_the_cpu_and_a_failure_probes_them(flo
         warnings.simplefilter("error", RuntimeWarning)
         assert _decay_error(5) < 1e-8
     assert tries == [True, False]  # trusted, then probed
-    assert _compilations() == 1 and compiled_module.FAILED["reason"] is None
+    assert _compilations() == 1 and compiled_module.TOOLCHAIN["failure"] is None
     cpu_vec_isa.valid_vec_isa_list.cache_clear()
     get_engine("rk").clear_caches()
 
@@ -414,11 +471,12 @@ def _point_cloud_with_a_first_compilation(monkeypatch, seconds: float, epochs: i
     forward = ODEBlock.forward
 
     def compiling_once(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
         if not getattr(self, "_compiled_once", False):
             self._compiled_once = True
             time.sleep(seconds)
-            compiled_module.COMPILE_SECONDS["total"] += seconds
-        return forward(self, *args, **kwargs)
+            self.stats.compile_seconds += seconds
+        return out
 
     monkeypatch.setattr(ODEBlock, "forward", compiling_once)
     return Task()
@@ -524,7 +582,8 @@ def test_the_compiled_solve_takes_the_eager_steps(float64):
         for key, r in get_engine("rk").runners._runners.items()
         if isinstance(r, compiled_module.CompiledRunner)
     ]
-    assert key[0] == ("start", "PI", 1.0)  # one program: no "init" or "step" runner
+    # one program, under the PI controller, forward in time, no chunks: no other runner
+    assert _kind(key) is Kind.START and key[-3:] == ("PI", 1.0, 0)
     get_engine("rk").clear_caches()
 
 
@@ -542,4 +601,114 @@ def test_max_steps_stops_the_compiled_loop(float64):
         assert info.value.reason == "max_steps"
         assert stats.steps_accepted + stats.steps_rejected == 4
         assert stats.nfe_forward == 2 + 4 * 6  # the first-step rule, then 4 DP5 attempts
+    get_engine("rk").clear_caches()
+
+
+# -- a program never outlives what it captured ---------------------------------------------
+def _sequential_model(kind: str):
+    """A Nesterov model on a Sequential network (its activation a module of the tree)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    if kind == "nesterov":
+        return nn_.NesterovNODE(net, r=3.0)
+    return nn_.GNesterovNODE(net, r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
+
+
+def _set_r(dyn):
+    dyn.r = 5.0
+
+
+def _replace_xi(dyn):
+    from nesterovnode.dynamics.base import Constant
+
+    dyn.xi = Constant(0.5)
+
+
+def _narrow_sigma(dyn):
+    dyn.sigma.min_val, dyn.sigma.max_val = -0.5, 0.5
+
+
+def _swap_sigma(dyn):
+    dyn.sigma = torch.nn.Tanh()
+
+
+def _swap_activation(dyn):
+    dyn.f.net[1] = torch.nn.Softplus()
+
+
+def _to_float32(dyn):
+    dyn.float()
+
+
+#: a change of a model after a solve, and the model it applies to
+CHANGES = {
+    "r": ("nesterov", _set_r),
+    "xi replaced": ("nesterov", _replace_xi),
+    "sigma's bounds": ("gnesterov", _narrow_sigma),
+    "sigma swapped": ("gnesterov", _swap_sigma),
+    "the network's structure": ("nesterov", _swap_activation),
+    "dtype": ("nesterov", _to_float32),
+}
+
+
+def _compiled_after_a_change(change: str, options: dict):
+    """(ys and gradient of the compiled solve after ``change``, the eager ones after it,
+    the eager ones before it): an adjoint solve over [1, 1.5, 2] each time."""
+    kind, apply = CHANGES[change]
+    dyn = _sequential_model(kind).double()
+    h0 = torch.randn(5, 3, dtype=torch.float64)
+    before = _solve_and_grad(dyn, h0, {"compile": False})
+    _solve_and_grad(dyn, h0, options)  # compiles the programs of the model as it was
+    apply(dyn)
+    dtype = next(dyn.parameters()).dtype
+    h0 = h0.to(dtype)
+    after = _solve_and_grad(dyn, h0, {"compile": False})
+    compiled = _solve_and_grad(dyn, h0, options)
+    return compiled, after, before
+
+
+def test_a_compiled_solve_after_r_changes_gives_the_new_models_numbers(float64):
+    """NesterovNODE.r 3 -> 5 after a compiled solve: the next compiled solve equals the
+    eager solve with r = 5 to 1e-12, not the one with r = 3 (the compiled program once
+    kept r = 3 baked in). Forward solves here (the model and settings of the "steps" test
+    above: its r = 3 program comes from the disk cache); the slow test below checks every
+    change, forward and adjoint, on every compiled path."""
+    get_engine("rk").clear_caches()
+    dyn = make_dynamics("nesterovnode")
+    y0 = dyn.initial_state(1.0, torch.randn(5, 3))
+
+    def forward(compile):
+        with torch.no_grad():
+            options = {"compile": compile}
+            return nn_.solve(dyn, y0, [1.0, 1.5, 2.0], rtol=1e-6, atol=1e-6, options=options).ys
+
+    y3 = forward(False)
+    assert torch.allclose(forward("steps"), y3, rtol=0, atol=1e-12)
+    dyn.r = 5.0
+    y5 = forward(False)
+    assert (y5 - y3).abs().max() > 1e-2  # r changed the solution...
+    assert torch.allclose(forward("steps"), y5, rtol=0, atol=1e-12)  # ...and the program saw it
+    get_engine("rk").clear_caches()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize(
+    "options",
+    [{"compile": True}, {"compile": True, "loop": "host"}, {"compile": "steps"}],
+    ids=["compiled loop", "host loop", "steps"],
+)
+def test_a_compiled_solve_after_any_change_of_the_model_gives_its_new_numbers(
+    change, options, float64
+):
+    """Each change of ``CHANGES`` after a compiled solve, on each compiled path: the next
+    compiled solve gives the changed model's eager numbers to round-off."""
+    get_engine("rk").clear_caches()
+    (yc, gc, nfe_c), (ye, ge, nfe_e), (y0, _, _) = _compiled_after_a_change(change, options)
+    if change != "dtype":
+        assert (ye - y0).abs().max() > 1e-4
+    assert nfe_c == nfe_e
+    tol = 1e-5 if change == "dtype" else 1e-12  # float32 states: its round-off
+    assert torch.allclose(yc, ye, rtol=0, atol=tol)
+    assert torch.allclose(gc, ge, rtol=1e-4 if change == "dtype" else 1e-10, atol=tol)
     get_engine("rk").clear_caches()

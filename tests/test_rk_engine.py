@@ -16,7 +16,7 @@ import torch
 import nesterovnode as nn_
 from conftest import TinyField, make_dynamics
 from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
-from nesterovnode.solve.engines.rk.graphs import (
+from nesterovnode.solve.engines.rk.programs.runners import (
     CompiledRunner,
     EagerRunner,
     RunnerCache,
@@ -186,7 +186,7 @@ def test_graphs_of_chunks_of_attempts_give_the_graphs_of_one_steps_numbers(
     rejected steps and the gradients are those of one graph per attempt (to 1e-12: the
     controller's power is torch's there, C's here), and the host reads the attempts once
     per chunk: K at a time, fewer only in a solve's last chunk."""
-    from nesterovnode.solve.engines.rk import solve_loop
+    from nesterovnode.solve.engines.rk.programs import solve_loop
 
     reads = []
     replay = solve_loop._replay
@@ -233,7 +233,7 @@ def test_a_failed_capture_falls_back_to_the_given_alternative_then_to_eager(monk
     """The runner cache captures ``fallback`` where ``fn``'s capture fails (a chunk with
     conditional nodes, then its masked twin), and runs ``fn`` eagerly where both fail; a
     warning says which, once per reason."""
-    from nesterovnode.solve.engines.rk import graphs
+    from nesterovnode.solve.engines.rk.programs import runners as graphs
 
     class FakeGraph:
         def __init__(self, fn, args, dtype, device):
@@ -302,6 +302,147 @@ def test_a_model_is_solved_by_one_cached_runner_per_kind_and_shape():
     # forward init + step, adjoint init + step, for each of the two batch shapes
     assert len(engine.runners) == 8
     engine.runners.clear()
+
+
+def _emulated_programs(engine) -> set:
+    return {id(r) for r in engine.runners._runners.values() if isinstance(r, StaticRunner)}
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["r", "xi replaced", "sigma's bounds", "sigma swapped", "the network's structure", "hook"],
+)
+def test_a_change_of_the_model_gives_new_graphs_with_the_new_numbers(change):
+    """A captured CUDA graph bakes in every Python value the model's forward reads (r,
+    σ's bounds, the network's modules, a hook): after a change the engine captures anew
+    (emulated graphs: new runners, none of the old ones reused) and the numbers are the
+    changed model's eager ones. An in-place update of a parameter or buffer keeps the
+    graphs (they read those as inputs)."""
+    from nesterovnode.dynamics.base import Constant
+    from nesterovnode.solve.registry import get_engine
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    dyn = nn_.GNesterovNODE(net.double(), r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
+    h0 = torch.randn(4, 3, dtype=torch.float64)
+    engine = get_engine("rk")
+    engine.runners.clear()
+
+    def solve(graphs):
+        dyn.zero_grad()
+        sol = nn_.solve(
+            dyn,
+            dyn.initial_state(1.0, h0),
+            [1.0, 2.0],
+            rtol=1e-7,
+            atol=1e-7,
+            options={"cuda_graphs": graphs},
+        )
+        dyn.readout(2.0, sol.ys[-1]).square().sum().backward()
+        return sol.ys.detach(), torch.cat([p.grad.reshape(-1) for p in dyn.parameters()])
+
+    before = solve("emulate")
+    old = _emulated_programs(engine)
+    with torch.no_grad():  # in place: the same graphs see it
+        dyn.f.net[0].weight.mul_(1.01)
+        dyn.xi.raw.fill_(0.1)
+    y_in_place, _ = solve("emulate")
+    assert _emulated_programs(engine) == old and (y_in_place - before[0]).abs().max() > 1e-6
+    if change == "r":
+        dyn.r = 5.0
+    elif change == "xi replaced":
+        dyn.xi = Constant(0.5)
+    elif change == "sigma's bounds":
+        dyn.sigma.min_val, dyn.sigma.max_val = -0.5, 0.5
+    elif change == "sigma swapped":
+        dyn.sigma = torch.nn.Tanh()
+    elif change == "the network's structure":
+        dyn.f.net[1] = torch.nn.Softplus()
+    else:
+        dyn.f.register_forward_hook(lambda module, args, out: 2 * out)
+    ye, ge = solve(False)
+    yg, gg = solve("emulate")
+    assert (ye - y_in_place).abs().max() > 1e-4  # the change changed the solution
+    # captured anew: forward and adjoint, the first step and the step
+    assert len(_emulated_programs(engine) - old) == len(old) == 4
+    assert torch.allclose(yg, ye, rtol=0, atol=1e-12)
+    assert torch.allclose(gg, ge, rtol=1e-10, atol=1e-12)
+    engine.runners.clear()
+
+
+class _CountingNet(torch.nn.Module):
+    """A network that counts its calls in an attribute: state changed at every call."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(3, 3)
+        self.calls = 0
+
+    def forward(self, t, h):
+        self.calls += 1
+        return self.net(h)
+
+
+def test_a_model_that_changes_at_every_solve_is_named_in_a_warning():
+    """State the model updates at every call changes its fingerprint: the programs are
+    rebuilt each solve (right, but slow), and after three rebuilds a warning names it."""
+    dyn = nn_.NODE(_CountingNet())
+    y0 = torch.randn(4, 3)
+    with pytest.warns(
+        RuntimeWarning, match=r"rebuilt the programs of NODE 3 times.*\(f\.calls\)|\(calls\)"
+    ):
+        for _ in range(5):
+            with torch.no_grad():
+                nn_.solve(
+                    dyn, y0, [0.0, 1.0], rtol=1e-5, atol=1e-5, options={"cuda_graphs": "emulate"}
+                )
+
+
+def test_the_evaluations_of_masked_attempts_are_counted_apart():
+    """A masked chunk (graphs of K attempts where no conditional node skips those after
+    the end) evaluates the field in every attempt: the field observes NFE +
+    extra["masked_evaluations"] calls, and the NFE is the host loop's."""
+    from conftest import TimeRecorder
+
+    dyn = nn_.NODE(TimeRecorder(TinyField(3)))
+    y0 = torch.randn(4, 3)
+
+    def forward(options):
+        dyn.f.times.clear()
+        with torch.no_grad():
+            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=1e-6, atol=1e-6, options=options)
+        return sol.stats, len(dyn.f.times)
+
+    host, host_calls = forward({"cuda_graphs": "emulate"})
+    chunks, chunk_calls = forward({"cuda_graphs": "emulate", "graph_chunk": 8})
+    attempts = host.steps_accepted + host.steps_rejected
+    assert chunks.nfe_forward == host.nfe_forward == host_calls
+    masked = chunks.extra["masked_evaluations"]
+    assert masked == 6 * (8 * -(-attempts // 8) - attempts) > 0
+    assert chunk_calls == chunks.nfe_forward + masked
+    assert "masked_evaluations" not in host.extra
+
+
+def test_max_steps_in_a_backward_whole_solve_names_the_signed_step():
+    """The adjoint integrates from T back to t0: a max_steps failure of its whole-solve
+    program (graphs of chunks) reports the step it would take, negative."""
+    torch.manual_seed(0)
+    dyn = nn_.NODE(TinyField(3).double())
+    y0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    options = {"cuda_graphs": "emulate", "graph_chunk": 4}
+
+    def solve(max_steps=None):
+        return nn_.solve(
+            dyn, y0, [0.0, 1.0], rtol=1e-8, atol=1e-8, max_steps=max_steps, options=options
+        )
+
+    free = solve()
+    free.ys[-1].sum().backward()
+    forward = free.stats.steps_accepted + free.stats.steps_rejected
+    assert free.stats.steps_accepted_backward + free.stats.steps_rejected_backward > forward
+    sol = solve(max_steps=forward)  # enough forward, too few backward
+    with pytest.raises(nn_.SolverError, match=r"backward.*max_steps = \d+ steps \(dt = -0\."):
+        sol.ys[-1].sum().backward()
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The rk engine's adaptive loop as a tensor program (solve/engines/rk/solve_loop.py): the
+"""The rk engine's adaptive loop as a tensor program (rk/programs/solve_loop.py): the
 controllers' tensor rules against their float rules, and the loop — run here as a Python
 loop of eager steps — against the host loop (loop.py): the same attempts, NFE, step
 history and states, in chunks of any size, and the same errors. Its compiled form is
@@ -12,20 +12,20 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from nesterovnode.solve.adjoint import DynamicsField
-from nesterovnode.solve.engines.rk.chunks import conditional_chunk, masked_chunk
 from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
-from nesterovnode.solve.engines.rk.graphs import EagerRunner
 from nesterovnode.solve.engines.rk.loop import integrate_adaptive
-from nesterovnode.solve.engines.rk.solve_loop import (
+from nesterovnode.solve.engines.rk.programs.chunks import ConditionalChunk, MaskedChunk
+from nesterovnode.solve.engines.rk.programs.runners import EagerRunner
+from nesterovnode.solve.engines.rk.programs.solve_loop import (
+    AdaptiveSolve,
+    StartedSolve,
     integrate_in_loop,
-    make_adaptive_solve,
-    make_started_solve,
     python_loop,
 )
 from nesterovnode.solve.engines.rk.step import Norm, make_adaptive_step, make_initial_step
 from nesterovnode.solve.engines.rk.tableaux import TABLEAUX
 from nesterovnode.solve.errors import SolverError
+from nesterovnode.solve.fields import DynamicsField
 from nesterovnode.solve.stats import Recorder, SolveStats
 
 RATIOS = (0.0, 1e-12, 1e-3, 0.5, 0.99, 1.0, 1.0 + 1e-12, 1.01, 3.0, 1e3, 1e12)
@@ -63,8 +63,8 @@ class _Oscillator(torch.nn.Module):
 #: fixed-length chunks of ``capacity`` attempts (chunks.py; a host test for the node)
 LOOPS = {
     "while": lambda capacity: python_loop,
-    "masked chunk": masked_chunk,
-    "conditional chunk": conditional_chunk,
+    "masked chunk": MaskedChunk,
+    "conditional chunk": ConditionalChunk,
 }
 
 
@@ -106,10 +106,8 @@ def _integrate(
                 False,
             )
         else:
-            loop_fn = make_adaptive_solve(
-                step_fn, control, direction, capacity, LOOPS[loop](capacity)
-            )
-            start = _eager(make_started_solve(init_fn, loop_fn), y0)
+            loop_fn = AdaptiveSolve(step_fn, control, direction, capacity, LOOPS[loop](capacity))
+            start = _eager(StartedSolve(init_fn, loop_fn), y0)
             run = integrate_in_loop(
                 tab, start, _eager(loop_fn, y0), (y0,), times, recorder, lambda s: s, capacity
             )

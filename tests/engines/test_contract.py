@@ -327,6 +327,111 @@ def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
     assert err.stats.nfe_forward > 0 and "t = " in str(err)
 
 
+def _every_method():
+    """(engine, solver) pairs: every adaptive method of every engine, implicit included."""
+    out = []
+    for name in ENGINE_ORDER:
+        cls = engine_class(name)
+        if cls is None:
+            continue
+        out += [_param(name, s) for s in cls.methods if SOLVERS[s].adaptive]
+    return out
+
+
+class _Alarm:
+    """Raise TimeoutError in the main thread after ``seconds`` (a solve that hangs)."""
+
+    def __init__(self, seconds: int):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import signal
+
+        def expired(signum, frame):
+            raise TimeoutError(f"the solve did not return within {self.seconds} s")
+
+        self.previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
+@pytest.mark.parametrize("engine,solver", _every_method())
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_a_nan_parameter_raises_solver_error_at_once_naming_the_field(engine, solver, where):
+    """A NaN parameter (an optimiser step that diverged) makes f(t0, y0) NaN: every solve
+    stops at once with SolverError "nonfinite_field" naming the parameter (SciMLSensitivity
+    aside: SciPy's explicit methods once looped forever, f then evaluated at t = NaN),
+    within max_steps and a 60 s alarm, f never evaluated outside [t0, T]; a NaN in the
+    loss's gradient is named as the loss's, not as the solver's."""
+    _available(engine)
+    net = TimeRecorder(TinyField(2).double())
+    dyn = nn_.NODE(net)
+    y0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64, requires_grad=True)
+    with _Alarm(60):
+        if where == "forward":
+            with torch.no_grad():
+                net.net.w1[0, 0] = float("nan")
+            with pytest.raises(SolverError, match="f\\(t0, y0\\) is NaN.*net.w1") as info:
+                nn_.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=10)
+            assert info.value.reason == "nonfinite_field" and info.value.t_reached == 0.0
+        else:
+            sol = nn_.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=1000)
+            with pytest.raises(SolverError, match="loss's gradient") as info:
+                (sol.ys[-1] * float("nan")).sum().backward()
+            assert info.value.reason == "nonfinite_gradient"
+    assert all(0.0 <= t <= 1.0 for t in net.times), [t for t in net.times if not 0 <= t <= 1]
+
+
+class _OutputOfTwo(nn.Module):
+    """A module used directly as the dynamics: dy/dt of shape [2] for any state."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
+
+    def forward(self, t, y):
+        return -self.w
+
+
+@pytest.mark.parametrize("engine", [_engine(n) for n in ENGINE_ORDER])
+def test_a_field_of_the_wrong_shape_is_refused_naming_both_shapes(engine):
+    """dy/dt of shape [2] for a [4, 2] state would broadcast: every engine refuses it."""
+    _available(engine)
+    y0 = torch.ones(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(4, 2\)"):
+        nn_.solve(_OutputOfTwo(), y0, [0.0, 1.0], engine=engine)
+
+
+@pytest.mark.parametrize("engine", [_engine(n) for n in ENGINE_ORDER])
+def test_an_empty_batch_gives_an_empty_solution_without_evaluating_the_field(engine):
+    _available(engine)
+    net = TimeRecorder(TinyField(2).double())
+    y0 = torch.zeros(0, 2, dtype=torch.float64, requires_grad=True)
+    sol = nn_.solve(nn_.NODE(net), y0, [0.0, 0.5, 1.0], engine=engine)
+    assert sol.ys.shape == (3, 0, 2) and sol.stats.nfe_forward == 0 and net.times == []
+    sol.ys.sum().backward()
+    assert y0.grad.shape == (0, 2)
+
+
+@pytest.mark.parametrize("solver", [pytest.param(s, id=f"scipy-{s}") for s in ("RadauIIA5", "BDF")])
+def test_implicit_methods_count_their_jacobian_evaluations_apart_from_the_nfe(solver):
+    """The contract's exception (engines/base.py): an implicit method's Jacobians are
+    formed by autograd through the field; those calls are ``extra["njev"]``, not NFE."""
+    _available("scipy")
+    net = TimeRecorder(TinyField(2).double())
+    y0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
+    with torch.no_grad():
+        sol = nn_.solve(nn_.NODE(net), y0, [0.0, 1.0], solver=solver, engine="scipy")
+    njev = sol.stats.extra["njev"]
+    assert njev >= 1 and len(net.times) == sol.stats.nfe_forward + njev
+
+
 @pytest.mark.parametrize("engine", [_engine(n) for n in ENGINE_ORDER])
 def test_an_unknown_engine_option_is_refused_with_the_valid_ones(engine):
     cls = _available(engine)

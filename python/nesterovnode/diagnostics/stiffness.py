@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..solve.adjoint import dense_jacobian
+from ..solve.fields import dense_jacobian
 
 #: Largest system whose Jacobian is formed densely (beyond it: power iteration).
 MAX_DENSE = 2000

@@ -39,6 +39,34 @@ def nesterov_k_dot(t: torch.Tensor | float, r: float) -> torch.Tensor:
     return nesterov_k(t, r) * (0.5 - 0.5 * r / t)
 
 
+def nesterov_time_range(r: float, dtype: torch.dtype) -> tuple[float, float]:
+    """``(t_min, t_max)``: the times where k(t) = t^(-r/2) e^(t/2) neither overflows nor
+    underflows to 0 in ``dtype`` (log k(t) = t/2 − (r/2) ln t at least 1 inside the
+    logarithms of the dtype's largest and smallest normal numbers), by bisection in ln t."""
+    info = torch.finfo(dtype)
+    # a margin of e: k itself is computed in ``dtype``, which rounds near the edges
+    top, bottom = math.log(info.max) - 1.0, math.log(info.tiny) + 1.0
+
+    def log_k(u: float) -> float:  # u = ln t
+        return 0.5 * math.exp(u) - 0.5 * r * u
+
+    def edge(inside: float, outside: float) -> float:
+        """The boundary (in ln t) between ``inside`` the range and ``outside`` it."""
+        if bottom < log_k(outside) < top:
+            return outside
+        for _ in range(100):
+            mid = 0.5 * (inside + outside)
+            if bottom < log_k(mid) < top:
+                inside = mid
+            else:
+                outside = mid
+        return inside
+
+    # ln t from the dtype's smallest normal number to beyond the overflow of e^(t/2)
+    u_min, u_max = math.log(info.tiny), math.log(4.0 * (top + r) + 1.0)
+    return math.exp(edge(math.log(r), u_min)), math.exp(edge(math.log(r), u_max))
+
+
 class NesterovNODE(Dynamics):
     """Nesterov neural ODE: ``h = k(t) x, x' = m, m' = -m - f(h, t) - ξ h``.
 
@@ -65,9 +93,20 @@ class NesterovNODE(Dynamics):
 
     def initial_state(self, t0, h0: torch.Tensor, v0: torch.Tensor | None = None):
         """``[x0, m0]`` with ``x0 = h0 / k(t0)`` (so that the readout at t0 is h0) and
-        ``m0 = v0`` (= x'(t0); zeros by default)."""
+        ``m0 = v0`` (= x'(t0); zeros by default). Raises where the factor at t0 is 0 or
+        overflows h0's dtype (then x0 would be 0 or Inf and the readout NaN), naming the
+        start times the dtype allows for this r."""
         self.check_time(t0)
         k0 = self.factor(torch.as_tensor(t0, dtype=h0.dtype, device=h0.device))
+        if not (bool(torch.isfinite(k0)) and bool(k0 != 0)):
+            lo, hi = nesterov_time_range(self.r, h0.dtype)
+            dtype = str(h0.dtype).replace("torch.", "")
+            raise ValueError(
+                f"{type(self).__name__}: the factor k(t0) = t0^(-r/2) e^(t0/2) is "
+                f"{float(k0):g} in {dtype} at t0 = {float(t0):g} for r = {self.r:g}, so "
+                f"x0 = h0 / k(t0) cannot hold h0; in {dtype} start at t0 between {lo:.3g} "
+                f"and {hi:.4g} (the paper starts at t0 = 1)"
+            )
         return super().initial_state(t0, h0 / k0, v0)
 
     def readout(self, t, state: torch.Tensor) -> torch.Tensor:

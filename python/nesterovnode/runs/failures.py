@@ -69,6 +69,9 @@ _REASONS = {
     "stalled": "the solver's time stopped advancing",
     "max_steps": "the solver took too many steps",
     "fixed_nonfinite": "a fixed-step solve gave NaN/Inf",
+    "nonfinite_field": "the vector field was NaN/Inf at a finite state (a NaN/Inf parameter)",
+    "nonfinite_gradient": "the loss's gradient with respect to the solution was NaN/Inf",
+    "tolerance": "the tolerance is below what the dtype resolves",
 }
 
 

@@ -53,7 +53,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig, clear_engine_caches
-from ..solve.engines.rk.compiled import COMPILE_SECONDS
 from ..tasks import Task, TaskModel, count_parameters, get_task
 from .compiling import FIRST_RUN_SECONDS, check_setting, compile_steps, compile_value
 from .failures import RunFailed, classify, read_checkpoint, read_failure, read_log
@@ -467,7 +466,7 @@ def train(
             progress and is_main,
         )
         sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss·n, correct, n, nfe_f, nfe_b, batches
-        start, compiled_before = time.perf_counter(), COMPILE_SECONDS["total"]
+        start, compile_seconds = time.perf_counter(), 0.0
         for x, y in itertools.islice(loader, steps):  # max_iters truncates the epoch
             x, y = _to(x, device, dtype, non_blocking=True), y.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
@@ -495,10 +494,11 @@ def train(
                 raise failure from exc
             optimizer.step()
             stats = model.stats
+            compile_seconds += stats.compile_seconds
             iterations_done += 1
             if iterations_done == estimate_after and notify is not None and is_main:
                 # compiling the steps happens once: it is not part of an iteration's time
-                compiled = COMPILE_SECONDS["total"] - compiled_before
+                compiled = compile_seconds
                 elapsed = time.perf_counter() - start - compiled
                 notify(
                     _estimate(
@@ -538,7 +538,7 @@ def train(
             "seconds": seconds,
             "iterations": round(batches / world),
             "samples_per_second": n / seconds,
-            "compile_seconds": COMPILE_SECONDS["total"] - compiled_before,
+            "compile_seconds": compile_seconds,
         }
         if cfg.evaluate and test_set is not None and not same_set:
             record["test_" + task.metric] = evaluate(

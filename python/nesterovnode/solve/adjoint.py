@@ -26,8 +26,9 @@ stays under the error control. An engine that does not report its proposal leave
 backward to its own rule.
 
 Backward NFE is defined here, once: the evaluations of the augmented field (one per
-stage, each a call of f with its vector–Jacobian product), plus one evaluation of f per
-output time when gradients with respect to the output times are asked for.
+stage, each a call of f with its vector–Jacobian product), plus, when gradients with
+respect to the output times are asked for, len(ts) + 1 evaluations of f: one per output
+time (``with_output_time_gradients``) and one at t0 (``with_start_time_gradient``).
 
 Error norm: ``"adjoint"`` takes one RMS over the whole augmented state [y, a, g];
 ``"adjoint-seminorm"`` leaves g out (Kidger, Chen & Lyons, 2021): g never feeds back into
@@ -40,138 +41,16 @@ f(t_0, y_0) (``with_start_time_gradient``, ``with_output_time_gradients``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .engines.base import Engine, IntegrateRequest, State
-
-
-def trainable(dynamics: nn.Module, named=None) -> tuple[list[str], tuple[torch.Tensor, ...]]:
-    """Names and tensors of the parameters of ``dynamics`` that require gradients (of
-    ``named``, its ``named_parameters()`` where the caller has them already)."""
-    named = dynamics.named_parameters() if named is None else named
-    kept = [(n, p) for n, p in named if p.requires_grad]
-    return [n for n, _ in kept], tuple(p for _, p in kept)
-
-
-_FUNCTIONAL = {"depth": 0}
-
-
-@contextlib.contextmanager
-def functional_products() -> Iterator[None]:
-    """Within it, ``AugmentedField`` forms its products through ``torch.func`` (what a
-    tracer such as ``make_fx`` can record: ``autograd.grad`` on parameters it cannot)."""
-    _FUNCTIONAL["depth"] += 1
-    try:
-        yield
-    finally:
-        _FUNCTIONAL["depth"] -= 1
-
-
-class DynamicsField:
-    """The forward field on the state ``(y,)``: ``(f(t, y),)``."""
-
-    reads = (0,)
-
-    def __init__(self, dynamics: nn.Module, params: Sequence[torch.Tensor] | None = None):
-        self.dynamics = dynamics
-        params = tuple(dynamics.parameters()) if params is None else params
-        self.key = ("f", id(dynamics), dynamics.training, tuple(p.data_ptr() for p in params))
-
-    def __call__(self, t: torch.Tensor, state: State) -> State:
-        return (self.dynamics(t, state[0]),)
-
-
-class AugmentedField:
-    """The adjoint system's field on ``(y, a, g)``: ``(f, −aᵀ∂f/∂y, −aᵀ∂f/∂θ)``, with g
-    the flat concatenation of the trainable parameters' gradients (``trainable`` order).
-
-    On CUDA the products are taken with respect to fresh aliases of the parameters (same
-    storage, so optimiser updates are seen): the parameters' own AccumulateGrad nodes live
-    on the stream they were created on, and reaching them from a CUDA graph being captured
-    on another stream breaks the capture (the rk engine captures this field). Elsewhere
-    they are taken with respect to the parameters themselves (``autograd.grad`` does not
-    accumulate into ``.grad``): the alias swap costs about a third of a small network's
-    product on the CPU.
-    """
-
-    reads = (0, 1)
-
-    def __init__(self, dynamics: nn.Module, named=None):
-        self.dynamics = dynamics
-        self.names, self.params = trainable(dynamics, named)
-        self.sizes = [p.numel() for p in self.params]
-        self.key = (
-            "adjoint",
-            id(dynamics),
-            dynamics.training,
-            tuple(p.data_ptr() for p in self.params),
-        )
-
-    def vjp(self, t, y, a):
-        """``f(t, y)`` and ``(aᵀ∂f/∂y, aᵀ∂f/∂θ_1, …)`` (None where f does not depend on an
-        input)."""
-        with torch.enable_grad():
-            y_ = y.detach().requires_grad_(True)
-            if y.is_cuda:  # aliases: a CUDA graph may be capturing this call
-                leaves = tuple(p.detach().requires_grad_(True) for p in self.params)
-                named = dict(zip(self.names, leaves))
-                f = torch.func.functional_call(self.dynamics, named, (t, y_))
-            else:  # no capture off CUDA: the parameters themselves, without the swap's cost
-                leaves = self.params
-                f = self.dynamics(t, y_)
-            grads = torch.autograd.grad(f, (y_, *leaves), a, allow_unused=True)
-        return f.detach(), grads
-
-    def __call__(self, t: torch.Tensor, state: State) -> State:
-        y, a = state[0], state[1]
-        if _FUNCTIONAL["depth"]:  # traced (compiled steps): autograd.grad cannot be
-            return self.functional(t, y, a)
-        f, grads = self.vjp(t, y, a)
-        vjp_y = torch.zeros_like(y) if grads[0] is None else grads[0]
-        flat = [
-            (torch.zeros_like(p) if g is None else g).reshape(-1)
-            for g, p in zip(grads[1:], self.params)
-        ]
-        vjp_p = torch.cat(flat) if flat else y.new_zeros(0)
-        return (f, -vjp_y, -vjp_p.to(y.dtype))
-
-    def functional(self, t: torch.Tensor, y: torch.Tensor, a: torch.Tensor) -> State:
-        """The same values as ``__call__`` through ``torch.func`` (so that it can itself be
-        differentiated, e.g. for the exact Jacobian implicit methods need). The parameters
-        are read from the module at the call, so that ``functional_call`` can substitute
-        them (the compiled steps pass them in as inputs)."""
-        live = dict(self.dynamics.named_parameters())
-        theta = tuple(live[n].detach() for n in self.names)
-
-        def f(yy, th):
-            return torch.func.functional_call(self.dynamics, dict(zip(self.names, th)), (t, yy))
-
-        out, vjp_fn = torch.func.vjp(f, y, theta)
-        gy, gth = vjp_fn(a)
-        flat = torch.cat([g.reshape(-1) for g in gth]) if gth else y.new_zeros(0)
-        return (out, -gy, -flat.to(y.dtype))
-
-
-def dense_jacobian(fn, y: torch.Tensor) -> torch.Tensor:
-    """∂fn/∂y as a dense ``[fn(y).numel(), y.numel()]`` matrix (forward-mode autograd,
-    reverse mode for ops without a forward rule). The one Jacobian of the package: the
-    implicit methods of external engines and the stiffness diagnostics use it."""
-
-    def flat(v):
-        return fn(v.view_as(y)).reshape(-1)
-
-    v = y.detach().reshape(-1)
-    try:
-        return torch.func.jacfwd(flat)(v)
-    except (RuntimeError, NotImplementedError):
-        return torch.func.jacrev(flat)(v)
+from .engines.base import Engine, IntegrateRequest
+from .fields import AugmentedField, DynamicsField
 
 
 def error_channels(sensitivity: str) -> tuple[int, ...] | None:
@@ -196,8 +75,9 @@ class Backsolve:
         self.engine, self.dynamics, self.times = engine, dynamics, list(times)
         self.forward_request, self.backward_request = forward, backward
         named = list(dynamics.named_parameters()) if named is None else named
-        self.forward_field = DynamicsField(dynamics, [p for _, p in named])
-        self.field = AugmentedField(dynamics, named)
+        # one walk of the model for both fields' cache keys, made where an engine asks
+        self.forward_field = DynamicsField(dynamics)
+        self.field = AugmentedField(dynamics, named, forward=self.forward_field)
 
     def solve_forward(self, y0: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -210,9 +90,18 @@ class Backsolve:
         """``(dL/dy0, dL/dθ per trainable parameter)`` from the adjoint system."""
         field, times = self.field, self.times
         # The adjoint restarts only where the loss reads the state: output times whose
-        # ∂L/∂y(t_i) is zero are crossed without a stop (one host read for all of them).
+        # ∂L/∂y(t_i) is zero are crossed without a stop. One host read says where it reads
+        # and whether the gradient is finite (a NaN there is the loss's, not the solver's).
         inner = range(1, len(times) - 1)
-        reads = (grad_ys.flatten(1) != 0).any(dim=1).tolist() if inner else []
+        flat = grad_ys.flatten(1)
+        summary = torch.cat([(flat != 0).any(dim=1), torch.isfinite(flat).all().reshape(1)])
+        *reads, finite = summary.tolist()
+        if not finite:
+            recorder = self.backward_request.recorder
+            bad = [t for t, row in zip(times, flat) if not bool(torch.isfinite(row).all())]
+            raise recorder.fail(
+                bad[-1], "nonfinite_gradient", f"dL/dy(t) is NaN/Inf at t = {bad[:5]}"
+            )
         stops = [0] + [i for i in inner if reads[i]] + [len(times) - 1]
         a = grad_ys[-1]
         g = ys.new_zeros(sum(field.sizes))
@@ -220,8 +109,9 @@ class Backsolve:
         # solve at T (y's scales, which the adjoint's state holds, resolved by it), then
         # by the backward itself (None where the engine does not say: its own rule)
         proposed = self.forward_request.recorder
+        nonzero = reads[-1]  # a = ∂L/∂y(T), read above
         for lo, hi in reversed(list(zip(stops[:-1], stops[1:]))):
-            if bool(torch.any(a != 0)):  # a = 0 stays 0 over the interval: nothing to do
+            if nonzero:  # a = 0 stays 0 over the interval: nothing to do
                 request = self.backward_request
                 if proposed.next_step is not None:
                     request = dataclasses.replace(request, first_step=proposed.next_step)
@@ -231,6 +121,8 @@ class Backsolve:
                 a, g = a_path[-1], g_path[-1]
                 proposed = request.recorder
             a = a + grad_ys[lo]
+            if lo > 0:
+                nonzero = bool(torch.any(a != 0))
         grads = torch.split(g, field.sizes) if field.params else ()
         return a, tuple(gp.view_as(p) for gp, p in zip(grads, field.params))
 

@@ -14,6 +14,7 @@ from . import adjoint
 from .config import FIELDS, SolveConfig, check_tolerance_for_dtype
 from .engines.base import IntegrateRequest
 from .errors import SolverError
+from .fields import DynamicsField
 from .grid import fixed_step_count
 from .stats import Recorder, SolveStats
 
@@ -77,7 +78,17 @@ def _time_grid(ts, like: torch.Tensor | None) -> tuple[torch.Tensor, list[float]
     source = ts if isinstance(ts, torch.Tensor) else t_cpu
     out = source.to(device=like.device, dtype=dtype)
     if out.dtype != t_cpu.dtype:  # the engines integrate between the times as rounded
-        times = out.detach().cpu().tolist()
+        rounded = out.detach().cpu().tolist()
+        same = [i for i, (a, b) in enumerate(zip(rounded, rounded[1:])) if not a < b]
+        if same:
+            i = same[0]
+            raise ValueError(
+                f"the output times {times[i]!r} and {times[i + 1]!r} are equal in "
+                f"{str(dtype).replace('torch.', '')}, y0's dtype, in which the solve runs: "
+                f"space them further apart or solve in float64 (model.double() and a "
+                f"float64 y0)"
+            )
+        times = rounded
     return out, times
 
 
@@ -203,8 +214,10 @@ def solve(
             options=plan.options,
         )
 
-    # one walk of the parameters serves the test below and the fields of every path
+    # one walk of the parameters serves the tests below and the fields of every path
     named = list(dynamics.named_parameters())
+    if y0.numel() == 0:  # an empty batch: nothing to integrate, on any engine
+        return Solution(ts=ts, ys=y0.unsqueeze(0).expand(len(times), *y0.shape), stats=stats)
     needs_grad = torch.is_grad_enabled() and (
         y0.requires_grad or any(p.requires_grad for _, p in named)
     )
@@ -217,8 +230,7 @@ def solve(
         if plan.native:
             ys = eng.solve_native(plan.sensitivity, dynamics, y0, ts.detach(), request(False))
         elif plan.sensitivity == "backprop" or not (needs_grad or time_grad):
-            field = adjoint.DynamicsField(dynamics, [p for _, p in named])
-            (ys,) = eng.integrate(field, (y0,), times, request(False))
+            (ys,) = eng.integrate(DynamicsField(dynamics), (y0,), times, request(False))
         else:
             run = adjoint.Backsolve(
                 eng,
@@ -229,6 +241,13 @@ def solve(
                 named,
             )
             ys = adjoint.backsolve(run, y0)
+    except SolverError as err:
+        raise diagnosed(err, dynamics, y0, times[0], config) from err
+    except RuntimeError as err:  # torch's own words for a dtype mismatch name neither side
+        mismatch = _dtype_mismatch(named, y0)
+        if mismatch is None:
+            raise
+        raise TypeError(f"{mismatch} (torch: {str(err).splitlines()[0][:200]})") from err
     finally:
         stats.wall_time_forward = time.perf_counter() - start
     if config.dt is not None:
@@ -236,6 +255,54 @@ def solve(
     if time_grad:
         ys = adjoint.with_output_time_gradients(ys, ts, dynamics, backward_recorder)
     return Solution(ts=ts, ys=ys, stats=stats)
+
+
+def _dtype_mismatch(named, y0: torch.Tensor) -> str | None:
+    """What to say where a solve failed in torch and a parameter of the model (not a 0-dim
+    one, which type promotion adapts) has another floating dtype than y0: torch's error
+    names neither side, and a compiled step's names a C++ function. None: no mismatch."""
+    for name, p in named:
+        if p.dim() and p.is_floating_point() and p.dtype != y0.dtype:
+            return (
+                f"y0 is {str(y0.dtype).replace('torch.', '')} but the model's parameter "
+                f"{name!r} is {str(p.dtype).replace('torch.', '')}: solve in one dtype, "
+                f"model.to({y0.dtype}) or y0.to({p.dtype})"
+            )
+    return None
+
+
+def diagnosed(err: SolverError, dynamics, y0: torch.Tensor, t0: float, config) -> SolverError:
+    """The failure ``err`` of a forward solve with its cause named where one evaluation
+    of f can tell it: f(t0, y0) non-finite from the finite y0 (a NaN or Inf parameter,
+    e.g. after a diverged optimiser step), or, under a relative tolerance the dtype cannot
+    resolve, a non-finite error ratio or steps that underflowed. The evaluation
+    is a diagnosis after the failure: it is not counted in the solve's NFE."""
+    if err.reason == "nonfinite_field":
+        return err
+    with torch.no_grad():
+        f0 = dynamics(torch.as_tensor(t0, dtype=y0.dtype, device=y0.device), y0)
+    if isinstance(f0, torch.Tensor) and not bool(torch.isfinite(f0).all()):
+        bad = [n for n, p in dynamics.named_parameters() if not bool(torch.isfinite(p).all())]
+        which = f": non-finite parameter(s) {', '.join(bad[:5])}" if bad else ""
+        return SolverError(
+            f"{err.stats.solver} ({err.stats.engine}) failed at t = {t0:.6g}: the vector "
+            f"field f(t0, y0) is NaN/Inf although y0 is finite{which}",
+            stats=err.stats,
+            t_reached=t0,
+            reason="nonfinite_field",
+        )
+    eps = torch.finfo(y0.dtype).eps
+    if err.reason in ("nonfinite", "underflow") and config.rtol < eps:
+        return SolverError(
+            f"{err.stats.solver} ({err.stats.engine}) failed"
+            f"{'' if err.t_reached is None else f' at t = {err.t_reached:.6g}'}: rtol = "
+            f"{config.rtol:g} (atol = {config.atol:g}) is below what "
+            f"{str(y0.dtype).replace('torch.', '')} resolves (machine epsilon {eps:.2g})",
+            stats=err.stats,
+            t_reached=err.t_reached,
+            reason="tolerance",
+        )
+    return err
 
 
 def _check_fixed_step_result(ys: torch.Tensor, times, stats: SolveStats, dt: float) -> None:

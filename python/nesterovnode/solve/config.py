@@ -184,10 +184,16 @@ def check_tolerance_for_dtype(config: SolveConfig, dtype: torch.dtype) -> None:
         return
     eps = torch.finfo(dtype).eps
     if config.rtol < eps:
+        name = str(dtype).replace("torch.", "")
+        fix = (
+            f"use rtol >= {10 * eps:.0e}"
+            if dtype == torch.float64
+            else f"solve in float64 (model.double() and a float64 input; --dtype float64 on "
+            f"the command line) or use rtol >= {10 * eps:.0e}"
+        )
         warnings.warn(
-            f"rtol = {config.rtol:g} is below what {str(dtype).replace('torch.', '')} can "
-            f"resolve (machine epsilon {eps:.2g}): solve in float64 (model.double() and a "
-            f"float64 input; --dtype float64 on the command line) or use rtol >= {10 * eps:.0e}",
+            f"rtol = {config.rtol:g} is below what {name} can resolve (machine epsilon "
+            f"{eps:.2g}): {fix}",
             ToleranceWarning,
             stacklevel=3,
         )

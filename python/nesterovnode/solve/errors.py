@@ -11,9 +11,24 @@ from typing import Any
 #: failure reason -> what went wrong and what to change (every engine says this)
 HINTS: dict[str, str] = {
     "nonfinite": (
-        "the state became NaN/Inf; the dynamics may blow up on this interval (for "
-        "NesterovNODE k(t) grows like e^(t/2): try GNesterovNODE or a shorter span), or the "
-        "tolerance or step is too loose"
+        "the state became NaN/Inf within a step from a finite state: the solution may blow "
+        "up on this interval (a finite-time singularity; a NesterovNODE's factor k(t) grows "
+        "like e^(t/2): GNesterovNODE bounds it, or shorten the span), or the tolerance or "
+        "step is too loose"
+    ),
+    "nonfinite_field": (
+        "a parameter of the model (or a value the network computes from it) is NaN/Inf, "
+        "e.g. after a diverged optimiser step: lower the learning rate, clip gradients, or "
+        "restart from the last checkpoint"
+    ),
+    "nonfinite_gradient": (
+        "the adjoint starts from the loss's gradient, which is NaN/Inf: check the loss "
+        "(a log or division at 0, a NaN target) before the solver"
+    ),
+    "tolerance": (
+        "the error estimate cannot be met in this dtype: raise rtol to at least 10x its "
+        "machine epsilon (2e-15 in float64, 1e-6 in float32); in float32 or lower, solving "
+        "in float64 (model.double() and a float64 y0) also works"
     ),
     "underflow": (
         "the step size underflowed: the solution may blow up there (a finite-time "

@@ -3,7 +3,9 @@
 Counting happens in the solve layer, never inside a model: every engine reports to a
 ``Recorder`` handed to it (one per phase: the forward solve, the backward/adjoint solve),
 which tallies into one ``SolveStats``. The NFE an engine reports is the number of calls
-the vector field observes (the engine contract suite checks this on every engine).
+the vector field observes (the engine contract suite checks this on every engine), except
+for the calls ``engines/base.py`` states, which ``extra`` counts apart (``njev``,
+``masked_evaluations``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class SolveStats:
 
     ``nfe_backward`` and the ``*_backward`` fields fill in when ``.backward()`` runs through
     the solve: the evaluations of the adjoint solve (the augmented field, one evaluation
-    per stage) plus, when gradients with respect to the output times are asked for, one
-    evaluation of f per output time. With ``sensitivity="backprop"`` autograd replays the
+    per stage) plus, when gradients with respect to the output times are asked for,
+    len(ts) + 1 evaluations of f (one per output time, and one more at t0 for the start
+    time's own term). With ``sensitivity="backprop"`` autograd replays the
     stored graph and no function is evaluated, so they stay 0. Step sizes are kept as tensors until
     read, so that recording them never synchronises a GPU.
     """
@@ -40,6 +43,9 @@ class SolveStats:
     steps_rejected_backward: int = 0
     wall_time_forward: float = 0.0
     wall_time_backward: float = 0.0
+    #: seconds spent compiling the engine's programs in this solve, forward and backward
+    #: (included in the wall times; the rk engine's ``compile`` option; 0 elsewhere)
+    compile_seconds: float = 0.0
     #: engine-specific counts (Jacobian evaluations, LU decompositions, method switches…)
     extra: dict[str, Any] = field(default_factory=dict)
     _accepted: list = field(default_factory=list, repr=False)  # (t0, dt) tensors, forward
@@ -102,6 +108,7 @@ class SolveStats:
             "steps_rejected_backward": self.steps_rejected_backward,
             "wall_time_forward": self.wall_time_forward,
             "wall_time_backward": self.wall_time_backward,
+            "compile_seconds": self.compile_seconds,
             **{k: v for k, v in self.extra.items() if isinstance(v, (int, float, str))},
         }
 

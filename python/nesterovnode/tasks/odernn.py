@@ -109,6 +109,10 @@ class SummedStats:
         return self.nfe_forward + self.nfe_backward
 
     @property
+    def compile_seconds(self) -> float:
+        return sum(s.compile_seconds for s in self.parts)
+
+    @property
     def solves(self) -> int:
         return len(self.parts)
 

@@ -26,9 +26,18 @@ Invariants every engine meets (the contract suite in tests/engines checks them a
 2. states at the output times have the method's accuracy: from the method's own dense
    output of adequate order, or from steps that land on them (never a low-order
    interpolant back from a step past the end);
-3. the NFE reported to the recorder equals the calls the field observes;
+3. the NFE reported to the recorder equals the calls the field observes, with three
+   stated exceptions, each counted apart or not a computation: the Jacobians of implicit
+   methods, formed by autograd through the field (``extra["njev"]``); the attempts a
+   masked CUDA-graph chunk runs after the end of a solve and discards
+   (``extra["masked_evaluations"]``); and the call through which a compiled program is
+   traced, once per program, on fake tensors;
 4. a blow-up raises ``SolverError`` (``recorder.fail``) with the time reached and the
-   stats so far; more than ``max_steps`` attempts raise through ``recorder.attempt``.
+   stats so far; more than ``max_steps`` attempts raise through ``recorder.attempt``; a
+   non-finite value of the field raises at once (no engine's own step-size rule may
+   loop on it), and ``solve`` names the cause (``api.diagnosed``);
+5. f's value has the state's shape and dtype: the solve layer's fields check it at their
+   first call (``fields.DynamicsField``), so no engine broadcasts it.
 
 The error norm is one root mean square over the covered components together,
 ``sqrt(Σ_j Σ e_j² / Σ_j n_j)`` with ``e = err / (atol + rtol max(|z|, |z_1|))``.

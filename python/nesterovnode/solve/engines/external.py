@@ -14,7 +14,7 @@ into that call:
 - ``problem.fun`` evaluates the field by torch on the state's device and dtype, and
   reports each call to the recorder (so NFE = calls the field observes);
 - ``problem.jac`` is the exact Jacobian of the components the field reads
-  (``adjoint.dense_jacobian``, torch autograd), for implicit methods;
+  (``fields.dense_jacobian``, torch autograd), for implicit methods;
 - ``problem.error_channels`` is the number of leading components in the error norm
   (None: all) — the seminorm.
 
@@ -38,8 +38,8 @@ from dataclasses import field as dc_field
 import numpy as np
 import torch
 
-from ..adjoint import dense_jacobian
 from ..errors import SolverError
+from ..fields import dense_jacobian
 from ..registry import SOLVERS
 from ..stats import Recorder
 from .base import Engine, IntegrateRequest, Option, State
@@ -196,7 +196,12 @@ class _Bridge:
             recorder.evaluations(1)
             with torch.no_grad():
                 out = self.field(self._time(t), self.tensors(z))
-            return self.flat(out)
+            dz = self.flat(out)
+            # at once: an engine's own step-size rule fed a NaN derivative may never
+            # return (SciPy's explicit methods loop forever on f(t0, y0) = NaN)
+            if not np.isfinite(dz).all():
+                raise recorder.fail(t, "nonfinite", "the field returned NaN/Inf")
+            return dz
 
         return fun
 

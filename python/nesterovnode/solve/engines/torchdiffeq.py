@@ -198,7 +198,7 @@ class TorchdiffeqEngine(Engine):
     def solve_native(self, sensitivity, dynamics, y0, ts, request: IntegrateRequest):
         import torchdiffeq
 
-        from ..adjoint import DynamicsField, trainable
+        from ..fields import DynamicsField, trainable
 
         times = ts.detach().cpu().tolist()
         field = DynamicsField(dynamics)

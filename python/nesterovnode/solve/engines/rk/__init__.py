@@ -1,9 +1,11 @@
-"""The ``rk`` engine: explicit Runge–Kutta methods as pure tensor steps (CUDA-graphed on
-GPUs, compiled on CPUs). ``tableaux`` (methods), ``step`` (one step), ``controller``
-(step-size control), ``loop`` (the host loops), ``solve_loop`` (the loop as a tensor
-program), ``chunks`` (that loop in fixed-length chunks for CUDA graphs), ``graphs``
-(runners), ``compiled`` (Inductor), ``nested`` (argument trees), ``engine`` (the
-engine)."""
+"""The ``rk`` engine: explicit Runge–Kutta methods as pure tensor steps.
+
+``tableaux`` (methods), ``step`` (one step), ``controller`` (step-size control), ``loop``
+(the host loops), ``plan`` (a solve's run plan: mode, path, the programs' cache keys),
+``engine`` (the engine). ``programs/`` holds what only runs the same loop faster: the
+loop as one tensor program (``solve_loop``), in chunks for CUDA graphs (``chunks``), the
+runners (``runners``: eager, CUDA graphs, their emulation), TorchInductor compilation
+(``compiled``) and argument trees (``nested``)."""
 
 from .engine import RKEngine
 

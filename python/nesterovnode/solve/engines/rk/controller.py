@@ -40,7 +40,7 @@ class IntegralController:
 
     def next_step_tensor(self, h, ratio, previous):
         """``(|h| next, previous)``: ``next_step`` on float64 0-dim tensors, for the loop
-        run as a tensor program (``solve_loop.py``); ``previous`` passes through."""
+        run as a tensor program (``programs/solve_loop.py``); ``previous`` passes through."""
         # ratio = 0 gives 0.9 / 0 = inf, clipped to IFACTOR as the float rule's branch
         factor = SAFETY / ratio.pow(1.0 / self.order)
         # (a tensor branch: two Python numbers would make a float32 tensor, 0.2 rounded)
@@ -74,7 +74,7 @@ class PIController:
 
     def next_step_tensor(self, h, ratio, previous):
         """``(|h| next, previous)``: ``next_step`` on float64 0-dim tensors, with the last
-        accepted ratio carried as ``previous`` (``solve_loop.py``)."""
+        accepted ratio carried as ``previous`` (``programs/solve_loop.py``)."""
         factor = SAFETY * ratio.pow(-self.beta1) * previous.pow(self.beta2)
         factor = torch.where(ratio == 0.0, IFACTOR, factor)
         accept = ratio <= 1.0

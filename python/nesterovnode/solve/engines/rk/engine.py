@@ -3,67 +3,45 @@
 Methods (``tableaux.py``), steps (``step.py``), step-size control (``controller.py``)
 and the host loops (``loop.py``) are apart, so every method runs adaptively under every
 controller or at a fixed dt. Each step is a pure tensor function run by a runner
-(``graphs.py``): on a CUDA device a step — all stages, the error estimate, the
-accept/reject choice — is captured once as a CUDA graph and replayed, and the host reads
-one number per step. Small networks (the paper's image models) are bound by launch
-overhead, not arithmetic; replaying a graph removes it.
+(``programs/runners.py``): eagerly, compiled to native code by TorchInductor on the CPU
+(``programs/compiled.py``), or, on a CUDA device, captured once as a CUDA graph and
+replayed, so that the host reads one number per step. Small networks (the paper's image
+models) are bound by launch overhead, not arithmetic; replaying a graph removes it.
 
-Options (``SolveConfig.options``):
+One ``integrate`` call is one run plan (``plan.RunPlan``): its mode, its path and
+everything its programs capture, from which every cache key is derived. Three paths:
 
-- ``cuda_graphs``: True (default: graphs on CUDA, except under ``backprop``), False
-  (eager), or "emulate" (the graphs' static-buffer semantics without a graph, on any
-  device; for tests). A captured graph is reused while the field (model, parameter
-  storage, training mode), the state's shape, dtype and device and the tolerances stay
-  the same; if you change a model's Python attributes (not its parameters or buffers)
-  between solves, pass ``cuda_graphs=False``.
-- ``controller``: ``"integral"`` (default; torchdiffeq's rule) or ``"PI"``.
-- ``compile``: True compiles each solve between two times (a forward solve to T, each
-  interval of the adjoint) to one native program: the first step (the rule's, or the
-  one the adjoint's backward is given: ``IntegrateRequest.first_step``) and the whole
-  adaptive loop — every stage, the error norm, the accept/reject choice, the step-size
-  control and the stopping test (``solve_loop.py``), forward and adjoint: no Python
-  between steps. Solves with more output times call the compiled rule and one compiled
-  step per attempt from the host's loop (dense output). Each program is traced once with
-  ``make_fx`` and compiled by TorchInductor with its C++ wrapper (``compiled.py``;
-  measured and tested on the CPU: a GPU replays CUDA graphs instead, unless
-  ``cuda_graphs=False``), once per process for every batch size ≥ 2 (seconds;
-  Inductor's disk cache serves later processes); the numbers equal the eager ones to
-  round-off (tests/test_rk_compiled.py). Where compilation fails (no C++ compiler), a
-  warning says so and the solve runs eagerly. ``"steps"`` compiles the adaptive steps
-  only, called from the host's loop, and runs the first-step rule, one call per solve,
-  eagerly: the rule's compilation is not repaid in short runs (benchmarks/PERFORMANCE.md,
-  sixth pass).
-- ``loop``: with ``compile=True``, ``"compiled"`` (default, as above) or ``"host"`` (one
-  compiled step per attempt, as ``"steps"`` calls them; 1.10–1.12× the time per epoch on
-  the point cloud, seventh pass).
-- ``graph_chunk``: with CUDA graphs (or their emulation), K ≥ 1 captures K attempts of a
-  solve between two times — the steps, the step-size control and the stopping test
-  (``solve_loop.py``) — in one graph (``chunks.py``): the host replays it and reads the
-  attempts once per K, where one graph per step (0, the default) has it read each step's
-  error ratio. Attempts after the end are skipped by conditional graph nodes where this
-  torch captures them (CUDA ≥ 12.4), else run and discarded (masked). Solves with more
-  output times keep one graph per step (dense output). The same numbers as one graph per
-  step (tests/test_rk_engine.py); not yet timed on a GPU (benchmarks/gpu_mnist_check.sh
-  compares both).
+- fixed steps (a ``dt``): the host walks the grid, one program per step;
+- the host loop: one program per attempt, the first-step rule (or a given first step)
+  first; the host reads the error ratio and runs the controller; dense output at
+  interior output times;
+- the whole solve in one program (solves between two times, with ``compile=True`` and
+  ``loop="compiled"``, or CUDA graphs of ``graph_chunk`` attempts): the first step, the
+  steps, the step-size control and the stopping test run inside the program
+  (``programs/solve_loop.py``), and the host replays its attempts to the recorder.
+
+The options (``RKEngine.options``; ``nesterovnode list`` prints them) say which: a
+captured graph or a compiled program is reused while its plan's key is unchanged — the
+model's structure and attributes included (``fields.model_fingerprint``) — so changing a
+model between solves gives the new model's numbers. Compiled and graphed solves give the
+eager numbers to round-off (tests/test_rk_compiled.py, tests/test_rk_engine.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-
-from ...grid import direction as time_direction
 from ..base import Engine, IntegrateRequest, Option, State
-from .chunks import conditional_chunk, conditional_nodes_available, masked_chunk
 from .controller import CONTROLLERS, make_controller
-from .graphs import RunnerCache
 from .loop import integrate_adaptive, integrate_fixed, stack
-from .solve_loop import (
+from .plan import Kind, Mode, Path, RunPlan
+from .programs.chunks import ConditionalChunk, MaskedChunk, conditional_nodes_available
+from .programs.runners import RunnerCache
+from .programs.solve_loop import (
     CAPACITY,
+    AdaptiveSolve,
+    StartedSolve,
     integrate_in_loop,
-    make_adaptive_solve,
-    make_started_solve,
     python_loop,
 )
 from .step import (
@@ -77,7 +55,7 @@ from .tableaux import TABLEAUX
 
 
 class RKEngine(Engine):
-    """Explicit Runge–Kutta methods in-process, CUDA-graphed on GPUs."""
+    """Explicit Runge–Kutta methods in-process, CUDA-graphed on GPUs, compiled on CPUs."""
 
     name = "rk"
     methods = {
@@ -92,14 +70,25 @@ class RKEngine(Engine):
     }
     options = {
         "cuda_graphs": Option(
-            (bool, str), True, "True, False or 'emulate'", choices=(True, False, "emulate")
+            (bool, str),
+            True,
+            "True: each step (or chunk) a CUDA graph on CUDA devices, except under "
+            "backprop; False: eager; 'emulate': the graphs' static buffers without a graph, "
+            "on any device (tests)",
+            choices=(True, False, "emulate"),
         ),
-        "controller": Option(str, "integral", "'integral' or 'PI'", choices=tuple(CONTROLLERS)),
+        "controller": Option(
+            str,
+            "integral",
+            "'integral' (torchdiffeq's rule) or 'PI'",
+            choices=tuple(CONTROLLERS),
+        ),
         "compile": Option(
             (bool, str),
             False,
-            "compile each solve to native code (Inductor; CPU); 'steps': the adaptive "
-            "steps only, the first-step rule eager",
+            "True: compile each solve to native code (TorchInductor, CPU): the whole solve "
+            "between two times as one program, one program per step with more output "
+            "times; 'steps': the adaptive steps only, the first-step rule eager",
             choices=(True, False, "steps"),
         ),
         "loop": Option(
@@ -114,7 +103,8 @@ class RKEngine(Engine):
             0,
             "with CUDA graphs: K >= 1 captures K attempts of an adaptive solve between two "
             "times, step-size control included, in one graph (one host read per K "
-            "attempts); 0 captures one step per attempt (one read per attempt)",
+            "attempts; conditional nodes skip the attempts after the end where torch "
+            "captures them, else they run masked); 0 captures one step per attempt",
             at_least=0,
         ),
     }
@@ -134,165 +124,110 @@ class RKEngine(Engine):
         self, field, z0: State, times: Sequence[float], request: IntegrateRequest
     ) -> State:
         tab = TABLEAUX[request.method]
-        y = z0[0]
-        dtype, device = y.dtype, y.device
-        graphs = request.options["cuda_graphs"]
-        if torch.is_grad_enabled():
-            mode = "eager"  # autograd may record the solver's operations (backprop)
-        elif graphs == "emulate":
-            mode = "emulate"
-        elif y.is_cuda and graphs is True:
-            mode = "graph"
-        else:
-            mode = "compile" if request.options["compile"] else "eager"
-        model = getattr(field, "dynamics", None)
-        if mode == "compile" and not isinstance(model, torch.nn.Module):
-            mode = "eager"  # a compiled step takes the model's parameters as inputs
-        if mode == "compile":
-            # the layout the steps are compiled for, once per solve (an adjoint may start
-            # from an expanded, stride-0 gradient; a state may be a transposed tensor)
+        plan = RunPlan.of(field, z0, times, request, tab.dense is not None)
+        if plan.mode is Mode.COMPILE:
+            # the layout the programs are compiled for, once per solve (an adjoint may
+            # start from an expanded, stride-0 gradient; a state may be transposed), and
+            # the field's form that a tracer records (the adjoint's products by torch.func)
             z0 = tuple(z.contiguous() for z in z0)
-        # a static runner (CUDA graph, its emulation) overwrites its outputs at the next call;
-        # eager and compiled steps return new tensors, and ``stack`` copies them anyway
-        static = mode in ("graph", "emulate")
-        keep = (lambda s: tuple(x.clone() for x in s)) if static else (lambda s: s)
-        channels = (
-            tuple(range(len(z0))) if request.error_channels is None else (request.error_channels)
-        )
-        shapes = tuple(tuple(z.shape) for z in z0)
-        # compiled steps serve every batch size >= 2 (the leading size of the state): one
-        # compilation for a run's full and last, smaller batches
-        batch = y.shape[0] if mode == "compile" and y.dim() and y.shape[0] >= 2 else None
-        if batch is not None:
-            shapes = tuple(("batch", *s[1:]) if s and s[0] == batch else s for s in shapes)
-        key = (
-            None
-            if field.key is None
-            else (
-                field.key,
-                request.method,
-                request.rtol,
-                request.atol,
-                channels,
-                shapes,
-                dtype,
-                device,
-            )
-        )
-
-        def cache_key(kind, dense=False):
-            return None if key is None else (kind, dense, *key)
-
-        def runner(kind, fn, dense=False, how=mode, fallback=None):
-            """Looked up (or captured) on first call, which brings example arguments;
-            ``how``: the runner's mode (the solve's, unless a step kind runs eagerly);
-            ``fallback``: what to capture where ``fn``'s capture fails."""
-            found = None
-
-            def call(*args):
-                nonlocal found
-                if found is None:
-                    found = self.runners.get(
-                        cache_key(kind, dense), fn, args, dtype, device, how, model, batch, fallback
-                    )
-                return found(*args)
-
-            return call
-
-        if request.dt is not None:
-            step = runner("fixed", make_fixed_step(tab, field, field.reads))
-            outputs = integrate_fixed(tab, step, z0, times, request.dt, request.recorder, keep)
+            field = field.traceable() if hasattr(field, "traceable") else field
+        if plan.path is Path.FIXED:
+            outputs = self._fixed(plan, tab, field, z0, times, request)
+        elif not tab.adaptive:
+            raise ValueError(f"{request.solver} has no error estimate: pass dt")
+        elif plan.path is Path.WHOLE:
+            outputs = self._whole(plan, tab, field, z0, times, request)
         else:
-            if not tab.adaptive:
-                raise ValueError(f"{request.solver} has no error estimate: pass dt")
-            norm = Norm(channels)
-            dense = tab.dense is not None and len(times) > 2 and len(z0) == 1
-            direction = time_direction(times)
-            # a first step given (a solve continuing another: the adjoint's backward)
-            # replaces the first-step rule: its own programs, one evaluation instead of two
-            given = request.first_step is not None
-            first = "given" if given else "init"
-
-            def steps():
-                """The step, the first step and the controller (closures on field)."""
-                step_fn = make_adaptive_step(
-                    tab, field, request.rtol, request.atol, norm, field.reads, dense
-                )
-                init_fn = (
-                    make_given_first_step(field)
-                    if given
-                    else make_initial_step(
-                        tab.order, field, request.rtol, request.atol, norm, direction
-                    )
-                )
-                return step_fn, init_fn, make_controller(request.options["controller"], tab.order)
-
-            in_loop = (
-                mode == "compile"
-                and request.options["compile"] is True
-                and request.options["loop"] == "compiled"
-                and len(times) == 2
-            )
-            # a graph of K attempts (chunks.py): the loop's control on the device too
-            chunk = request.options["graph_chunk"] if static and len(times) == 2 else 0
-            if in_loop or chunk:  # the whole solve in compiled code or graphs (solve_loop.py)
-                # the controller's rule and the direction are part of the programs; the
-                # second serves a solve that stops before T (capacity, max_steps, a chunk)
-                program = (request.options["controller"], direction) + ((chunk,) if chunk else ())
-                capacity = chunk or CAPACITY
-                start_kind = "start given" if given else "start"
-                kinds = ((start_kind, *program), ("solve", *program))
-                # kept runners serve without the step's closures being built again
-                found = [self.runners.find(cache_key(kind)) for kind in kinds]
-                if None in found:
-                    step_fn, init_fn, controller = steps()
-
-                    def programs(loop):
-                        solve = make_adaptive_solve(step_fn, controller, direction, capacity, loop)
-                        return make_started_solve(init_fn, solve), solve
-
-                    # graphs of chunks: on a GPU whose torch captures conditional nodes
-                    # the attempts after the end are skipped, and the masked chunk is
-                    # captured where that capture fails; elsewhere masked from the start
-                    if chunk and y.is_cuda and conditional_nodes_available():
-                        chosen = programs(conditional_chunk(chunk))
-                        fallbacks = programs(masked_chunk(chunk))
-                    else:
-                        chosen = programs(masked_chunk(chunk) if chunk else python_loop)
-                        fallbacks = (None, None)
-                    found = [
-                        runner(kind, fn, fallback=other)
-                        for kind, fn, other in zip(kinds, chosen, fallbacks)
-                    ]
-                start, solve = found
-                outputs = integrate_in_loop(
-                    tab,
-                    start,
-                    solve,
-                    z0,
-                    times,
-                    request.recorder,
-                    keep,
-                    capacity,
-                    first_step=request.first_step,
-                )
-            else:
-                step_fn, init_fn, controller = steps()
-                # "steps": the first-step rule, once per solve, does not repay its
-                # compilation in short runs (CUDA graphs, captured in no time, keep it)
-                rule_eager = mode == "compile" and request.options["compile"] == "steps"
-                step = runner("step", step_fn, dense)
-                init = runner(first, init_fn, how="eager" if rule_eager else mode)
-                outputs = integrate_adaptive(
-                    tab,
-                    step,
-                    init,
-                    z0,
-                    times,
-                    request.recorder,
-                    controller,
-                    keep,
-                    dense,
-                    request.first_step,
-                )
+            outputs = self._host(plan, tab, field, z0, times, request)
         return stack(outputs, range(len(z0)))
+
+    @staticmethod
+    def _keep(plan: RunPlan):
+        """keep(state): a copy the next call of a static program will not overwrite;
+        eager and compiled programs return new tensors (``stack`` copies them anyway)."""
+        if plan.static:
+            return lambda s: tuple(x.clone() for x in s)
+        return lambda s: s
+
+    def _fixed(self, plan, tab, field, z0, times, request) -> list[State]:
+        step = plan.program(
+            Kind.FIXED_STEP,
+            make_fixed_step(tab, field, field.reads),
+            self.runners,
+            request.recorder,
+        )
+        return integrate_fixed(tab, step, z0, times, request.dt, request.recorder, self._keep(plan))
+
+    def _step_and_first(self, plan, tab, field, request):
+        """The adaptive step and the first step's function (the rule, or the given one)."""
+        norm = Norm(plan.channels)
+        step = make_adaptive_step(
+            tab, field, request.rtol, request.atol, norm, field.reads, plan.dense
+        )
+        if plan.given:
+            return step, make_given_first_step(field)
+        rule = make_initial_step(tab.order, field, request.rtol, request.atol, norm, plan.direction)
+        return step, rule
+
+    def _host(self, plan, tab, field, z0, times, request) -> list[State]:
+        step_fn, first_fn = self._step_and_first(plan, tab, field, request)
+        recorder = request.recorder
+        step = plan.program(Kind.STEP, step_fn, self.runners, recorder)
+        # "steps": the first-step rule, once per solve, does not repay its compilation in
+        # short runs (a CUDA graph, captured in no time, keeps it)
+        first = plan.program(plan.first_kind, first_fn, self.runners, recorder, plan.rule_eager)
+        controller = make_controller(plan.controller, tab.order)
+        return integrate_adaptive(
+            tab,
+            step,
+            first,
+            z0,
+            times,
+            recorder,
+            controller,
+            self._keep(plan),
+            plan.dense,
+            request.first_step,
+        )
+
+    def _whole(self, plan, tab, field, z0, times, request) -> list[State]:
+        recorder = request.recorder
+        start_kind = Kind.START_GIVEN if plan.given else Kind.START
+        capacity = plan.chunk or CAPACITY
+        # kept runners serve without the step's functions being built again
+        kept = [self.runners.find(plan.key(kind)) for kind in (start_kind, Kind.RESUME)]
+        if None in kept:
+            step_fn, first_fn = self._step_and_first(plan, tab, field, request)
+            controller = make_controller(plan.controller, tab.order)
+
+            def programs(loop):
+                solve = AdaptiveSolve(step_fn, controller, plan.direction, capacity, loop)
+                return StartedSolve(first_fn, solve), solve
+
+            # graphs of chunks: on a GPU whose torch captures conditional nodes the attempts
+            # after the end are skipped, and the masked chunk is captured where that
+            # capture fails; elsewhere masked from the start
+            if plan.chunk and plan.mode is Mode.GRAPH and conditional_nodes_available():
+                chosen = programs(ConditionalChunk(plan.chunk))
+                fallbacks = programs(MaskedChunk(plan.chunk))
+            else:
+                chosen = programs(MaskedChunk(plan.chunk) if plan.chunk else python_loop)
+                fallbacks = (None, None)
+        else:
+            chosen = fallbacks = (None, None)
+        start, solve = (
+            plan.program(kind, fn, self.runners, recorder, fallback=other)
+            for kind, fn, other in zip((start_kind, Kind.RESUME), chosen, fallbacks)
+        )
+        return integrate_in_loop(
+            tab,
+            start,
+            solve,
+            z0,
+            times,
+            recorder,
+            self._keep(plan),
+            capacity,
+            first_step=request.first_step,
+            masked=lambda: start.masked or solve.masked,
+        )

@@ -1,5 +1,5 @@
 """The host loops of the rk engine: they drive the pure steps of ``step.py`` (through a
-runner of ``graphs.py``) across the output times, report to the solve's ``Recorder`` and
+runner of ``programs/runners.py``) across the output times, report to the solve's ``Recorder`` and
 keep the time, the step size and the output times as Python floats.
 
 - Adaptive: one read per step (the error ratio). The last step is shortened to end

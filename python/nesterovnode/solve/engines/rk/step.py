@@ -2,7 +2,7 @@
 
 A step is a function of tensors only — no Python branch on a value, no read back to the
 host — so the same function runs eagerly (CPU, or autograd through the solver) or is
-captured once as a CUDA graph and replayed (``graphs.py``). The host keeps the time, the
+captured once as a CUDA graph and replayed (``programs/runners.py``). The host keeps the time, the
 step size and the output times as Python floats (``loop.py``) and reads one number per
 step: the error ratio that decides acceptance.
 
@@ -179,7 +179,9 @@ def make_initial_step(
     interval, so the probe never leaves it: a Nesterov field is singular at t = 0),
     d2 = ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖/h0,
     h1 = (0.01 / max(d1, d2))^(1/p) (max(1e-6, 1e-3 h0) when both are ≤ 1e-15),
-    h = min(100 h0, h1), p = ``order``. Costs two evaluations.
+    h = min(100 h0, h1), p = ``order``. Costs two evaluations. Where f0 is not finite (a
+    NaN parameter) h0 and h are the whole span: the probe and the first attempt stay in
+    the interval, and the attempt's non-finite error ends the solve.
     """
     exponent = 1.0 / order
 
@@ -190,7 +192,7 @@ def make_initial_step(
         d1 = norm(tuple(f / s for f, s in zip(f0, scale)))
         small = (d0 < 1e-5) | (d1 < 1e-5)
         h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.where(small, 1, d1))
-        h0 = torch.minimum(h0, span)
+        h0 = torch.where(h0 <= span, h0, span)  # NaN (f0 not finite): the span
         step = h0 * direction
         y1 = tuple(y + step * f for y, f in zip(y0, f0))
         f1 = field(t0 + step, y1)
@@ -202,7 +204,8 @@ def make_initial_step(
             torch.clamp(h0 * 1e-3, min=1e-6),
             (0.01 / torch.where(flat, 1, dmax)) ** exponent,
         )
-        return f0, torch.minimum(100 * h0, h1)
+        h = torch.minimum(100 * h0, h1)
+        return f0, torch.where(h <= span, h, span)  # NaN, or beyond: the span
 
     return init
 

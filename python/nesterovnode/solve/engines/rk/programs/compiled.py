@@ -4,9 +4,9 @@ to native code by TorchInductor.
 A step of ``step.py`` is a pure function of tensors, so one call traces it completely:
 
 1. ``make_fx`` records the ATen operations of one call — every stage's evaluation of the
-   network and, for the adjoint, its vector–Jacobian product through ``torch.func``
-   (``solve.adjoint.functional_products``), the stage sums, the error norm and the
-   accept/reject choice. The model's parameters and buffers are *inputs* of the graph
+   network and, for the adjoint, its vector–Jacobian product through ``torch.func`` (the
+   engine compiles the field's ``traceable()`` form), the stage sums, the error norm and
+   the accept/reject choice. The model's parameters and buffers are *inputs* of the graph
    (``torch.func.functional_call``), never constants, so optimiser updates are seen by
    the next call. Tracing takes about 0.5 s for a DP5 adjoint step; Dynamo's bytecode
    tracing of the same step took 16 s (benchmarks/PERFORMANCE.md).
@@ -21,9 +21,17 @@ A step of ``step.py`` is a pure function of tensors, so one call traces it compl
    instead of compiling it; they need the shape environment in the tracing context and
    not on the graph, which is why it is placed there.
 
-The ``RunnerCache`` keeps the compiled steps for the process. The numbers equal the
-eager step's to round-off (tests/test_rk_compiled.py). A failed compilation (no C++
-compiler) warns once and leaves the process's steps eager.
+The ``RunnerCache`` keeps the compiled steps for the process, each under the key of the
+plan it was built for (``plan.RunPlan.key``), which holds everything the trace took from
+Python (the model's fingerprint, the settings): a change there builds a new program. The
+numbers equal the eager step's to round-off (tests/test_rk_compiled.py).
+
+Failures: an error of the traced function itself (a field of the wrong shape) is raised
+as the eager call raises it; a function ``make_fx`` cannot trace, or a graph Inductor
+cannot compile, runs eagerly with a warning that says why, for that program alone. Only
+a failure of the C++ toolchain (no compiler, a compiler that cannot build Inductor's
+code) switches compilation off for the process (``TOOLCHAIN``), with a warning that says
+so: every later compilation would fail the same way after seconds of work.
 """
 
 from __future__ import annotations
@@ -37,12 +45,11 @@ import torch
 from torch import nn
 
 from .nested import flatten, leaf_tensors, rebuild, structure
+from .solve_loop import LoopProgram
 
-#: what the compiled runners of this process spent compiling, in seconds (benchmarks)
-COMPILE_SECONDS = {"total": 0.0}
-#: why compilation failed in this process (None: it has not): the later runners do not
-#: try again, since a missing compiler would fail each of them after seconds of work
-FAILED: dict[str, str | None] = {"reason": None}
+#: why the C++ toolchain failed in this process (None: it has not): the later runners do
+#: not try again, since a missing compiler would fail each of them after seconds of work
+TOOLCHAIN: dict[str, str | None] = {"failure": None}
 #: whether Inductor takes the CPU's vector instructions from the CPU's flags ("trusted")
 #: or from its own probes (one test compilation and load of each instruction set: about
 #: 7 s in a process's first compilation, 1 s later). Inductor keeps the answer for the
@@ -111,8 +118,6 @@ def trace(
     stay symbols in the graph."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from ...adjoint import functional_products  # here: the adjoint imports the engines
-
     bound = _Bound(model, fn)
     names, state = model_state(model)
     names = [f"model.{n}" for n in names]
@@ -124,7 +129,7 @@ def trace(
         out_shape.append(structure(out))
         return tuple(flatten(out))
 
-    with functional_products(), torch.no_grad():
+    with torch.no_grad():
         graph = make_fx(flat, tracing_mode="symbolic")(*fakes)
     # the shape environment stays with the fake mode; kept on the graph as well, it makes
     # the graph unpicklable, and AOTAutograd's disk cache then bypasses itself
@@ -133,10 +138,10 @@ def trace(
 
 
 def traced_apart(loop, model: nn.Module, args, fakes: list) -> Callable:
-    """``loop`` (a function of ``solve_loop.make_adaptive_solve`` or ``make_started_solve``,
-    to be traced on ``args``) made traceable: its step traced on its own to an ATen graph
-    that takes the model's state as inputs, and the loop run as the ``while_loop``
-    operator, whose body gets that state as arguments. ``fakes`` are the loop's
+    """``loop`` (a ``solve_loop.LoopProgram``, to be traced on ``args``) made traceable:
+    its step traced on its own to an ATen graph that takes the model's state as inputs,
+    and the loop run as the ``while_loop`` operator, whose body gets that state as
+    arguments. ``fakes`` are the loop's
     (``fake_inputs``); the step's example arguments are made from them, so their symbolic
     batch size is the loop's.
 
@@ -290,6 +295,7 @@ class CompiledRunner:
         self.fallback = fallback
         self.batch = batch
         self.compile_seconds = 0.0
+        self.failure: str | None = None  # why this program runs eagerly (None: it does not)
         self.graphs: list[Compiled] = []  # one per compilation
         self._by_size: dict[int | None, Callable] = {}  # batch size -> run(args, leaves)
         self._batch_leaf: int | None = None  # which leaf's dimension 0 is the batch size
@@ -299,6 +305,8 @@ class CompiledRunner:
         run = self._by_size.get(self._size(leaves))
         if run is None:
             run = self._for_size(args, leaves)
+            if isinstance(run, _Computed):  # the eager call that tells a user's error
+                return run.out
         return run(args, leaves)
 
     def _size(self, leaves) -> int | None:
@@ -308,27 +316,50 @@ class CompiledRunner:
 
     def _for_size(self, args, leaves) -> Callable:
         """The run function for the batch size of ``args``: a compiled graph whose guards
-        hold for them, a new compilation, or the fallback."""
-        if FAILED["reason"] is not None:
-            run = self._eager
-        else:
+        hold for them, a new compilation, or the eager fallback (see the module
+        docstring for which failure falls back how far)."""
+        run = None
+        compiling = TOOLCHAIN["failure"] is None and self.failure is None
+        if compiling:
             run = next((self._runs(g) for g in self.graphs if self._holds(g, leaves)), None)
-            if run is None:
-                try:
-                    run = self._runs(self._build(args, leaves))
-                except Exception as exc:  # noqa: BLE001 - no compiler, an op Inductor lacks
-                    FAILED["reason"] = reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if run is None and compiling:
+            try:
+                run = self._runs(self._build(args, leaves))
+            except _NotTraced as exc:
+                # the eager call raises a user's error as it is (a field of the wrong
+                # shape); only a function the tracer cannot follow gets past it
+                out = self.fallback(*args)
+                self._fall_back(f"tracing it failed ({_first_line(exc.__cause__)})")
+                self._by_size[self._size(leaves)] = self._eager
+                return _Computed(out)
+            except Exception as exc:  # noqa: BLE001 - Inductor: a compiler, an op it lacks
+                reason = _first_line(exc)
+                if _toolchain_failure(exc):
+                    TOOLCHAIN["failure"] = reason
                     warnings.warn(
-                        f"compiling an ODE step failed ({reason}); the steps of this process "
-                        f"run eagerly (slower, the same numbers). Inductor needs a C++ "
-                        f"compiler on the CPU; pass options={{'compile': False}} (--compile "
-                        f"off) to skip compilation.",
+                        f"the C++ compiler that TorchInductor needs failed ({reason}); "
+                        f"compilation is off for this process and the ODE steps run "
+                        f"eagerly (slower, the same numbers). Install a C++ compiler (g++) "
+                        f"or pass options={{'compile': False}} (--compile off).",
                         RuntimeWarning,
-                        stacklevel=4,
+                        stacklevel=5,
                     )
-                    run = self._eager
+                else:
+                    self._fall_back(f"Inductor could not compile it ({reason})")
+        if run is None:
+            run = self._eager
         self._by_size[self._size(leaves)] = run
         return run
+
+    def _fall_back(self, why: str) -> None:
+        self.failure = why
+        warnings.warn(
+            f"compiling an ODE program failed: {why}; this program runs eagerly (slower, "
+            f"the same numbers), the others stay compiled. Pass options={{'compile': "
+            f"False}} (--compile off) to skip compilation.",
+            RuntimeWarning,
+            stacklevel=6,
+        )
 
     def _eager(self, args, leaves):
         return self.fallback(*args)
@@ -363,17 +394,46 @@ class CompiledRunner:
             if not found:
                 raise ValueError(f"no argument of the step has the batch size {size}")
             self._batch_leaf = found[0]
-        mode, fakes = fake_inputs(self.model, leaves, size)
-        fn = self.fn
-        if hasattr(fn, "with_step"):  # a loop of steps (solve_loop.py)
-            fn = traced_apart(fn, self.model, args, fakes)
-        graph, shape = trace(fn, self.model, structure(args), fakes)
+        try:
+            mode, fakes = fake_inputs(self.model, leaves, size)
+            fn = self.fn
+            if isinstance(fn, LoopProgram):  # a loop of steps (solve_loop.py)
+                fn = traced_apart(fn, self.model, args, fakes)
+            graph, shape = trace(fn, self.model, structure(args), fakes)
+        except Exception as exc:
+            raise _NotTraced() from exc
         compiled = inductor(graph, fakes, mode)
         # every condition on the shapes, the static sizes included: read after Inductor,
         # which adds its own while it lowers the graph
         code = _guard_code(mode, fakes)
         self.graphs.append(Compiled(compiled, shape, mode, code))
-        seconds = time.perf_counter() - start
-        self.compile_seconds += seconds
-        COMPILE_SECONDS["total"] += seconds
+        self.compile_seconds += time.perf_counter() - start
         return self.graphs[-1]
+
+
+class _Computed(NamedTuple):
+    """A call's result, computed while its program was being prepared."""
+
+    out: object
+
+
+class _NotTraced(Exception):
+    """Tracing a program failed (its cause is the tracer's or the function's error)."""
+
+
+def _first_line(exc: BaseException | None) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _toolchain_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is the C++ toolchain's: no
+    compiler, or a compiler that failed to build Inductor's code."""
+    from torch._inductor.exc import CppCompileError, InvalidCxxCompiler
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (CppCompileError, InvalidCxxCompiler, FileNotFoundError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,7 +1,7 @@
 """A runner's arguments and results: nested tuples of tensors and numbers, flattened and
 rebuilt by hand.
 
-Every runner (``graphs.py``, ``compiled.py``) flattens a step's arguments on every call.
+Every runner (``runners.py``, ``compiled.py``) flattens a step's arguments on every call.
 These few lines do it in a few microseconds; pytree's general walk took about 40 µs per
 step. ``None`` is kept where it stands and is not a leaf, as in pytree.
 """

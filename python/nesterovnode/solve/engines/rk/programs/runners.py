@@ -1,4 +1,5 @@
-"""Runners: how a step function of the ``rk`` engine is executed.
+"""Runners: how a program of the ``rk`` engine (a step, a first step, a whole solve) is
+executed. Each keeps the function it runs as ``fn``.
 
 A step function (``step.py``) takes and returns (nested tuples of) tensors; the time and
 the step size come in as Python floats. A runner calls it:
@@ -15,9 +16,9 @@ the step size come in as Python floats. A runner calls it:
   outputs are static too: they are overwritten by the next replay, so a caller keeps
   what it needs by passing it back in (the loops do) or by cloning it.
 
-``RunnerCache`` keeps one runner per key (model, shapes, dtype, device, parameter
-storage, tolerances); a graph whose capture fails is replaced by an eager runner and a
-warning says why, once.
+``RunnerCache`` keeps one runner per key (``plan.RunPlan.key``: the program's kind, the
+field's fingerprint, the settings and shapes it was built for); a graph whose capture
+fails is replaced by an eager runner and a warning says why, once.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class GraphRunner(_StaticInputs):
         super().__init__(args, dtype, device)
         # The graph reads every tensor fn closes over (buffers, index tensors) by address:
         # keeping fn keeps them alive as long as the graph.
-        self._fn = fn
+        self.fn = fn
         side = torch.cuda.Stream(device=device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
@@ -120,6 +121,19 @@ class RunnerCache:
         self.size = size
         self._runners: OrderedDict[Hashable, EagerRunner | GraphRunner] = OrderedDict()
         self._warned: set[str] = set()
+        #: (id(owner), slot) -> (the identity its last runner was built for, rebuilds)
+        self._builds: dict[Hashable, tuple[Hashable, int]] = {}
+
+    def rebuilt(self, owner, slot: Hashable, identity: Hashable) -> tuple[Hashable, int]:
+        """Note that a runner for ``slot`` (a program's key but for ``identity``) is built
+        for ``owner`` (a model) with ``identity``; returns the identity the one before was
+        built for (None: none) and how many times in a row a changed identity has rebuilt
+        it."""
+        key = (id(owner), slot)
+        last, count = self._builds.get(key, (None, 0))
+        count = count + 1 if last is not None and last != identity else 0
+        self._builds[key] = (identity, count)
+        return last, count
 
     def get(
         self,
@@ -186,6 +200,7 @@ class RunnerCache:
 
     def clear(self) -> None:
         self._runners.clear()
+        self._builds.clear()
 
     def __len__(self) -> int:
         return len(self._runners)

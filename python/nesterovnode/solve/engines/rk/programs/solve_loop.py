@@ -33,7 +33,7 @@ attempts (still ``RUNNING``): each attempt writes (t, signed h, outcome) into a 
 ``Recorder`` (NFE, accepted and rejected steps, the forward step history, max_steps)
 and calls the loop again where it stopped. So one call serves up to ``capacity``
 attempts: a solve on the point cloud takes one. A solve's first call
-(``make_started_solve``) computes the first step's size and f(t0, y0) before the loop,
+(``StartedSolve``) computes the first step's size and f(t0, y0) before the loop,
 in the same program; where the solve continues another (the adjoint's backward after
 its forward), the first step is given instead (one evaluation, f(t0, y0)).
 """
@@ -44,9 +44,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ...stats import Recorder
-from .step import State, first_step_call
-from .tableaux import Tableau
+from ....grid import direction as time_direction
+from ....stats import Recorder
+from ..step import State, first_step_call
+from ..tableaux import Tableau
+from .chunks import MaskedChunk
 
 #: status codes of a call of the loop
 RUNNING, DONE, NONFINITE, UNDERFLOW = 0, 1, 2, 3
@@ -65,13 +67,28 @@ def python_loop(cond: Callable, body: Callable, carried: tuple, additional: tupl
     return carried
 
 
-def make_adaptive_solve(
-    step: Callable,
-    controller,
-    direction: float,
-    capacity: int = CAPACITY,
-    loop: Callable = python_loop,
-):
+class LoopProgram:
+    """A whole-solve program around one step: callable as the program, and open to a
+    compiler that traces the step apart (``compiled.traced_apart``): ``step``,
+    ``step_arguments(args)`` (example arguments of the step for the program's ``args``)
+    and ``with_step(other, loop)`` (the same program around another step and loop)."""
+
+    step: Callable
+
+    @property
+    def masked(self) -> bool:
+        """Whether the program runs every attempt of a chunk, those after the end too
+        (``chunks.MaskedChunk``), whose evaluations are discarded."""
+        raise NotImplementedError
+
+    def step_arguments(self, args: tuple) -> tuple:
+        raise NotImplementedError
+
+    def with_step(self, other: Callable, loop: Callable) -> LoopProgram:
+        raise NotImplementedError
+
+
+class AdaptiveSolve(LoopProgram):
     """``solve(t, end, h, previous, limit, y, k, extra=()) -> (t, h, previous, status,
     count, history, y, k)``: up to ``limit`` (≤ ``capacity``) attempts of the adaptive
     ``step`` (``make_adaptive_step``, without dense output, called as ``step(t, h, t1, y,
@@ -80,15 +97,25 @@ def make_adaptive_solve(
     accepted ratio) are float64 0-dim tensors and ``limit`` an int64 one; see the module
     docstring for the rest.
 
-    ``loop``: ``python_loop``, or ``while_loop_op`` for a traced program; the body then
-    reads no tensor but its arguments (a traced step gets the model's parameters as
-    ``extra``). ``solve.step``, ``solve.step_arguments(args)`` and ``solve.with_step(other,
-    loop)`` (the same loop around another step) let a compiler trace the step apart
-    (``compiled.traced_apart``)."""
+    ``loop``: ``python_loop``, a chunk of ``chunks.py``, or ``while_loop_op`` for a traced
+    program; the body then reads no tensor but its arguments (a traced step gets the
+    model's parameters as ``extra``)."""
 
-    def solve(t, end, h, previous, limit, y: State, k: State, extra: tuple = ()):
+    def __init__(
+        self,
+        step: Callable,
+        controller,
+        direction: float,
+        capacity: int = CAPACITY,
+        loop: Callable = python_loop,
+    ):
+        self.step, self.controller, self.direction = step, controller, direction
+        self.capacity, self.loop = capacity, loop
+
+    def __call__(self, t, end, h, previous, limit, y: State, k: State, extra: tuple = ()):
         n = len(y)
         dtype = y[0].dtype
+        step, controller, direction = self.step, self.controller, self.direction
 
         def running(t, h, previous, status, count, history, *rest):
             return (status == RUNNING) & (count < rest[2 * n + 1])
@@ -128,58 +155,56 @@ def make_adaptive_solve(
             previous.clone(),
             counter,
             counter.clone(),
-            torch.zeros(capacity, 3, dtype=torch.float64, device=t.device),
+            torch.zeros(self.capacity, 3, dtype=torch.float64, device=t.device),
             *y,
             *k,
         )
-        rows = torch.arange(capacity, device=t.device)
-        out = loop(running, attempt, carried, (end, limit, rows, *extra))
+        rows = torch.arange(self.capacity, device=t.device)
+        out = self.loop(running, attempt, carried, (end, limit, rows, *extra))
         return (*out[:6], tuple(out[6 : 6 + n]), tuple(out[6 + n :]))
 
-    def with_step(other: Callable, other_loop: Callable):
-        return make_adaptive_solve(other, controller, direction, capacity, other_loop)
+    @property
+    def masked(self) -> bool:
+        return isinstance(self.loop, MaskedChunk)
 
-    solve.step = step
-    solve.with_step = with_step
-    solve.step_arguments = step_arguments
-    return solve
+    def step_arguments(self, args: tuple) -> tuple:
+        """(t, h, t1) as 0-dim tensors of the state's dtype, then the state and k; each a
+        tensor of its own (a tracer tells its inputs apart by identity)."""
+        t, end, h, _, _, y, k = args
+        dtype = y[0].dtype
+        return (t.to(dtype), h.to(dtype), end.to(dtype), y, k)
 
-
-def step_arguments(args: tuple) -> tuple:
-    """Example arguments of the step that ``solve(*args)`` runs, for tracing it apart:
-    (t, h, t1) as 0-dim tensors of the state's dtype, then the state and k; each a tensor
-    of its own (a tracer tells its inputs apart by identity)."""
-    t, end, h, _, _, y, k = args
-    dtype = y[0].dtype
-    return (t.to(dtype), h.to(dtype), end.to(dtype), y, k)
+    def with_step(self, other: Callable, loop: Callable) -> AdaptiveSolve:
+        return AdaptiveSolve(other, self.controller, self.direction, self.capacity, loop)
 
 
-def make_started_solve(init: Callable, solve: Callable):
+class StartedSolve(LoopProgram):
     """``start(t, end, limit, y, *h, extra=()) -> solve's outputs``: the first step and
-    then ``solve``'s loop (``make_adaptive_solve``), as one program: a solve's first call.
+    then ``solve``'s loop (``AdaptiveSolve``), as one program: a solve's first call.
     ``init`` is the first-step rule (``step.make_initial_step``: f(t, y) and |h|, two
     evaluations), or, called with ``h`` (a float64 0-dim tensor), the given first step
-    (``step.make_given_first_step``: f(t, y), one evaluation). It carries ``solve``'s
-    attributes for tracing its step apart."""
+    (``step.make_given_first_step``: f(t, y), one evaluation)."""
 
-    def start(t, end, limit, y: State, *h, extra: tuple = ()):
+    def __init__(self, init: Callable, solve: AdaptiveSolve):
+        self.init, self.solve, self.step = init, solve, solve.step
+
+    def __call__(self, t, end, limit, y: State, *h, extra: tuple = ()):
         dtype = y[0].dtype
-        k, first = init(t.to(dtype), (end - t).abs().to(dtype), y, *h)
+        k, first = self.init(t.to(dtype), (end - t).abs().to(dtype), y, *h)
         previous = torch.ones_like(t)  # the PI controller's memory starts at 1
-        return solve(t, end, first.to(torch.float64), previous, limit, y, k, extra)
+        return self.solve(t, end, first.to(torch.float64), previous, limit, y, k, extra)
 
-    def with_step(other: Callable, other_loop: Callable):
-        return make_started_solve(init, solve.with_step(other, other_loop))
+    @property
+    def masked(self) -> bool:
+        return self.solve.masked
 
-    def example_step_arguments(args: tuple) -> tuple:
+    def step_arguments(self, args: tuple) -> tuple:
         t, end, _, y = args[:4]  # h and k, which the first step makes: new tensors
         h, k = torch.empty_like(t), tuple(torch.empty_like(v) for v in y)
-        return step_arguments((t, end, h, None, None, y, k))
+        return self.solve.step_arguments((t, end, h, None, None, y, k))
 
-    start.step = solve.step
-    start.with_step = with_step
-    start.step_arguments = example_step_arguments
-    return start
+    def with_step(self, other: Callable, loop: Callable) -> StartedSolve:
+        return StartedSolve(self.init, self.solve.with_step(other, loop))
 
 
 def integrate_in_loop(
@@ -192,17 +217,21 @@ def integrate_in_loop(
     keep: Callable[[State], State],
     capacity: int = CAPACITY,
     first_step=None,
+    masked: Callable[[], bool] = lambda: False,
 ) -> list[State]:
-    """The states at ``times`` = [t0, T] of an adaptive solve: ``start``'s call (a runner
-    of ``make_started_solve``; with ``first_step``, the size of the first attempt, the
-    given step's), then, where it stopped before T, calls of ``solve`` (of
-    ``make_adaptive_solve``) from where it stopped; reports to ``recorder`` what
+    """The states at ``times`` = [t0, T] of an adaptive solve: ``start``'s call (a
+    ``StartedSolve``'s runner; with ``first_step``, the size of the first attempt, the
+    given step's), then, where it stopped before T, calls of ``solve`` (an
+    ``AdaptiveSolve``'s) from where it stopped; reports to ``recorder`` what
     ``loop.integrate_adaptive`` reports, attempt by attempt, and the controller's last
-    proposal as ``recorder.next_step`` (a tensor: not read to the host)."""
+    proposal as ``recorder.next_step`` (a tensor: not read to the host). ``masked()``
+    says, after a call, whether the program that ran computes all ``capacity`` attempts
+    (a masked chunk): those after the end go to ``extra["masked_evaluations"]``."""
     if len(times) != 2:
         raise ValueError("the compiled loop integrates between two times")
     device = y0[0].device
     t0, end = times
+    direction = time_direction(times)
     t, end_t = _constant(t0, torch.float64, device), _constant(end, torch.float64, device)
     h = previous = k = None
     state, per_step = y0, tableau.new_evaluations_per_step
@@ -214,21 +243,24 @@ def integrate_in_loop(
         allowed = capacity
         if recorder.max_steps is not None:
             allowed = min(capacity, recorder.max_steps - recorder.attempts)
-        if allowed <= 0:  # past max_steps: raises
-            recorder.attempt(float(t), float("nan") if h is None else float(h))
+        if allowed <= 0:  # past max_steps: raises, with the signed step it would take
+            recorder.attempt(float(t), float("nan") if h is None else direction * float(h))
         limit = _constant(allowed, torch.int64, device)
         if h is None:
             out = start(t, end_t, limit, state, *given)
         else:
             out = solve(t, end_t, h, previous, limit, state, k)
         t, h, previous, status, count, history, state, k = out
-        _replay(history[: int(count)].tolist(), recorder, per_step)
+        count = int(count)
+        _replay(history[:count].tolist(), recorder, per_step)
+        if masked():
+            recorder.add("masked_evaluations", (capacity - count) * per_step)
         status = int(status)
         if status == DONE:
             recorder.next_step = keep((h,))[0]  # a graph's outputs: the next call's
             return [keep(y0), keep(state)]
         if status == UNDERFLOW:
-            raise recorder.fail(float(t), "underflow", f"h = {float(h):.3g}")
+            raise recorder.fail(float(t), "underflow", f"h = {direction * float(h):.3g}")
 
 
 _CONSTANTS: dict = {}
