@@ -181,7 +181,8 @@ def make_initial_step(
     h1 = (0.01 / max(d1, d2))^(1/p) (max(1e-6, 1e-3 h0) when both are ≤ 1e-15),
     h = min(100 h0, h1), p = ``order``. Costs two evaluations. Where f0 is not finite (a
     NaN parameter) h0 and h are the whole span: the probe and the first attempt stay in
-    the interval, and the attempt's non-finite error ends the solve.
+    the interval (whose end caps every attempt), and the attempt's non-finite error ends
+    the solve.
     """
     exponent = 1.0 / order
 
@@ -205,7 +206,7 @@ def make_initial_step(
             (0.01 / torch.where(flat, 1, dmax)) ** exponent,
         )
         h = torch.minimum(100 * h0, h1)
-        return f0, torch.where(h <= span, h, span)  # NaN, or beyond: the span
+        return f0, torch.where(torch.isnan(h), span, h)
 
     return init
 
