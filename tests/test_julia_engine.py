@@ -91,4 +91,3 @@ def test_an_auto_switching_algorithm_reports_its_method_per_step(jl):
         dyn, y0, [1.0, 2.0], engine="julia", options={"algorithm": "AutoTsit5(Rosenbrock23())"}
     )
     assert len(sol.stats.extra["julia_alg_choice"]) > 0
-
