@@ -301,3 +301,18 @@ def test_a_cuda_tensor_is_handed_over_on_its_gpu():
         x.device.index or 0,
     )
     assert received(out, x.device).data_ptr() == out.data_ptr()
+
+
+# -- import order (juliacall warns when torch came first) ------------------------------------
+def test_the_import_order_juliacall_asks_for_is_documented_with_the_fix():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "julia.md").read_text()
+    section = docs[docs.index("### Import order") :]
+    section = section[: section.index("###", 5)]
+    assert section.index("    import juliacall") < section.index("    import nesterovnode")
+    assert "import juliacall" in julia_engine.__doc__ and "before" in julia_engine.__doc__
+
+
+def test_the_engine_module_imports_no_juliacall_when_imported():
+    assert "juliacall" not in sys.modules
