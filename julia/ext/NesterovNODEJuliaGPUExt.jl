@@ -15,6 +15,8 @@ using NesterovNODEJulia: NesterovNODEJulia
 
 NesterovNODEJulia.wrap_dlpack(tensor) = DLPack.from_dlpack(tensor)
 
+NesterovNODEJulia.time_row(H::CUDA.CuArray, t) = CUDA.fill(t, 1, size(H, 2))
+
 NesterovNODEJulia.share_dlpack(A::AbstractArray, from_dlpack) = DLPack.share(A, from_dlpack)
 
 end # module

@@ -26,10 +26,15 @@ function apply(op::DenseOp, θ, x)
     return op.bias === nothing ? y : y .+ view(θ, op.bias)
 end
 
+"""The row of t appended to the network's input: a constant of the state (not
+differentiated), on H's device (the GPU extension adds the `CuArray` method)."""
+time_row(H, t) = fill(t, 1, size(H, 2))
+ChainRulesCore.@non_differentiable time_row(::Any, ::Any)
+
 """`f(t, H)` for a matrix H of one column per sample (t appended as a last input row
 when the network reads it)."""
 function network(net::Network, θ, H, t)
-    x = net.time_input ? vcat(H, zero(H[1:1, :]) .+ t) : H
+    x = net.time_input ? vcat(H, time_row(H, t)) : H
     for op in net.ops
         x = apply(op, θ, x)
     end

@@ -133,7 +133,16 @@ function solve_with_pullback(rhs, u0::AbstractVector, θ::AbstractVector, ts::Ab
         end
         return _states(sol, u0_)
     end
-    Y, back = Zygote.pullback(run, prob.u0, prob.p)
+    Y, back = try
+        Zygote.pullback(run, prob.u0, prob.p)
+    catch
+        # a forward solve that stops early makes the adjoints interpolate past its end,
+        # which throws: report the failure itself, found by the same solve without them
+        plain = solve(prob, a; save_everystep=false, save_start=false, kw...)
+        SciMLBase.successful_retcode(plain) && rethrow()
+        return (u=nothing, u_flat=nothing, retcode=retcode_name(plain), success=false,
+                t_reached=Float64(plain.t[end]), stats=stats_dict(plain), pullback=nothing)
+    end
     sol = latest[]
     success = SciMLBase.successful_retcode(sol)
     # the adjoints replace sol.t by the requested times: where the solve stopped early,
