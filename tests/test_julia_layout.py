@@ -168,7 +168,6 @@ def test_without_julia_every_julia_path_fails_at_once_with_the_install_command(s
         nn_.solve(dyn, y0, [1.0, 2.0], engine="julia", sensitivity=sensitivity)
     assert time.perf_counter() - start < 1.0
     assert julia_engine.INSTALL_COMMAND in str(info.value)
-    assert 'pip install -e ".[julia]"' in str(info.value)
     import sys
 
     assert "juliacall" not in sys.modules

@@ -1,5 +1,6 @@
 # The vector fields (MATH.md's table), differentiable by Zygote, ReverseDiff, Enzyme and
-# ForwardDiff: no mutation, generic element types.
+# ForwardDiff: no mutation, generic element and array types (a `CuArray` state and θ stay
+# on the GPU: no scalar indexing, no host arrays mixed in).
 
 _softplus(x, beta, threshold) = beta * x > threshold ? x : log1p(exp(beta * x)) / beta
 _sigmoid(x) = inv(one(x) + exp(-x))
@@ -25,21 +26,29 @@ function apply(op::DenseOp, θ, x)
     return op.bias === nothing ? y : y .+ view(θ, op.bias)
 end
 
+"""The row of t appended to the network's input: a constant of the state (not
+differentiated), on H's device (the GPU extension adds the `CuArray` method)."""
+time_row(H, t) = fill(t, 1, size(H, 2))
+ChainRulesCore.@non_differentiable time_row(::Any, ::Any)
+
 """`f(t, H)` for a matrix H of one column per sample (t appended as a last input row
 when the network reads it)."""
 function network(net::Network, θ, H, t)
-    x = net.time_input ? vcat(H, fill(t, 1, size(H, 2))) : H
+    x = net.time_input ? vcat(H, time_row(H, t)) : H
     for op in net.ops
         x = apply(op, θ, x)
     end
     return x
 end
 
+"""A scalar of the model: a number when fixed, else a one-element slice of θ through its
+function (broadcast against the state, it works on any array type)."""
 function value(s::Scalar, θ)
     s.kind === :fixed && return s.value
-    s.kind === :identity && return θ[s.index]
-    s.kind === :sigmoid && return _sigmoid(θ[s.index])
-    return _softplus(θ[s.index], 1.0, 20.0)
+    x = θ[s.index:s.index]
+    s.kind === :identity && return x
+    s.kind === :sigmoid && return _sigmoid.(x)
+    return _softplus.(x, 1.0, 20.0)
 end
 
 """k(t) = t^(-r/2) e^(t/2), as exp(t/2 - (r/2) log t)."""

@@ -241,6 +241,11 @@ def _resolve(solver: str, engine: str | None = None) -> tuple[Engine, SolverInfo
             raise EngineNotInstalledError(f"the {engine!r} engine is not part of this installation")
         canonical = _canonical(cls, solver)
         if canonical is None and cls.open_methods:
+            # an open engine may vet the name first (julia: a grammar of algorithm specs),
+            # so that a bad one is refused the same way whether or not it is installed
+            check = getattr(cls, "check_open_method", None)
+            if check is not None:
+                solver = check(solver)
             return get_engine(engine), open_method(solver), solver
         if canonical is None:
             others = [n for n, c in engines().items() if _canonical(c, solver) is not None]

@@ -73,20 +73,33 @@ def _activation(module: nn.Module) -> dict[str, Any]:
     )
 
 
+def _offset(module: nn.Module, name: str, offsets: dict[int, int]) -> int:
+    """The offset in θ of ``module.<name>``, which must be a parameter of the dynamics
+    itself: a weight computed from others (``torch.nn.utils.parametrize``, weight or
+    spectral norm) is not in θ as it is, so Julia cannot read it."""
+    offset = offsets.get(id(getattr(module, name)))
+    if offset is None:
+        raise LayoutError(
+            f"the {name} of {module} is computed (a parametrization, weight or spectral "
+            f"norm), not a parameter the Julia fields can read from θ"
+        )
+    return offset
+
+
 def _ops(module: nn.Module, offsets: dict[int, int]) -> list[dict[str, Any]]:
     if isinstance(module, nn.Sequential):
         return [op for child in module for op in _ops(child, offsets)]
     if isinstance(module, nn.Linear):
         bias = None
         if module.bias is not None:
-            bias = {"offset": offsets[id(module.bias)], "shape": list(module.bias.shape)}
+            bias = {"offset": _offset(module, "bias", offsets), "shape": list(module.bias.shape)}
         return [
             {
                 "kind": "dense",
                 "in": module.in_features,
                 "out": module.out_features,
                 "weight": {
-                    "offset": offsets[id(module.weight)],
+                    "offset": _offset(module, "weight", offsets),
                     "shape": list(module.weight.shape),
                 },
                 "bias": bias,
@@ -207,6 +220,26 @@ def dynamics_layout(dynamics: nn.Module) -> dict[str, Any]:
     if model in ("ghbnode", "gnesterovnode"):
         out["sigma"] = _activation(dynamics.sigma)
     return out
+
+
+def check_state(layout: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """``LayoutError`` unless the Julia field reads a state of ``shape`` as torch does:
+    ``[..., n]`` for a first-order model (every row of n features is one column of
+    Julia's ``reshape(u, n, :)``), exactly ``[B, 2, n]`` for a second-order one (Julia's
+    ``reshape(u, n, 2, :)``: position and velocity rows of each sample)."""
+    n = layout["state"]["features"]
+    shape = tuple(int(s) for s in shape)
+    if layout["state"]["second_order"]:
+        if len(shape) != 3 or shape[1] != 2 or shape[2] != n:
+            raise LayoutError(
+                f"the Julia field of {layout['model']} reads a state [B, 2, {n}]; this one is "
+                f"{list(shape)}"
+            )
+    elif not shape or shape[-1] != n:
+        raise LayoutError(
+            f"the Julia field of {layout['model']} reads a state [..., {n}]; this one is "
+            f"{list(shape)}"
+        )
 
 
 def layout_json(dynamics: nn.Module) -> str:
