@@ -239,7 +239,9 @@ def run_scope(results: dict) -> str:
     if cfg.get("max_iters"):
         parts.append(f"≤ {cfg['max_iters']} iterations/epoch")
     if results.get("configuration", {}).get("paper_protocol") is False:
-        parts.append(f"{cfg.get('epochs')} epochs, {cfg.get('seeds')} seed(s), not --paper")
+        parts.append(
+            f"{cfg.get('epochs')} epochs, {cfg.get('seeds')} seed(s), not the paper's protocol"
+        )
     return f" ({'; '.join(parts)})" if parts else ""
 
 
