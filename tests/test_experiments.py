@@ -210,3 +210,67 @@ def test_adjoint_norms_are_the_papers_per_model_norms_and_split_into_gap_and_upd
                 grad_pred = 2 * (pred - y[:, -1]) / pred.numel()
                 expected = (grad_pred @ model.out.weight).norm(dim=1).mean()
             assert r["norm"][-1] == pytest.approx(expected.item(), rel=1e-10)
+
+
+def _panel_results(labels=("r=3", "r=10"), epochs=4, seeds=1, **train):
+    """Results in the comparison format with identical curves for every label."""
+    run = [
+        {
+            "epoch": e,
+            "loss": 2.0 / e,
+            "nfe_forward": 26.0,
+            "nfe_backward": 20.0,
+            "test_accuracy": 0.1 * e,
+            "seconds": 1.0,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return {
+        "task": "mnist",
+        "config": {"train": {"subset": 128, "test_subset": 300, **train}},
+        "models": {
+            name: {"params": 1, "runs": [{"seed": s, "epochs": run} for s in range(seeds)]}
+            for name in labels
+        },
+    }
+
+
+def test_image_panels_have_whole_epoch_ticks_a_legend_off_the_curves_and_the_runs_scale(
+    tmp_path, monkeypatch
+):
+    from matplotlib.ticker import MaxNLocator
+
+    common = load("_common")
+    figures = {}
+    real = common.save
+
+    def save(fig, path, title=None):
+        figures[path.name] = (fig, title)
+        return real(fig, path, title)
+
+    monkeypatch.setattr(common, "save", save)
+    common.plot_panels(_panel_results(epochs=2), tmp_path / "p.png", "GNesterovNODE by r")
+    fig, title = figures["p.png"]
+    epoch_axes = [ax for ax in fig.axes if ax.get_xlabel() == "epoch"]
+    assert len(epoch_axes) == 4
+    for ax in epoch_axes:
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        ticks = [t for t in ax.get_xticks() if 1 <= t <= 2]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+    # the legend is the figure's, below the panels, not drawn over any panel's curves
+    assert all(ax.get_legend() is None for ax in fig.axes) and len(fig.legends) == 1
+    # the title says how large the run was
+    assert title == "GNesterovNODE by r (128 training / 300 test images, 2 epochs, 1 seed)"
+    # identical curves: each label has its own marker and dash
+    first, second = fig.axes[0].get_lines()[:2]
+    assert list(first.get_ydata()) == list(second.get_ydata())
+    assert first.get_marker() != second.get_marker()
+    assert first.get_linestyle() != second.get_linestyle()
+
+
+def test_run_scale_reads_a_comparisons_results_too():
+    common = load("_common")
+    results = _panel_results(("node",), epochs=3, seeds=2)
+    results["config"] = {"subset": None, "test_subset": None, "epochs": 3, "seeds": 2}
+    assert common.run_scale(results) == "all training / all test images, 3 epochs, 2 seeds"
