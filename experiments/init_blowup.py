@@ -174,53 +174,93 @@ def run(
         "h0_norm": x0_norm,
         "g_bound": g_bound(x0_norm, t_end),
         "clip": CLIP_FACTOR * max(max(finished, default=1.0), 1.0),
+        "bounded": bounded_models(per_model),
         "models": per_model,
     }
 
 
+def _draw(ax, i: int, m: str, entry: dict, ts: np.ndarray) -> np.ndarray:
+    """One model's curves on ``ax``: the geometric mean over seeds while all run, the
+    min–max band, each seed thinly up to where its solve stopped; returns the norms."""
+    arr = np.array(entry["norms"], dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # times no seed reached: NaN
+        geo = 10 ** np.mean(np.log10(arr), axis=0)  # NaN once any seed has stopped
+        lo, hi = np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
+    c = C.color(m, i)
+    ax.plot(ts, geo, color=c, lw=1.8, label=C.label(m), **C.line_style(m, i, len(ts), 7))
+    ax.fill_between(ts, lo, hi, color=c, alpha=0.12, lw=0)
+    for row in arr:
+        ax.plot(ts, row, color=c, lw=0.6, alpha=0.5)
+    return arr
+
+
 def plot(results: dict, path: Path) -> Path:
-    """‖h(t)‖ per model on a log axis that ends at ``results["clip"]``: a model whose norm
-    goes beyond is marked (▲) where its first seed crosses it, with the largest norm any
-    of its seeds reached."""
+    """Two panels of ‖h(t)‖. Left, every model on a log axis that ends at
+    ``results["clip"]``: a model whose norm goes beyond is marked (▲) where its first seed
+    crosses it, with the largest norm any of its seeds reached. Right, on an axis of their
+    own, the models that stay bounded (``results["bounded"]``) and GNesterovNODE's stated
+    bound, which the left panel's scale would flatten."""
     ts = np.array(results["ts"])
     clip = float(results["clip"])
-    fig, ax = C.new_figure(figsize=(6.6, 4.6))
+    fig, (ax, zoom) = C.new_figure(1, 2, figsize=(11.5, 4.6))
+    low = np.inf
     for i, (m, entry) in enumerate(results["models"].items()):
-        arr = np.array(entry["norms"], dtype=float)
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # times no seed reached: NaN
-            geo = 10 ** np.mean(np.log10(arr), axis=0)  # NaN once any seed has stopped
-            lo, hi = np.nanmin(arr, axis=0), np.nanmax(arr, axis=0)
-        c = C.color(m, i)
-        ax.plot(ts, geo, color=c, lw=1.8, label=C.label(m))
-        ax.fill_between(ts, lo, hi, color=c, alpha=0.12, lw=0)
-        for row in arr:  # each seed thinly, up to where its solve stopped
-            ax.plot(ts, row, color=c, lw=0.6, alpha=0.5)
+        arr = _draw(ax, i, m, entry, ts)
+        positive = arr[np.isfinite(arr) & (arr > 0)]
+        low = min(low, float(positive.min()) if positive.size else low)
         above = np.nonzero(np.nan_to_num(arr, nan=0.0) > clip)
         if above[0].size:
             t_cross = float(ts[above[1].min()])
-            peak = float(np.nanmax(arr))
+            c = C.color(m, i)
             ax.plot([t_cross], [clip], "^", color=c, ms=8, clip_on=False)
             ax.annotate(
-                f"{C.label(m)} ↑ {peak:.0e}",
+                f"{C.label(m)} ↑ {float(np.nanmax(arr)):.0e}",
                 (t_cross, clip),
                 xytext=(4, -12 - 9 * (i % 4)),
                 textcoords="offset points",
                 fontsize=7,
                 color=c,
             )
+        if m in results["bounded"]:
+            _draw(zoom, i, m, entry, ts)
     ax.set_yscale("log")
-    ax.set_ylim(top=clip)
-    ax.set_xlabel("t")
-    ax.set_ylabel("‖h(t)‖₂ (batch mean)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    ax.set_ylim(0.5 * low if np.isfinite(low) else None, clip)
+    ax.set_title(f"every model (axis clipped at {clip:.0e}; ▲: leaves it, with its peak)")
+    zoom.set_yscale("log")
+    zoom.set_title("the models that stay bounded")
+    if "gnesterovnode" in results["bounded"]:
+        zoom.axhline(results["g_bound"], color="k", ls=":", lw=1.0)
+        zoom.annotate(
+            f"GNesterovNODE's bound {results['g_bound']:.4g}",
+            (ts[0], results["g_bound"]),
+            xytext=(2, -10),
+            textcoords="offset points",
+            fontsize=7,
+        )
+        zoom.set_title("the models that stay bounded, and GNesterovNODE's bound")
+    for a in (ax, zoom):
+        a.set_xlabel("t")
+        a.set_ylabel("‖h(t)‖₂ (batch mean)")
+        a.grid(True, which="both", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=7, loc="upper center", bbox_to_anchor=(0.5, 0.0))
     return C.save(
         fig,
         path,
-        "Silverbox at initialisation: ‖h(t)‖₂ (mean while all seeds run; thin: each seed;\n"
-        f"axis clipped at {clip:.0e}, ▲: the curve leaves it, with its largest norm)",
+        "Silverbox at initialisation: ‖h(t)‖₂ (line: geometric mean while all seeds run; "
+        "band: min–max; thin: each seed)",
     )
+
+
+def bounded_models(models: dict) -> list[str]:
+    """The models whose every solve finished the span with growth at most ``GROWN``."""
+    return [
+        m
+        for m, e in models.items()
+        if all(f is None for f in e["failed_at"])
+        and np.nanmax(np.array(e["growth"], dtype=float)) <= GROWN
+    ]
 
 
 def verdict(results: dict) -> list[str]:
@@ -272,11 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
     gnest = np.array(results["models"]["gnesterovnode"]["max_norm"], dtype=float)
     ghb = np.array(results["models"]["ghbnode"]["max_norm"], dtype=float)
     bound = results["g_bound"]
-    grown, bounded = [], []
-    for m, e in results["models"].items():
-        big = np.nanmax(np.array(e["growth"], dtype=float)) > GROWN
-        stopped = any(f is not None for f in e["failed_at"])
-        (grown if big or stopped else bounded).append(C.label(m))
+    bounded = [C.label(m) for m in results["bounded"]]
+    grown = [C.label(m) for m in results["models"] if m not in results["bounded"]]
     k_ratio = math.exp(0.5 * (args.t_end - 1) - 1.5 * math.log(args.t_end))
     results.update(
         figure="Fig. 2 (left)",

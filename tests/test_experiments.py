@@ -129,6 +129,8 @@ def test_blowup_plot_clips_its_axis_and_marks_the_curves_that_leave_it(tmp_path)
     results = {
         "ts": ts.tolist(),
         "clip": 1e6,
+        "g_bound": 1550.0,
+        "bounded": ["gnesterovnode"],
         "models": {
             "nesterovnode": {"norms": [[1.0, 1e3, 1e40, 1e152, np.nan]]},
             "gnesterovnode": {"norms": [[1.0, 10.0, 100.0, 300.0, 400.0]]},
@@ -146,11 +148,17 @@ def test_blowup_plot_clips_its_axis_and_marks_the_curves_that_leave_it(tmp_path)
         module.plot(results, tmp_path / "b.png")
     finally:
         module.C.save = real
-    ax = figures["fig"].axes[0]
+    ax, zoom = figures["fig"].axes[:2]
     assert ax.get_ylim()[1] == pytest.approx(1e6)  # not 1e152
     marks = [t.get_text() for t in ax.texts]
     assert any("NesterovNODE" in m and "1e+152" in m for m in marks)
     assert not any("GNesterovNODE" in m for m in marks)
+    # the second panel: only the bounded models, on a scale of their own, with the bound
+    assert [
+        line.get_label() for line in zoom.get_lines() if not line.get_label().startswith("_")
+    ] == ["GNesterovNODE"]
+    assert zoom.get_ylim()[1] < 1e4
+    assert any("bound 1550" in t.get_text() for t in zoom.texts)
 
 
 def test_r_ablation_records_nfe_per_r_and_says_whether_it_grows(tmp_path, fake_mnist, capsys):
@@ -323,3 +331,41 @@ def test_run_scale_reads_a_comparisons_results_too():
     results = _panel_results(("node",), epochs=3, seeds=2)
     results["config"] = {"subset": None, "test_subset": None, "epochs": 3, "seeds": 2}
     assert common.run_scale(results) == "all training / all test images, 3 epochs, 2 seeds"
+
+
+def test_adjoint_norms_script_takes_the_shared_options_and_ends_with_a_verdict(tmp_path, capsys):
+    """Fig. 2 right like every experiment: --threads, --quiet, --out; results.json, the
+    PNG, seen.txt and a "Seen" line whose numbers are those in results.json."""
+    rng = np.random.default_rng(0)
+    rollouts = {f"rollout_{i:03d}": rng.normal(size=(90, 17)) for i in range(20)}
+    np.savez(tmp_path / "rollouts.npz", **rollouts)
+    out = tmp_path / "out"
+    results = load("adjoint_norms").main(
+        [
+            "--data-dir",
+            str(tmp_path),
+            "--models",
+            "node",
+            "gnesterovnode",
+            "--windows",
+            "3",
+            "--no-train",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
+    assert torch.get_num_threads() == 1
+    saved = _outputs(out, "adjoint_norms.png")
+    assert saved["windows"] == 3 and set(saved["curves"]) == {
+        "node/untrained",
+        "gnesterovnode/untrained",
+    }
+    curve = saved["curves"]["node/untrained"]
+    assert curve["ratio"] == pytest.approx(curve["norm"][0] / curve["norm"][-1])
+    ratios = [r["ratio"] for r in results["curves"].values()]
+    seen = (out / "seen.txt").read_text()
+    assert f"falls to {min(ratios):.1e}–{max(ratios):.1e} of its value at T" in seen
+    assert "Seen (untrained)" in capsys.readouterr().out and "Seen (trained)" not in seen
