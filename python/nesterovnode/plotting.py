@@ -1,6 +1,7 @@
 """Every picture the package draws, in one style: runs (loss, NFE and accuracy curves over
-seeds: mean ± std, geometric on log axes; learned features), solver comparison (work-precision) and
-stiffness (step sizes; spectra, stiffness ratios and spectral radii of several models).
+seeds: mean ± std, geometric on log axes; learned features), solver comparison
+(work-precision) and stiffness (step sizes; spectra, stiffness ratios and spectral radii
+of several models).
 
 Figures are matplotlib ``Figure``s drawn by the Agg canvas (no pyplot, no GUI backend, no
 global state) and written as PNG atomically (``io.write_atomic``): a reader sees the old
@@ -89,14 +90,13 @@ def line_style(name: str, i: int, points: int, series: int) -> dict:
     another: a model's fixed marker (else the i-th of a cycle) and the i-th dash. A line of
     at least 2 × ``series`` points is marked at every ``series``-th point from the i-th, so
     the marks of coinciding lines fall side by side, not on each other; a shorter line is
-    marked at every point."""
-    every = series if points >= 2 * series else 1
-    return {
-        "marker": MARKERS.get(name, _MARKER_CYCLE[i % len(_MARKER_CYCLE)]),
-        "linestyle": LINESTYLES[i % len(LINESTYLES)],
-        "markevery": (i % every, every),
-        "ms": 4,
-    }
+    marked at every point with hollow marks, the earlier series' larger, so that marks on
+    one point show one inside the other."""
+    marker = MARKERS.get(name, _MARKER_CYCLE[i % len(_MARKER_CYCLE)])
+    dash = LINESTYLES[i % len(LINESTYLES)]
+    if points >= 2 * series:
+        return {"marker": marker, "linestyle": dash, "markevery": (i % series, series), "ms": 4}
+    return {"marker": marker, "linestyle": dash, "ms": 4 + 1.2 * (series - 1 - i), "mfc": "none"}
 
 
 def _finish(ax, legend: bool = True) -> None:

@@ -6,7 +6,7 @@ The output directory holds
                              "summary", "configuration", "versions", "git_commit",
                              "hardware", "started", "finished"} (see ``run_metadata``)
     runs/NAME/seedK/        each run's checkpoint.pt, log.jsonl, config.json
-    loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
+    loss.png, nfe_forward.png, nfe_backward.png    geometric mean and band over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
 
 (the pictures are drawn by ``plotting.write_plots``).
