@@ -88,14 +88,17 @@ def label(name: str) -> str:
 def line_style(name: str, i: int, points: int, series: int) -> dict:
     """Line2D keywords that tell the i-th of ``series`` lines apart even where it lies on
     another: a model's fixed marker (else the i-th of a cycle) and the i-th dash. A line of
-    at least 2 × ``series`` points is marked at every ``series``-th point from the i-th, so
-    the marks of coinciding lines fall side by side, not on each other; a shorter line is
+    at least 2 × ``series`` points gets about 8 marks (at least one every ``series``
+    points), each series' shifted by its share of the spacing, so the marks of coinciding
+    lines fall side by side, not on each other; a shorter line is
     marked at every point with hollow marks, the earlier series' larger, so that marks on
     one point show one inside the other."""
     marker = MARKERS.get(name, _MARKER_CYCLE[i % len(_MARKER_CYCLE)])
     dash = LINESTYLES[i % len(LINESTYLES)]
     if points >= 2 * series:
-        return {"marker": marker, "linestyle": dash, "markevery": (i % series, series), "ms": 4}
+        share = max(1, points // (8 * series))
+        every = (i * share, series * share)
+        return {"marker": marker, "linestyle": dash, "markevery": every, "ms": 4}
     return {"marker": marker, "linestyle": dash, "ms": 4 + 1.2 * (series - 1 - i), "mfc": "none"}
 
 
