@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nesterovnode.io import write_json_atomic
-from nesterovnode.plotting import color, label, new_figure, save
+from nesterovnode.plotting import color, label, line_style, new_figure, save
 
 #: The repository root (experiments/ lives in it).
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,10 +204,35 @@ PANELS = (
 )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def run_scale(results: dict) -> str:
+    """How large an image run was, for titles: "128 training / 300 test images, 2 epochs,
+    1 seed" (``all`` where no subset was taken). Reads an experiment's results
+    (``config["train"]``) or a comparison's (``config``); epochs and seeds are those the
+    runs hold."""
+    config = results.get("config", {})
+    train = config.get("train", config)
+    subset, test = train.get("subset"), train.get("test_subset")
+    runs = [r for entry in results["models"].values() for r in entry["runs"]]
+    epochs = max((len(r["epochs"]) for r in runs), default=0)
+    seeds = max((len(entry["runs"]) for entry in results["models"].values()), default=0)
+    return (
+        f"{subset or 'all'} training / {test or 'all'} test images, "
+        f"{_count(epochs, 'epoch', 'epochs')}, {_count(seeds, 'seed', 'seeds')}"
+    )
+
+
 def plot_panels(results: dict, path: Path, title: str) -> Path:
-    """The paper's image panels, one line per model/label (mean ± std over seeds):
-    forward NFE, backward NFE, training loss (log axis) and test accuracy per epoch, and
-    test accuracy against cumulative training time (s)."""
+    """The paper's image panels, one line per model/label (mean ± std over seeds, each
+    with its own marker and dash so that equal curves stay visible): forward NFE,
+    backward NFE, training loss (log axis) and test accuracy per epoch (whole-epoch
+    ticks), and test accuracy against cumulative training time (s). The legend sits
+    below the panels; the title is followed by the run's scale (``run_scale``)."""
+    from matplotlib.ticker import MaxNLocator
+
     models = results["models"]
     fig, axes = new_figure(1, len(PANELS), figsize=(4.0 * len(PANELS), 3.4))
     for ax, (key, ylabel, log) in zip(axes, PANELS):
@@ -217,17 +242,29 @@ def plot_panels(results: dict, path: Path, title: str) -> Path:
                 continue
             x, mean, std = curve
             c = color(name, i)
-            ax.plot(x, mean, label=label(name), color=c, lw=1.6, marker="o", ms=3)
+            style = line_style(name, i, len(x), len(models))
+            ax.plot(x, mean, label=label(name), color=c, lw=1.6, **style)
             ax.fill_between(x, mean - std, mean + std, color=c, alpha=0.18, lw=0)
-        ax.set_xlabel("training time (s)" if key == "time" else "epoch")
+        if key == "time":
+            ax.set_xlabel("training time (s)")
+        else:
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
     handles, labels_ = axes[0].get_legend_handles_labels()
     if handles:
-        axes[-1].legend(handles, labels_, fontsize=8)
-    return save(fig, path, title)
+        fig.legend(
+            handles,
+            labels_,
+            fontsize=8,
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(len(handles), 6),
+        )
+    return save(fig, path, f"{title} ({run_scale(results)})")
 
 
 def final_rows(results: dict) -> list[dict[str, Any]]:

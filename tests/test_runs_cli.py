@@ -194,3 +194,76 @@ def test_solvers_compare_refuses_a_checkpoint_of_another_model(tmp_path, capsys)
     ]
     assert main(argv) == 2
     assert "hbnode run, not pointcloud node" in capsys.readouterr().err
+
+
+def prepared(argv):
+    """The arguments of ``argv`` as the command runs them (after --paper and --threads)."""
+    from nesterovnode.cli.runs import _prepare
+
+    args = build_parser().parse_args(argv)
+    _prepare(args)
+    return args
+
+
+def test_paper_takes_the_papers_seeds_epochs_tolerance_and_float64_on_walker2d():
+    args = prepared(["compare", "walker2d", "--paper", "--device", "cpu"])
+    assert (args.seeds, args.epochs, args.tol, args.dtype) == (5, 500, 1e-7, "float64")
+    assert args.paper_departures == {}
+    # the point cloud's paper protocol is float64 at its own tolerance too
+    args = prepared(["compare", "pointcloud", "--paper", "--device", "cpu"])
+    assert (args.seeds, args.epochs, args.tol, args.dtype) == (5, 200, 1e-7, "float64")
+
+
+def test_an_explicit_option_wins_over_paper_and_is_named_as_a_departure(capsys):
+    args = prepared(
+        ["compare", "walker2d", "--paper", "--seeds", "1", "--dtype", "float32", "--device", "cpu"]
+    )
+    assert (args.seeds, args.dtype, args.epochs, args.tol) == (1, "float32", 500, 1e-7)
+    assert args.paper_departures == {"seeds": (1, 5), "dtype": ("float32", "float64")}
+    err = capsys.readouterr().err
+    assert "--paper with --seeds 1 (the paper's: 5), --dtype float32 (the paper's: float64)" in err
+    # an option equal to the paper's value is no departure
+    args = prepared(["train", "walker2d", "--model", "node", "--paper", "--epochs", "500"])
+    assert args.paper_departures == {} and args.dtype == "float64"
+
+
+def test_a_paper_comparison_with_fewer_seeds_runs_those_and_records_no_paper_protocol(
+    tmp_path, capsys
+):
+    argv = [
+        "compare",
+        "pointcloud",
+        "--paper",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--models",
+        "node",
+        "--out",
+        str(tmp_path),
+        "--jobs",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert main(argv) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["config"]["seeds"] == 1
+    assert [r["seed"] for r in saved["models"]["node"]["runs"]] == [0]
+    assert saved["configuration"]["paper_protocol"] is False
+    assert saved["configuration"]["paper_departures"] == {"seeds": 1, "epochs": 1}
+    out = capsys.readouterr().out
+    assert "not the paper's protocol (--paper with --seeds 1, --epochs 1)" in out
+
+
+def test_data_dir_help_names_every_task_that_reads_it_and_the_commands_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "image tasks;" not in text
+    assert "walker2d: rollouts.npz (or DIR/walker2d/rollouts.npz)" in text
+    assert "mnist: the four IDX files" in text
+    assert "--paper the paper's protocol: its seeds, epochs, tolerance and dtype" in text
+    assert "Default: $NESTEROVNODE_DATA, else ./data in the working directory" in text

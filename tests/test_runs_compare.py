@@ -155,13 +155,58 @@ def test_plots_use_log_nfe_axes_integer_epochs_labelled_bands_and_name_the_subse
         assert isinstance(locator, MaxNLocator) and locator._integer
         assert "subset of 64 samples" in ax.get_title()
         legend = ax.get_legend()
-        assert "± std over 2 seeds" in legend.get_title().get_text()
+        assert "geometric std over 2 seeds" in legend.get_title().get_text()
         assert any("seed 1 failed" in t.get_text() for t in legend.get_texts())
     fig, title = figures["features.png"]
     assert "10 training points" in title and "subset of 64" in title
     node, anode = fig.axes[:2]
     assert node.get_xlabel() == "h₁(T)" and node.get_ylabel() == "h₂(T)"
     assert "blown up" in anode.get_title() and "dims 1–2" in anode.get_title()
+
+
+def test_a_log_axis_band_is_geometric_and_stays_above_zero_where_mean_minus_std_does_not():
+    import numpy as np
+
+    from nesterovnode.plotting import curve_stats
+
+    # two seeds whose losses differ by orders of magnitude: mean − std = 0 on a linear scale
+    def runs(*losses):
+        return [
+            {"seed": s, "epochs": [{"epoch": 1, "loss": v}, {"epoch": 2, "loss": v / 10}]}
+            for s, v in enumerate(losses)
+        ]
+
+    skewed = {"node": {"params": 1, "runs": runs(1e-6, 1e-6, 1.0)}}
+    _, mean, low, high = curve_stats(skewed, "loss")["node"]
+    assert low[0] < 0  # mean − std: what fell to the bottom of a log plot
+    _, centre, low, high = curve_stats(skewed, "loss", log=True)["node"]
+    assert np.all(low > 0) and centre[0] == pytest.approx(1e-4)
+    models = {"node": {"params": 1, "runs": runs(1e-6, 1.0)}}
+    _, centre, low, high = curve_stats(models, "loss", log=True)["node"]
+    np.testing.assert_allclose(centre, [1e-3, 1e-4])  # the geometric mean
+    np.testing.assert_allclose(low, [1e-6, 1e-7])  # exp(mean − std of log): the lower seed
+    np.testing.assert_allclose(high, [1.0, 0.1])
+
+
+def test_coinciding_curves_of_two_models_differ_in_marker_and_dash(tmp_path, monkeypatch):
+    import nesterovnode.plotting as plotting
+
+    figures = {}
+    real = plotting.save
+
+    def save(fig, path, title=None):
+        figures[path.name] = fig
+        return real(fig, path, title)
+
+    monkeypatch.setattr(plotting, "save", save)
+    results = fake_results()
+    same = results["models"]["node"]["runs"]
+    results["models"] = {"node": {"params": 1, "runs": same}, "anode": {"params": 1, "runs": same}}
+    plotting.write_plots(results, tmp_path)
+    node, anode = figures["nfe_forward.png"].axes[0].get_lines()[:2]
+    assert list(node.get_ydata()) == list(anode.get_ydata())
+    assert node.get_marker() != anode.get_marker()
+    assert node.get_linestyle() != anode.get_linestyle()
 
 
 def test_parallel_workers_take_the_costliest_runs_first():

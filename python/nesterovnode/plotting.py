@@ -1,12 +1,14 @@
-"""Every picture the package draws, in one style: runs (loss, NFE and accuracy curves,
-mean ± std over seeds; learned features), solver comparison (work-precision) and
-stiffness (step sizes; spectra, stiffness ratios and spectral radii of several models).
+"""Every picture the package draws, in one style: runs (loss, NFE and accuracy curves over
+seeds: mean ± std, geometric on log axes; learned features), solver comparison
+(work-precision) and stiffness (step sizes; spectra, stiffness ratios and spectral radii
+of several models).
 
 Figures are matplotlib ``Figure``s drawn by the Agg canvas (no pyplot, no GUI backend, no
 global state) and written as PNG atomically (``io.write_atomic``): a reader sees the old
 picture or the whole new one. Models have fixed colours and labels (``COLORS``,
 ``LABELS``), so every figure of a comparison matches; other series take the default
-colour cycle. Every ``plot_*`` function returns the path it wrote.
+colour cycle. Every series also has its own marker and dash (``line_style``), so curves
+that coincide stay visible. Every ``plot_*`` function returns the path it wrote.
 """
 
 from __future__ import annotations
@@ -37,6 +39,19 @@ LABELS = {
     "nesterovnode": "NesterovNODE",
     "gnesterovnode": "GNesterovNODE",
 }
+#: Markers and line styles per model, so that curves that coincide (NODE and ANODE at the
+#: same NFE floor) stay visible: each model's line has its own dash and marks.
+MARKERS = {
+    "node": "o",
+    "anode": "s",
+    "sonode": "^",
+    "hbnode": "v",
+    "ghbnode": "D",
+    "nesterovnode": "P",
+    "gnesterovnode": "X",
+}
+LINESTYLES = ("-", "--", "-.", ":")
+_MARKER_CYCLE = ("o", "s", "^", "v", "D", "P", "X", "*")
 DPI = 120
 
 
@@ -70,6 +85,23 @@ def label(name: str) -> str:
     return LABELS.get(name, name)
 
 
+def line_style(name: str, i: int, points: int, series: int) -> dict:
+    """Line2D keywords that tell the i-th of ``series`` lines apart even where it lies on
+    another: a model's fixed marker (else the i-th of a cycle) and the i-th dash. A line of
+    at least 2 × ``series`` points gets about 8 marks (at least one every ``series``
+    points), each series' shifted by its share of the spacing, so the marks of coinciding
+    lines fall side by side, not on each other; a shorter line is
+    marked at every point with hollow marks, the earlier series' larger, so that marks on
+    one point show one inside the other."""
+    marker = MARKERS.get(name, _MARKER_CYCLE[i % len(_MARKER_CYCLE)])
+    dash = LINESTYLES[i % len(LINESTYLES)]
+    if points >= 2 * series:
+        share = max(1, points // (8 * series))
+        every = (i * share, series * share)
+        return {"marker": marker, "linestyle": dash, "markevery": every, "ms": 4}
+    return {"marker": marker, "linestyle": dash, "ms": 4 + 1.2 * (series - 1 - i), "mfc": "none"}
+
+
 def _finish(ax, legend: bool = True) -> None:
     ax.grid(True, which="both", alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
@@ -81,9 +113,27 @@ def _finished(run: dict) -> bool:
     return run.get("status", "finished") == "finished"
 
 
-def curve_stats(models: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per model: (epochs, mean, std) of ``key`` over the runs (seeds) that finished, on
-    the epochs all of them have."""
+def spread(values: np.ndarray, log: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(centre, low, high)`` over axis 0 (the seeds) of ``values``: on a linear axis the
+    mean and mean ± std; on a log axis (``log``) the geometric mean and the geometric band
+    exp(mean ± std of log), which stays positive where mean − std would not (values ≤ 0,
+    which a log axis cannot show, are left out)."""
+    values = np.asarray(values, dtype=float)
+    if not log:
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        return mean, mean - std, mean + std
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.where(values > 0, values, np.nan))
+    mean, std = np.nanmean(logs, axis=0), np.nanstd(logs, axis=0)
+    return np.exp(mean), np.exp(mean - std), np.exp(mean + std)
+
+
+def curve_stats(
+    models: dict, key: str, log: bool = False
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per model: ``(epochs, centre, low, high)`` of ``key`` over the runs (seeds) that
+    finished, on the epochs all of them have (``spread``: mean ± std, or with ``log`` the
+    geometric mean and band)."""
     out = {}
     for name, entry in models.items():
         runs = [r["epochs"] for r in entry["runs"] if r["epochs"] and _finished(r)]
@@ -92,24 +142,38 @@ def curve_stats(models: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarra
         n = min(len(r) for r in runs)
         values = np.array([[e[key] for e in r[:n]] for r in runs], dtype=float)
         epochs = np.array([e["epoch"] for e in runs[0][:n]])
-        out[name] = (epochs, values.mean(axis=0), values.std(axis=0))
+        out[name] = (epochs, *spread(values, log))
     return out
+
+
+def band_title(seeds: int, log: bool) -> str:
+    """What a curve plot's line and shading are."""
+    if seeds <= 1:
+        return "one seed"
+    if log:
+        return f"line: geometric mean, shaded: ×/÷ geometric std over {seeds} seeds"
+    return f"line: mean, shaded: ± std over {seeds} seeds"
 
 
 def plot_curve(
     models: dict, key: str, ylabel: str, path: Path, log: bool = False, title: str = ""
 ) -> Path:
-    """One line per model (mean over the seeds that finished) with a shaded ± std band
-    over them, against epoch (integer ticks); a failed run is a dashed line ending in a
-    cross at its last finished epoch."""
+    """One line per model over the seeds that finished, with a shaded band, against epoch
+    (integer ticks): mean ± std, or on a log axis (``log``) the geometric mean and band
+    (``spread``), which never falls below zero. Each model has its own marker and dash
+    (``line_style``), so coinciding curves stay visible; a failed run is a thin dotted
+    line ending in a cross at its last finished epoch."""
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = new_figure()
-    stats = curve_stats(models, key)
-    for i, (name, (epochs, mean, std)) in enumerate(stats.items()):
+    stats = curve_stats(models, key, log)
+    index = {name: i for i, name in enumerate(models)}
+    for name, (epochs, centre, low, high) in stats.items():
+        i = index[name]
         c = color(name, i)
-        ax.plot(epochs, mean, label=label(name), color=c, lw=1.6)
-        ax.fill_between(epochs, mean - std, mean + std, color=c, alpha=0.18, lw=0)
+        style = line_style(name, i, len(epochs), len(models))
+        ax.plot(epochs, centre, label=label(name), color=c, lw=1.6, **style)
+        ax.fill_between(epochs, low, high, color=c, alpha=0.18, lw=0)
     for i, (name, entry) in enumerate(models.items()):
         for r in entry["runs"]:
             if _finished(r) or not r["epochs"] or key not in r["epochs"][0]:
@@ -117,7 +181,7 @@ def plot_curve(
             xs = [e["epoch"] for e in r["epochs"]]
             ys = [e[key] for e in r["epochs"]]
             c = color(name, i)
-            ax.plot(xs, ys, "--", color=c, lw=1.0)
+            ax.plot(xs, ys, ":", color=c, lw=1.0)
             ax.plot(
                 xs[-1:],
                 ys[-1:],
@@ -136,8 +200,7 @@ def plot_curve(
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     if ax.get_legend_handles_labels()[0]:
-        band = f"line: mean, shaded: ± std over {seeds} seeds" if seeds > 1 else "one seed"
-        ax.legend(fontsize=8, ncol=2, title=band, title_fontsize=7)
+        ax.legend(fontsize=8, ncol=2, title=band_title(seeds, log), title_fontsize=7)
     return save(fig, path)
 
 
@@ -239,7 +302,9 @@ def run_scope(results: dict) -> str:
     if cfg.get("max_iters"):
         parts.append(f"≤ {cfg['max_iters']} iterations/epoch")
     if results.get("configuration", {}).get("paper_protocol") is False:
-        parts.append(f"{cfg.get('epochs')} epochs, {cfg.get('seeds')} seed(s), not --paper")
+        parts.append(
+            f"{cfg.get('epochs')} epochs, {cfg.get('seeds')} seed(s), not the paper's protocol"
+        )
     return f" ({'; '.join(parts)})" if parts else ""
 
 
@@ -329,7 +394,10 @@ def plot_spectra(reports: dict, path, title: str | None = None) -> Path:
 __all__ = [
     "COLORS",
     "LABELS",
+    "MARKERS",
+    "band_title",
     "curve_stats",
+    "line_style",
     "new_figure",
     "plot_curve",
     "plot_features",
@@ -338,5 +406,6 @@ __all__ = [
     "plot_work_precision",
     "run_scope",
     "save",
+    "spread",
     "write_plots",
 ]

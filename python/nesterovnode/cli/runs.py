@@ -62,12 +62,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=["float32", "float64"],
         help="model and data precision (default: the task's: float64 for pointcloud, "
-        "float32 for the image tasks)",
+        "float32 for the image tasks and walker2d; --paper: float64 for walker2d)",
     )
     p.add_argument(
         "--data-dir",
-        help="directory holding the task's data files (image tasks; default "
-        "$NESTEROVNODE_DATA, else ./data)",
+        help="directory of the task's data: mnist: the four IDX files (or DIR/mnist/, "
+        "DIR/MNIST/raw/); cifar10: the CIFAR-10 batches; walker2d: rollouts.npz (or "
+        "DIR/walker2d/rollouts.npz); pointcloud generates its own. Default: "
+        "$NESTEROVNODE_DATA, else ./data in the working directory",
     )
     p.add_argument(
         "--download",
@@ -181,10 +183,48 @@ def _plain_lines(args) -> bool:
     return args.no_progress or not sys.stderr.isatty()
 
 
+def _apply_paper(args) -> None:
+    """--paper: the task's paper protocol (``TaskDefaults.paper_protocol``: seeds, epochs,
+    tolerance, dtype) for every one of these options not given. An option given explicitly
+    wins; where it differs from the paper's value it is recorded in
+    ``args.paper_departures`` ({option: (given, paper's)}) and said on stderr, and the
+    run is then not the paper's protocol."""
+    from ..tasks import get_task
+
+    protocol = get_task(args.task).defaults.paper_protocol()
+    if not hasattr(args, "seeds"):  # train: one run, no seeds
+        protocol.pop("seeds")
+    args.paper_departures = {}
+    for option, paper_value in protocol.items():
+        given = getattr(args, option)
+        if given is None:
+            setattr(args, option, paper_value)
+        elif given != paper_value:
+            args.paper_departures[option] = (given, paper_value)
+    if args.paper_departures:
+        _say(
+            f"--paper with {departure_text(args.paper_departures, paper=True)}: the options "
+            f"given replace the paper's, so this run is not the paper's protocol"
+        )
+
+
+def departure_text(departures: dict, paper: bool = False) -> str:
+    """``--seeds 1, --dtype float32`` (with ``paper``: each followed by the paper's value)."""
+
+    def value(v) -> str:
+        return f"{v:g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(
+        f"--{option} {value(given)}" + (f" (the paper's: {value(theirs)})" if paper else "")
+        for option, (given, theirs) in departures.items()
+    )
+
+
 def _prepare(args) -> None:
     """Settings shared by train and compare: --threads, --device auto, --max-iters without
-    --epochs, and --paper's epochs and seeds."""
+    --epochs, and --paper's protocol (``_apply_paper``)."""
     args.device = _device(args)
+    args.paper_departures = {}
     if args.max_iters is not None and args.epochs is None and not getattr(args, "paper", False):
         args.epochs = 1
         _say(
@@ -196,13 +236,16 @@ def _prepare(args) -> None:
 
         torch.set_num_threads(args.threads)
     if getattr(args, "paper", False):
-        from ..tasks import get_task
+        _apply_paper(args)
 
-        paper = get_task(args.task).defaults
-        args.epochs = args.epochs or paper.paper_epochs or paper.epochs
-        args.tol = args.tol or paper.paper_tol  # None: the task's tol is the paper's
-        if hasattr(args, "seeds"):
-            args.seeds = max(args.seeds or 0, paper.paper_seeds)
+
+def _protocol_text(configuration: dict, departures: dict) -> str:
+    """Whether a comparison ran the paper's protocol, and if not what departed from it."""
+    if configuration["paper_protocol"]:
+        return "the paper's protocol"
+    if departures:
+        return f"not the paper's protocol (--paper with {departure_text(departures)})"
+    return "not the paper's protocol (--paper)"
 
 
 def format_epoch(rec: dict, task: str, epochs: int | None = None) -> str:
@@ -255,6 +298,7 @@ def cmd_compare(args) -> int:
         jobs=jobs,
         progress=not args.no_progress,
         paper=bool(args.paper),
+        paper_departures={k: given for k, (given, _) in args.paper_departures.items()},
         on_epoch=line if _plain_lines(args) else None,
         notify=_say,
     )
@@ -264,11 +308,7 @@ def cmd_compare(args) -> int:
             f"\n{args.task}: {conf['epochs']} epochs, {conf['seeds']} seed(s), "
             f"{conf['solver']} on {conf['engine']} at tol {conf['rtol']:g}, {conf['dtype']}, "
             f"{conf['device']}, {conf['jobs']} run(s) in parallel, {_compiled(results)}; "
-            + (
-                "the paper's protocol"
-                if conf["paper_protocol"]
-                else "not the paper's protocol (--paper)"
-            )
+            + _protocol_text(conf, args.paper_departures)
         )
         print(format_table(summary_rows(results)))
         plots = ", ".join(str(p) for p in sorted(out.glob("*.png")))
@@ -341,7 +381,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--models", nargs="+", type=model_arg, help="default: all seven")
     p.add_argument("--seeds", type=positive_int, help="runs per model (default 1)")
     p.add_argument("--out", help="output directory (default results/TASK)")
-    p.add_argument("--paper", action="store_true", help="the paper's protocol (epochs, seeds)")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's protocol: its seeds, epochs, tolerance and dtype, for each of "
+        "these options not given (a given one wins, and the run is then recorded as not "
+        "the paper's protocol)",
+    )
     p.add_argument(
         "--jobs", type=positive_int, help="runs in parallel processes (default: 2 on CPU)"
     )
@@ -352,5 +398,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", required=True, type=model_arg)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", help="run directory (default runs/TASK/MODEL/seedK)")
-    p.add_argument("--paper", action="store_true", help="the paper's number of epochs")
+    p.add_argument(
+        "--paper",
+        action="store_true",
+        help="the paper's epochs, tolerance and dtype, for each of these options not given",
+    )
     p.set_defaults(func=cmd_train)

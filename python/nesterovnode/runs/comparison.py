@@ -6,7 +6,7 @@ The output directory holds
                              "summary", "configuration", "versions", "git_commit",
                              "hardware", "started", "finished"} (see ``run_metadata``)
     runs/NAME/seedK/        each run's checkpoint.pt, log.jsonl, config.json
-    loss.png, nfe_forward.png, nfe_backward.png    mean ± std over seeds against epoch
+    loss.png, nfe_forward.png, nfe_backward.png    geometric mean and band over seeds against epoch
     features.png            learned features h(T) coloured by class (2-D tasks)
 
 (the pictures are drawn by ``plotting.write_plots``).
@@ -195,6 +195,7 @@ def compare(
     jobs: int = 1,
     progress: bool = True,
     paper: bool = False,
+    paper_departures: dict[str, Any] | None = None,
     on_epoch=None,
     notify=None,
 ) -> dict[str, Any]:
@@ -202,7 +203,9 @@ def compare(
 
     ``on_epoch(model, seed, record)`` receives every finished epoch and ``notify(text)``
     the runs' messages (resume point, duration estimate, failure), in the main process.
-    ``paper`` records that the epochs and seeds are the paper's protocol. Returns the
+    ``paper`` records that the run is the paper's protocol; ``paper_departures``
+    ({option: value}) the options given with ``--paper`` that replace the paper's (the run
+    is then recorded as not the paper's protocol). Returns the
     ``results.json`` content; ``results["failed"]`` lists the runs that failed.
     """
     task = get_task(base.task)
@@ -230,6 +233,7 @@ def compare(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
+        paper = {"requested": bool(paper), "departures": dict(paper_departures or {})}
         return _compare(
             base, task, models, seeds, out, config, jobs, progress, paper, on_epoch, notify
         )
@@ -331,9 +335,15 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def run_metadata(base: TrainConfig, seeds: int, jobs: int, paper: bool, started: str) -> dict:
+def run_metadata(
+    base: TrainConfig, seeds: int, jobs: int, paper: bool | dict, started: str
+) -> dict:
     """What a results.json says about how it was made: the resolved configuration,
-    package versions, git commit, hardware and start time."""
+    package versions, git commit, hardware and start time. ``paper``: True/False, or
+    ``{"requested", "departures"}``: the run is the paper's protocol when it was requested
+    and no option departs from it (``paper_departures`` lists those that do)."""
+    if not isinstance(paper, dict):
+        paper = {"requested": bool(paper), "departures": {}}
     import numpy
     import torch as _torch
 
@@ -358,7 +368,8 @@ def run_metadata(base: TrainConfig, seeds: int, jobs: int, paper: bool, started:
         "max_iters": base.max_iters,
         "jobs": jobs,
         "compile": base.compile,
-        "paper_protocol": bool(paper),
+        "paper_protocol": bool(paper["requested"]) and not paper["departures"],
+        "paper_departures": dict(paper["departures"]),
     }
     versions = {
         "nesterovnode": __version__,

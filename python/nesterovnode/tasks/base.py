@@ -120,12 +120,24 @@ class TaskDefaults:
     paper_tol: float | None = None
     #: floating-point type of the model and data in training: "float32" or "float64"
     dtype: str = "float32"
+    #: the paper's protocol's floating-point type (``--paper``), when ``dtype`` differs:
+    #: float64 wherever ``paper_tol`` is below what float32 resolves (ε ≈ 1.2e-7)
+    paper_dtype: str | None = None
     #: ``--compile auto`` compiles the rk engine's steps on the CPU for runs of at least
     #: this many iterations (None: never; set where it was measured to pay)
     compile_after: int | None = None
     #: ... and its first-step rule too (one call per solve) for runs of at least this
     #: many; shorter ones run the rule eagerly (None: whenever the steps compile)
     compile_rule_after: int | None = None
+
+    def paper_protocol(self) -> dict:
+        """What ``--paper`` sets unless given: ``{"seeds", "epochs", "tol", "dtype"}``."""
+        return {
+            "seeds": self.paper_seeds,
+            "epochs": self.paper_epochs or self.epochs,
+            "tol": self.paper_tol or self.tol,
+            "dtype": self.paper_dtype or self.dtype,
+        }
 
     @property
     def solve(self) -> SolveConfig:
