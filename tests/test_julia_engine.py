@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import nesterovnode as nn_
+from nesterovnode.dynamics.layout import dynamics_layout, layout_json
 from nesterovnode.solve.engines import julia as julia_engine
-from nesterovnode.solve.engines.julia_layout import dynamics_layout, flat_parameters, layout_json
+from nesterovnode.solve.fields import flat_parameters
 from nesterovnode.tasks.pointcloud import WIDTHS, PointCloudTask
 
 pytestmark = pytest.mark.julia

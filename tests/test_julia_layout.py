@@ -15,18 +15,18 @@ from torch import nn
 
 import nesterovnode as nn_
 from conftest import TinyField
-from nesterovnode.solve.engines import julia as julia_engine
-from nesterovnode.solve.engines.julia_layout import (
+from nesterovnode.dynamics.layout import (
     LayoutError,
     _network,
     dynamics_layout,
     field_numpy,
-    flat_parameters,
     layout_json,
     network_layout,
     unflatten,
 )
+from nesterovnode.solve.engines import julia as julia_engine
 from nesterovnode.solve.errors import EngineNotInstalledError
+from nesterovnode.solve.fields import flat_parameters
 from nesterovnode.tasks.networks import mlp
 from nesterovnode.tasks.pointcloud import WIDTHS, PointCloudTask
 

@@ -17,6 +17,7 @@ from torch.nn.utils import parametrize
 
 import nesterovnode as nn_
 from conftest import TinyField
+from nesterovnode.dynamics.layout import LayoutError, check_state, dynamics_layout
 from nesterovnode.solve.engines import julia as julia_engine
 from nesterovnode.solve.engines.julia_arrays import (
     DLPACK_DEVICE,
@@ -24,7 +25,6 @@ from nesterovnode.solve.engines.julia_arrays import (
     handover,
     received,
 )
-from nesterovnode.solve.engines.julia_layout import LayoutError, check_state, dynamics_layout
 from nesterovnode.solve.errors import EngineNotInstalledError, SolverError
 from nesterovnode.solve.stats import Recorder, SolveStats
 from nesterovnode.tasks.networks import mlp
@@ -113,7 +113,8 @@ def test_a_second_order_state_of_more_than_three_dimensions_is_not_read_by_julia
 
 
 def test_a_first_order_state_is_read_row_by_row_whatever_its_leading_dimensions():
-    from nesterovnode.solve.engines.julia_layout import field_numpy, flat_parameters
+    from nesterovnode.dynamics.layout import field_numpy
+    from nesterovnode.solve.fields import flat_parameters
 
     dyn = nn_.NODE(mlp([3, 5, 3], nn.Tanh)).double()
     layout = dynamics_layout(dyn)

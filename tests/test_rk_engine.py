@@ -15,7 +15,6 @@ import torch
 
 import nesterovnode as nn_
 from conftest import TinyField, make_dynamics
-from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
 from nesterovnode.solve.engines.rk.programs.runners import (
     CompiledRunner,
     EagerRunner,
@@ -24,6 +23,7 @@ from nesterovnode.solve.engines.rk.programs.runners import (
 )
 from nesterovnode.solve.grid import fixed_grid
 from nesterovnode.solve.registry import resolve
+from nesterovnode.solve.stepsize import IntegralController, PIController
 
 
 # -- step control and grids ----------------------------------------------------------------

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import nesterovnode as nn_
-from nesterovnode.solve.engines.rk.controller import IntegralController, PIController
 from nesterovnode.solve.engines.rk.loop import integrate_adaptive
 from nesterovnode.solve.engines.rk.programs.chunks import ConditionalChunk, MaskedChunk
 from nesterovnode.solve.engines.rk.programs.runners import EagerRunner
@@ -22,11 +21,12 @@ from nesterovnode.solve.engines.rk.programs.solve_loop import (
     integrate_in_loop,
     python_loop,
 )
-from nesterovnode.solve.engines.rk.step import Norm, make_adaptive_step, make_initial_step
+from nesterovnode.solve.engines.rk.step import make_adaptive_step
 from nesterovnode.solve.engines.rk.tableaux import TABLEAUX
 from nesterovnode.solve.errors import SolverError
 from nesterovnode.solve.fields import DynamicsField
 from nesterovnode.solve.stats import Recorder, SolveStats
+from nesterovnode.solve.stepsize import IntegralController, Norm, PIController, make_initial_step
 
 RATIOS = (0.0, 1e-12, 1e-3, 0.5, 0.99, 1.0, 1.0 + 1e-12, 1.01, 3.0, 1e3, 1e12)
 

@@ -100,11 +100,9 @@ def test_a_native_sensitivity_picks_its_engine_and_a_clash_is_refused():
         nn_.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:Gauss")
 
 
-def test_old_forms_say_what_replaced_them():
+def test_a_block_holds_its_solve_config():
     block = nn_.ODEBlock(nn_.NODE(TinyField(2)), solver="BS3", rtol=1e-4)
     assert block.config == SolveConfig(solver="BS3", rtol=1e-4)
-    with pytest.raises(AttributeError, match="ODEBlock.config"):
-        block.solve_options  # noqa: B018
 
 
 # -- item 9: plain callables ---------------------------------------------------------------
@@ -180,19 +178,3 @@ def test_julia_takes_any_ordinarydiffeq_algorithm_by_name():
     assert engine_class("julia").open_methods and not engine_class("rk").open_methods
     with pytest.raises(ValueError, match="the rk engine has no solver 'AutoTsit5"):
         _resolve("rk:AutoTsit5(Rosenbrock23())")
-
-
-@pytest.mark.parametrize(
-    "old, new",
-    [
-        ("nesterovnode.training", "nesterovnode.runs.training"),
-        ("nesterovnode.solve.rk_engine", "nesterovnode.solve.engines.rk"),
-        ("nesterovnode.solve.bridge", "nesterovnode.solve.engines.external"),
-    ],
-)
-def test_an_old_module_path_names_the_new_one(old, new):
-    import importlib
-
-    with pytest.raises(ModuleNotFoundError, match=f"{old} has moved: import it from {new}"):
-        importlib.import_module(old)
-    importlib.import_module(new.split(" ")[0])

@@ -7,7 +7,6 @@ sol = nn_.solve(dyn, y0, ts, solver="DP5", rtol=1e-10, atol=1e-12)
 h = dyn.readout(ts, sol.ys)
 """
 
-from . import _moved
 from .dynamics import (
     ANODE,
     GHBNODE,
@@ -53,5 +52,3 @@ __all__ = [
     "solve",
     "solver_names",
 ]
-
-_moved.install()

@@ -49,14 +49,6 @@ class ODEBlock(nn.Module):
         self.config = config.replace(**changes) if changes else config
         self.stats: SolveStats | None = None
 
-    def __getattr__(self, name: str):
-        if name == "solve_options":  # the old form
-            raise AttributeError(
-                "ODEBlock.solve_options is now ODEBlock.config, a SolveConfig: read "
-                "block.config.rtol, change it with block.config = block.config.replace(...)"
-            )
-        return super().__getattr__(name)
-
     def _apply(self, fn, recurse=True):
         # .float()/.half() convert floating buffers; the times stay float64 (see above)
         ts = self.ts

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .networks import Autonomous
+
 Network = nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -107,19 +109,16 @@ class Dynamics(nn.Module):
             return state
         return position(state, _time_axis(t, state))
 
+    def julia_layout(self, state_shape: tuple[int, ...]) -> str:
+        """The description of this model the Julia fields read (``layout.py``), as JSON,
+        for a state of ``state_shape``; ``layout.LayoutError`` (a ValueError) where a part
+        of it (the network, the state's shape) is not mirrored in Julia."""
+        from .layout import layout_json  # only the julia engine asks: loaded then
+
+        return layout_json(self, tuple(int(s) for s in state_shape))
+
     def extra_repr(self) -> str:
         return ""
-
-
-class Autonomous(nn.Module):
-    """``f(t, h) = net(h)`` for a network that does not read t (e.g. ``nn.Sequential``)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.net(h)
 
 
 def _takes_only_h(f) -> bool:

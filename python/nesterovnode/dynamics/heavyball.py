@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .base import Constant, Dynamics, Network, position, velocity
+from .layout import activation_layout, constant_layout, scalar_layout
 
 
 def default_sigma() -> nn.Module:
@@ -54,6 +55,14 @@ class HBNODE(Dynamics):
         dm = -self.gamma * m + self.call_f(t, h) - self.xi() * h
         return torch.stack([m, dm], dim=1)
 
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``): γ and ξ."""
+        return {
+            "model": "hbnode",
+            "gamma": scalar_layout(self.gamma_logit, offsets, "sigmoid"),
+            "xi": constant_layout(self.xi, offsets),
+        }
+
 
 class GHBNODE(HBNODE):
     """Generalised heavy-ball neural ODE:
@@ -78,3 +87,8 @@ class GHBNODE(HBNODE):
         dh = self.sigma(m)
         dm = -self.gamma * m + self.sigma(self.call_f(t, h)) - self.xi() * h
         return torch.stack([dh, dm], dim=1)
+
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``): γ, ξ and σ."""
+        parts = HBNODE.layout_parts(self, offsets)
+        return {**parts, "model": "ghbnode", "sigma": activation_layout(self.sigma)}

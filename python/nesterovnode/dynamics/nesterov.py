@@ -21,6 +21,7 @@ from torch import nn
 
 from .base import Constant, Dynamics, Network, broadcast_time, position, velocity
 from .heavyball import default_sigma
+from .layout import activation_layout, constant_layout
 
 
 def nesterov_k(t: torch.Tensor | float, r: float) -> torch.Tensor:
@@ -126,6 +127,10 @@ class NesterovNODE(Dynamics):
         dm = -m - self.call_f(t, h) - self.xi() * h
         return torch.stack([m, dm], dim=1)
 
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``): r and ξ."""
+        return {"model": "nesterovnode", "r": self.r, "xi": constant_layout(self.xi, offsets)}
+
     def extra_repr(self) -> str:
         return f"r={self.r}"
 
@@ -158,3 +163,8 @@ class GNesterovNODE(NesterovNODE):
         h = self._h(t, x)
         dm = -m - self.sigma(self.call_f(t, h)) - self.xi() * h
         return torch.stack([self.sigma(m), dm], dim=1)
+
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``): r, ξ and σ."""
+        parts = NesterovNODE.layout_parts(self, offsets)
+        return {**parts, "model": "gnesterovnode", "sigma": activation_layout(self.sigma)}

@@ -18,6 +18,10 @@ class NODE(Dynamics):
     def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.call_f(t, h)
 
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``)."""
+        return {"model": "node"}
+
 
 class ANODE(Dynamics):
     """Augmented neural ODE: the state is h with ``augment_dim`` zero channels appended
@@ -37,6 +41,10 @@ class ANODE(Dynamics):
 
     def forward(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.call_f(t, z)
+
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``)."""
+        return {"model": "anode"}
 
     def extra_repr(self) -> str:
         return f"augment_dim={self.augment_dim}"

@@ -18,6 +18,10 @@ class SONODE(Dynamics):
 
     second_order = True
 
+    def layout_parts(self, offsets: dict[int, int]) -> dict:
+        """This model's part of the Julia layout (``layout.py``)."""
+        return {"model": "sonode"}
+
     def forward(self, t: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         h, v = position(state), velocity(state)
         # [B, 2, n, ...] -> [B, 2n, ...] is exactly cat([h, v], dim=1), without a copy.

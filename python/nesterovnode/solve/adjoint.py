@@ -11,18 +11,15 @@ one stretch at a time: on reaching an output time t_i where the loss reads the s
 the method restarts; output times the loss does not read are crossed without a stop, so
 the backward NFE does not grow with them (a stretch whose a is zero contributes nothing
 and is skipped). Then a(t_0) = dL/dy_0 and g(t_0) = dL/dθ. Any engine
-that can ``integrate`` runs it; ``AugmentedField`` is the one place where the
+that can ``integrate`` runs it; ``fields.AugmentedField`` is the one place where the
 vector–Jacobian products are formed.
 
 The backward solve starts from the step the forward solve's controller proposed at t_N
 (``Recorder.next_step``, passed as ``IntegrateRequest.first_step``), and each later
 stretch from the one the backward proposed where it stopped, instead of a first-step
 rule: the adjoint's state holds y, whose scales that step resolves, and the rule's probe
-costs an evaluation. On the point cloud this took HBNODE's backward from 47.0 to 36.4
-evaluations per batch and NesterovNODE's from 43.8 to 38.0 (gradients as accurate); on
-MNIST at tol 1e-5 it takes about half the evaluations for a gradient error 1.5–3.4× larger,
-about the rule's work–precision (benchmarks/PERFORMANCE.md, ninth pass). Every step
-stays under the error control. An engine that does not report its proposal leaves the
+costs an evaluation (its effect on backward NFE and gradient error: docs/performance.md).
+Every step stays under the error control. An engine that does not report its proposal leaves the
 backward to its own rule.
 
 Backward NFE is defined here, once: the evaluations of the augmented field (one per

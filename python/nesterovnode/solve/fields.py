@@ -303,6 +303,14 @@ class AugmentedField:
         return (out, -gy, -flat.to(y.dtype))
 
 
+def flat_parameters(module: nn.Module) -> torch.Tensor:
+    """θ: every parameter flattened row-major and concatenated, in ``parameters()`` order."""
+    params = list(module.parameters())
+    if not params:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in params])
+
+
 def dense_jacobian(fn, y: torch.Tensor) -> torch.Tensor:
     """∂fn/∂y as a dense ``[fn(y).numel(), y.numel()]`` matrix (forward-mode autograd,
     reverse mode for ops without a forward rule). The one Jacobian of the package: the

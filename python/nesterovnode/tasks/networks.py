@@ -1,9 +1,13 @@
-"""Network pieces shared by the tasks' builders."""
+"""Network pieces shared by the tasks' builders (``TimeConcat`` lives with the dynamics:
+the Julia layout recognises it)."""
 
 from __future__ import annotations
 
-import torch
 from torch import nn
+
+from ..dynamics.networks import TimeConcat
+
+__all__ = ["TimeConcat", "mlp"]
 
 
 def mlp(sizes: list[int], activation, final: nn.Module | None = None):
@@ -17,15 +21,3 @@ def mlp(sizes: list[int], activation, final: nn.Module | None = None):
     if final is not None:
         layers.append(final)
     return nn.Sequential(*layers)
-
-
-class TimeConcat(nn.Module):
-    """``f(t, h) = net([h, t])``: the network reads t as one more input feature."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        tt = t.to(h.dtype).expand(h.shape[0], 1)
-        return self.net(torch.cat([h, tt], dim=1))

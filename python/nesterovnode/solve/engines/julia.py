@@ -27,16 +27,17 @@ Two modes:
 
 - native (``sensitivity="julia:GaussAdjoint"``, ``"julia:InterpolatingAdjoint"``,
   ``"julia:QuadratureAdjoint"``, ``"julia:BacksolveAdjoint"``): when the model's network
-  is an MLP the layout of ``julia_layout.py`` describes (the point-cloud and time-series
-  networks) and the state is ``[B, n]`` (``[B, 2, n]`` for second-order models), the
-  field runs in Julia on the flat θ (torch's ``parameters()`` order) and
-  SciMLSensitivity computes ∂L/∂y0 and ∂L/∂θ from ∂L/∂y at the output times
-  (``options["autojacvec"]``: ZygoteVJP, EnzymeVJP, ReverseDiffVJP). QuadratureAdjoint
-  integrates with the solve's rtol/atol. CUDA tensors stay on the GPU (DLPack, see
-  ``julia_arrays.py``) where Julia has CUDA.jl and DLPack.jl (``enable_gpu()``), and
-  are copied to the host otherwise. Other networks and state shapes run the same named
-  adjoint in call-back mode: the field and its vector-Jacobian products are evaluated
-  by torch, which only ZygoteVJP can read (another ``autojacvec`` is refused there).
+  is an MLP the layout of ``dynamics/layout.py`` describes (the point-cloud and
+  time-series networks; the model's ``julia_layout`` hook) and the state is ``[B, n]``
+  (``[B, 2, n]`` for second-order models), the field runs in Julia on the flat θ
+  (torch's ``parameters()`` order) and SciMLSensitivity computes ∂L/∂y0 and ∂L/∂θ from
+  ∂L/∂y at the output times (``options["autojacvec"]``: ZygoteVJP, EnzymeVJP,
+  ReverseDiffVJP). QuadratureAdjoint integrates with the solve's rtol/atol. CUDA tensors
+  stay on the GPU (DLPack, see ``julia_arrays.py``) where Julia has CUDA.jl and
+  DLPack.jl (``enable_gpu()``), and are copied to the host otherwise. Other networks and
+  state shapes run the same named adjoint in call-back mode: the field and its
+  vector-Jacobian products are evaluated by torch, which only ZygoteVJP can read
+  (another ``autojacvec`` is refused there).
 - call-back (``integrate``, behind the NumPy bridge): any torch field, Julia's solver;
   ``"adjoint"``/``"adjoint-seminorm"`` are then the library's backsolve run by a Julia
   solver (the seminorm is not passed to Julia's norm: it runs as ``"adjoint"``).
@@ -68,11 +69,11 @@ import numpy as np
 import torch
 
 from ..errors import EngineNotInstalledError
+from ..fields import flat_parameters
 from ..registry import SOLVERS
 from .base import IntegrateRequest, Option
 from .external import ExternalEngine, ODEProblem, _Bridge
 from .julia_arrays import handover, received
-from .julia_layout import LayoutError, check_state, dynamics_layout, flat_parameters, layout_json
 from .julia_spec import check_algorithm_spec
 
 #: the folder of the Python package (its juliapkg.json declares the Julia packages)
@@ -267,17 +268,19 @@ def native_layout(dynamics, y0: torch.Tensor, mode: str) -> tuple[str | None, st
     is "native" and it cannot."""
     if mode == "callback":
         return None, "options['mode'] = 'callback'"
+    hook = getattr(dynamics, "julia_layout", None)
     try:
-        layout = dynamics_layout(dynamics)
-        check_state(layout, tuple(y0.shape))
-    except LayoutError as exc:
+        if hook is None:
+            raise ValueError(f"{type(dynamics).__name__} describes no Julia layout")
+        layout = hook(tuple(y0.shape))
+    except ValueError as exc:  # the model's LayoutError: a part Julia does not mirror
         if mode == "native":
             raise ValueError(
                 f"options['mode'] = 'native' but the field cannot run in Julia: {exc}; "
                 f"use mode 'auto' or 'callback'"
             ) from exc
         return None, str(exc)
-    return layout_json(dynamics), ""
+    return layout, ""
 
 
 class _Phase:
@@ -463,7 +466,7 @@ class _NativeRun:
     def rhs(self):
         if self.layout is not None:
             return self.mod.FieldFn(self.mod.parse_layout(self.layout))
-        from ..adjoint import DynamicsField
+        from ..fields import DynamicsField
 
         like = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
         bridge = _Bridge(DynamicsField(self.dynamics), (like,))

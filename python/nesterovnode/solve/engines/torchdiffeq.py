@@ -9,7 +9,7 @@ How the contract is met:
 
 - steps end on every output time (``step_t``), so outputs never come from torchdiffeq's
   interpolants (bosh3's is second order) and no step runs past the end;
-- the first step is chosen by the library's own rule (``rk.step.make_initial_step``),
+- the first step is chosen by the library's own rule (``stepsize.make_initial_step``),
   whose probe stays inside [t0, T] (torchdiffeq's own probe can leave the interval: a
   Nesterov field is singular at t = 0), or given (``IntegrateRequest.first_step``); the
   step its controller proposed after the last one, which torchdiffeq keeps to itself, is
@@ -33,9 +33,8 @@ from ..errors import SolverError
 from ..grid import direction as time_direction
 from ..grid import fixed_grid
 from ..stats import Recorder
+from ..stepsize import IntegralController, Norm, make_initial_step
 from .base import Engine, IntegrateRequest, State
-from .rk.controller import IntegralController
-from .rk.step import Norm, make_initial_step
 
 #: fixed-grid methods (the others are adaptive only here)
 FIXED = {"Euler", "Midpoint", "RK38"}

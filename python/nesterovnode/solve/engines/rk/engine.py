@@ -1,6 +1,6 @@
 """The ``rk`` engine: the library's own explicit Runge–Kutta solver, built for the GPU.
 
-Methods (``tableaux.py``), steps (``step.py``), step-size control (``controller.py``)
+Methods (``tableaux.py``), steps (``step.py``), step-size control (``solve/stepsize.py``)
 and the host loops (``loop.py``) are apart, so every method runs adaptively under every
 controller or at a fixed dt. Each step is a pure tensor function run by a runner
 (``programs/runners.py``): eagerly, compiled to native code by TorchInductor on the CPU
@@ -31,8 +31,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ...stepsize import (
+    CONTROLLERS,
+    Norm,
+    make_controller,
+    make_given_first_step,
+    make_initial_step,
+)
 from ..base import Engine, IntegrateRequest, Option, State
-from .controller import CONTROLLERS, make_controller
 from .loop import integrate_adaptive, integrate_fixed, stack
 from .plan import Kind, Mode, Path, RunPlan
 from .programs.chunks import ConditionalChunk, MaskedChunk, conditional_nodes_available
@@ -44,13 +50,7 @@ from .programs.solve_loop import (
     integrate_in_loop,
     python_loop,
 )
-from .step import (
-    Norm,
-    make_adaptive_step,
-    make_fixed_step,
-    make_given_first_step,
-    make_initial_step,
-)
+from .step import make_adaptive_step, make_fixed_step
 from .tableaux import TABLEAUX
 
 

@@ -22,7 +22,8 @@ import torch
 from ...grid import direction as time_direction
 from ...grid import fixed_grid
 from ...stats import Recorder
-from .step import State, first_step_call, fixed_step_evaluations, interpolate
+from ...stepsize import State, first_step_call
+from .step import fixed_step_evaluations, interpolate
 from .tableaux import Tableau
 
 #: keep(state) -> a copy that the next runner call will not overwrite (identity eagerly)

@@ -52,8 +52,8 @@ class Kind(enum.Enum):
 
     FIXED_STEP = "fixed step"  #: ``step.make_fixed_step``
     STEP = "adaptive step"  #: ``step.make_adaptive_step``
-    FIRST_STEP_RULE = "first-step rule"  #: ``step.make_initial_step``
-    FIRST_STEP_GIVEN = "given first step"  #: ``step.make_given_first_step``
+    FIRST_STEP_RULE = "first-step rule"  #: ``stepsize.make_initial_step``
+    FIRST_STEP_GIVEN = "given first step"  #: ``stepsize.make_given_first_step``
     START = "first call of a whole solve"  #: ``solve_loop.StartedSolve`` with the rule
     START_GIVEN = "first call of a whole solve, first step given"  #: ... with a given step
     RESUME = "later call of a whole solve"  #: ``solve_loop.AdaptiveSolve``

@@ -18,37 +18,12 @@ step is Hairer, Nørsett & Wanner's (Solving ODEs I, II.4), computed on the devi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 
+from ...stepsize import Norm, State, StateField, scale
 from .tableaux import Tableau, dense_weights
-
-State = tuple[torch.Tensor, ...]
-#: a vector field on states: (t, state) -> d(state)/dt, same structure
-StateField = Callable[[torch.Tensor, State], State]
-
-
-# -- norms ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Norm:
-    """Root mean square over the covered components of a state, taken together:
-    sqrt(Σ_j Σ x_j² / Σ_j n_j) for j in ``components``."""
-
-    components: tuple[int, ...] = (0,)
-
-    def __call__(self, scaled: State) -> torch.Tensor:
-        parts = [scaled[j] for j in self.components]
-        if len(parts) == 1:
-            return parts[0].pow(2).mean().sqrt()
-        total = sum(p.numel() for p in parts)
-        return (torch.stack([p.pow(2).sum() for p in parts]).sum() / max(total, 1)).sqrt()
-
-
-def _scale(y: torch.Tensor, y1: torch.Tensor | None, rtol: float, atol: float) -> torch.Tensor:
-    size = y.abs() if y1 is None else torch.maximum(y.abs(), y1.abs())
-    return size.mul(rtol).add_(atol)
 
 
 # -- stage arithmetic ----------------------------------------------------------------------
@@ -93,7 +68,7 @@ def error_ratio(tableau: Tableau, ks, h, y: State, y1: State, rtol, atol, norm: 
         for j in norm.components:
             err = _weighted(weights, ks, j)
             err = torch.zeros_like(y[j]) if err is None else err * h
-            out[j] = err / _scale(y[j], y1[j], rtol, atol)
+            out[j] = err / scale(y[j], y1[j], rtol, atol)
         return tuple(out)
 
     r5 = norm(scaled(tableau.b_error))
@@ -167,63 +142,3 @@ def make_fixed_step(tableau: Tableau, field: StateField, reads: Sequence[int]):
 def fixed_step_evaluations(tableau: Tableau) -> int:
     """Evaluations of f one fixed step costs (see ``make_fixed_step``)."""
     return tableau.stages - 1 if tableau.fsal else tableau.stages
-
-
-def make_initial_step(
-    order: int, field: StateField, rtol: float, atol: float, norm: Norm, direction: float
-):
-    """``init(t0, span, y0) -> (f0, h)``: f(t0, y0) and the first step size |h| (a tensor).
-
-    Hairer's rule, without host branches: d0 = ‖y0/s‖, d1 = ‖f0/s‖ (s = atol + rtol|y0|),
-    h0 = 0.01 d0/d1 (1e-6 when either is < 1e-5), capped at ``span`` (the length of the
-    interval, so the probe never leaves it: a Nesterov field is singular at t = 0),
-    d2 = ‖(f(t0 + h0, y0 + h0 f0) − f0)/s‖/h0,
-    h1 = (0.01 / max(d1, d2))^(1/p) (max(1e-6, 1e-3 h0) when both are ≤ 1e-15),
-    h = min(100 h0, h1), p = ``order``. Costs two evaluations. Where f0 is not finite (a
-    NaN parameter) h0 and h are the whole span: the probe and the first attempt stay in
-    the interval (whose end caps every attempt), and the attempt's non-finite error ends
-    the solve.
-    """
-    exponent = 1.0 / order
-
-    def init(t0, span, y0: State):
-        f0 = field(t0, y0)
-        scale = tuple(_scale(y, None, rtol, atol) for y in y0)
-        d0 = norm(tuple(y / s for y, s in zip(y0, scale)))
-        d1 = norm(tuple(f / s for f, s in zip(f0, scale)))
-        small = (d0 < 1e-5) | (d1 < 1e-5)
-        h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01 * d0 / torch.where(small, 1, d1))
-        h0 = torch.where(h0 <= span, h0, span)  # NaN (f0 not finite): the span
-        step = h0 * direction
-        y1 = tuple(y + step * f for y, f in zip(y0, f0))
-        f1 = field(t0 + step, y1)
-        d2 = norm(tuple((b - a) / s for a, b, s in zip(f0, f1, scale))) / h0
-        dmax = torch.maximum(d1, d2)
-        flat = dmax <= 1e-15
-        h1 = torch.where(
-            flat,
-            torch.clamp(h0 * 1e-3, min=1e-6),
-            (0.01 / torch.where(flat, 1, dmax)) ** exponent,
-        )
-        h = torch.minimum(100 * h0, h1)
-        return f0, torch.where(torch.isnan(h), span, h)
-
-    return init
-
-
-def first_step_call(first_step) -> tuple[tuple, int]:
-    """What a loop passes its first-step runner after ``(t0, span, y0)``, and what the
-    call costs in evaluations: nothing and two for the rule (``make_initial_step``),
-    ``(first_step,)`` and one for a given first step (``make_given_first_step``)."""
-    return ((), 2) if first_step is None else ((first_step,), 1)
-
-
-def make_given_first_step(field: StateField):
-    """``first(t0, span, y0, h) -> (f0, |h|)``: f(t0, y0) and a first step size given
-    (``IntegrateRequest.first_step``; where a solve continues another, the step that one's
-    controller proposed), capped at ``span`` as the rule's is. Costs one evaluation."""
-
-    def first(t0, span, y0: State, h):
-        return field(t0, y0), torch.minimum(h.to(span.dtype), span)
-
-    return first

@@ -8,8 +8,8 @@ A step of ``step.py`` is a pure function of tensors, so one call traces it compl
    engine compiles the field's ``traceable()`` form), the stage sums, the error norm and
    the accept/reject choice. The model's parameters and buffers are *inputs* of the graph
    (``torch.func.functional_call``), never constants, so optimiser updates are seen by
-   the next call. Tracing takes about 0.5 s for a DP5 adjoint step; Dynamo's bytecode
-   tracing of the same step took 16 s (benchmarks/PERFORMANCE.md).
+   the next call. ``make_fx`` traces the step as it is, where Dynamo's bytecode tracing
+   took many times longer (docs/performance.md).
 2. The trace runs on fake inputs whose batch size (the state's leading size) is a
    symbol, so the graph serves every batch size: a run's last, smaller batch does not
    compile again. What tracing and Inductor assumed about the shapes (the guards: equal
@@ -174,8 +174,8 @@ def traced_apart(loop, model: nn.Module, args, fakes: list) -> Callable:
 def inductor(graph: torch.fx.GraphModule, examples: list, mode):
     """Inductor's compilation of ``graph`` (a callable on a flat list of tensors) for the
     fake ``examples`` of fake mode ``mode``, with its C++ wrapper: the kernels are called
-    from C++, not from generated Python (measured on the point cloud: 44 instead of 59 µs
-    per evaluation, and a warm cache loads it in 2 s instead of 5). With the CPU's flags
+    from C++, not from generated Python (faster calls and faster loads from the disk
+    cache, docs/performance.md). With the CPU's flags
     trusted (``VECTOR_ISA``), a failure is retried once with Inductor's probes (a compiler
     without the CPU's vector instructions)."""
     try:
@@ -371,8 +371,8 @@ class CompiledRunner:
         def run(args, leaves):
             # the programs are functional: no autograd inside, and their ATen calls (the
             # extern matrix products, allocations) skip the autograd dispatch keys in
-            # inference mode: 7-8 % of a call (benchmarks/PERFORMANCE.md, eighth pass). The
-            # outputs are inference tensors; the engine's ``stack`` makes normal ones.
+            # inference mode (docs/performance.md). The outputs are inference tensors; the
+            # engine's ``stack`` makes normal ones.
             with torch.inference_mode():
                 out = compiled(*state, *leaves)
             return rebuild(shape, out)

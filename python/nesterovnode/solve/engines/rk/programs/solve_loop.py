@@ -17,12 +17,9 @@ on tensors exactly as the host loop does with Python floats,
     accepted: ratio ≤ 1, then t ← t1, (y, k) ← (y1, k1),
     |h| ← the controller's rule (``controller.next_step_tensor``),
 
-and Inductor's C++ wrapper runs the loop in native code (on the point cloud the host
-loop of compiled steps takes 1.10–1.12× its time per training epoch; 33–34 against
-37–38 µs per evaluation in benchmarks/peers.py's eighth run; its two graphs per model
-compile in about as long as the host loop's four; benchmarks/PERFORMANCE.md, seventh
-and eighth passes). Times
-and step sizes are float64 tensors whatever the state's dtype, as the host loop's
+and Inductor's C++ wrapper runs the loop in native code, without a return to Python
+between attempts (what that saves is measured in docs/performance.md). Times and step
+sizes are float64 tensors whatever the state's dtype, as the host loop's
 Python floats are, so the two loops take the same steps (to round-off: torch's power
 in the controller is not C's to the last bit).
 
@@ -46,7 +43,7 @@ import torch
 
 from ....grid import direction as time_direction
 from ....stats import Recorder
-from ..step import State, first_step_call
+from ....stepsize import State, first_step_call
 from ..tableaux import Tableau
 from .chunks import MaskedChunk
 
@@ -181,9 +178,9 @@ class AdaptiveSolve(LoopProgram):
 class StartedSolve(LoopProgram):
     """``start(t, end, limit, y, *h, extra=()) -> solve's outputs``: the first step and
     then ``solve``'s loop (``AdaptiveSolve``), as one program: a solve's first call.
-    ``init`` is the first-step rule (``step.make_initial_step``: f(t, y) and |h|, two
+    ``init`` is the first-step rule (``stepsize.make_initial_step``: f(t, y) and |h|, two
     evaluations), or, called with ``h`` (a float64 0-dim tensor), the given first step
-    (``step.make_given_first_step``: f(t, y), one evaluation)."""
+    (``stepsize.make_given_first_step``: f(t, y), one evaluation)."""
 
     def __init__(self, init: Callable, solve: AdaptiveSolve):
         self.init, self.solve, self.step = init, solve, solve.step

@@ -1,14 +1,16 @@
 """The θ layout the Julia fields read: a model's dynamics described as plain data.
 
-``dynamics_layout(dynamics)`` describes a dynamics module (one of the seven models around
-an MLP network) so that ``julia/src`` can evaluate the same vector field on ONE flat
-parameter vector θ = ``torch.cat([p.reshape(-1) for p in dynamics.parameters()])`` (torch's
+``dynamics_layout(dynamics)`` (also ``Dynamics.julia_layout``, the hook the julia engine
+calls) describes a dynamics module (one of the seven models around an MLP network; each
+model family gives its own part, ``layout_parts``) so that ``julia/src`` can evaluate the
+same vector field on ONE flat parameter vector
+θ = ``torch.cat([p.reshape(-1) for p in dynamics.parameters()])`` (torch's
 ``parameters()`` order, row-major). The description (format ``nesterovnode-layout/1``):
 
 - ``model`` (node, anode, sonode, hbnode, ghbnode, nesterovnode, gnesterovnode), ``r``;
 - ``state``: ``features`` n (per row of the state) and ``second_order``;
 - ``network``: ``time_input`` ("concat": t appended as the last input feature, as
-  ``tasks.networks.TimeConcat``; "none": an autonomous network), ``inputs``, ``outputs``
+  ``networks.TimeConcat``; "none": an autonomous network), ``inputs``, ``outputs``
   and ``ops`` in order: ``{"kind": "dense", "in", "out", "weight": {"offset", "shape"},
   "bias": {...} or None}`` or an activation ``{"kind": "tanh" | "relu" | "sigmoid" |
   "identity" | "elu" (alpha) | "leaky_relu" (slope) | "hardtanh" (min, max) | "softplus"
@@ -17,7 +19,7 @@ parameter vector θ = ``torch.cat([p.reshape(-1) for p in dynamics.parameters()]
   ``{"kind": "sigmoid" | "softplus" | "identity", "offset"}`` (a learned scalar, θ[offset]
   through that function); ``sigma``: the bounded activation of the generalised models;
 - ``parameters``: every tensor of ``parameters()`` with its name, shape, offset and size;
-  ``theta_length`` their total.
+  ``theta_length`` their total (θ itself: ``solve.fields.flat_parameters``).
 
 Offsets are 0-based. Networks other than ``nn.Linear`` and elementwise activations in
 (nested) ``nn.Sequential``, optionally inside ``TimeConcat`` or ``Autonomous``, raise
@@ -38,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .networks import Autonomous, TimeConcat
+
 FORMAT = "nesterovnode-layout/1"
 
 
@@ -46,7 +50,8 @@ class LayoutError(ValueError):
     module): the julia engine uses its call-back mode for it."""
 
 
-def _activation(module: nn.Module) -> dict[str, Any]:
+def activation_layout(module: nn.Module) -> dict[str, Any]:
+    """An elementwise activation module as an op of the layout (``LayoutError`` for others)."""
     if isinstance(module, nn.Tanh):
         return {"kind": "tanh"}
     if isinstance(module, nn.ReLU):
@@ -105,7 +110,7 @@ def _ops(module: nn.Module, offsets: dict[int, int]) -> list[dict[str, Any]]:
                 "bias": bias,
             }
         ]
-    return [_activation(module)]
+    return [activation_layout(module)]
 
 
 def parameter_table(module: nn.Module) -> list[dict[str, Any]]:
@@ -125,9 +130,6 @@ def network_layout(net: nn.Module, offsets: dict[int, int] | None = None) -> dic
     """The ``network`` part of a layout for an MLP (``nn.Sequential`` of Linear layers and
     activations), optionally wrapped in ``TimeConcat`` (t appended as the last input) or
     ``Autonomous``; offsets relative to ``net``'s own parameters unless given."""
-    from ...dynamics.base import Autonomous
-    from ...tasks.networks import TimeConcat
-
     offsets = _offsets(net) if offsets is None else offsets
     time_input = "none"
     inner = net
@@ -155,7 +157,9 @@ def network_layout(net: nn.Module, offsets: dict[int, int] | None = None) -> dic
     }
 
 
-def _scalar(value: torch.Tensor, offsets: dict[int, int], through: str) -> dict[str, Any]:
+def scalar_layout(value: torch.Tensor, offsets: dict[int, int], through: str) -> dict[str, Any]:
+    """A scalar of the model: θ[offset] through ``through`` where it is a parameter, else
+    its fixed value (through ``through`` already)."""
     if isinstance(value, nn.Parameter):
         return {"kind": through, "offset": offsets[id(value)]}
     x = float(value.detach().double())
@@ -164,32 +168,19 @@ def _scalar(value: torch.Tensor, offsets: dict[int, int], through: str) -> dict[
     return {"kind": "fixed", "value": x}
 
 
-def _constant(const, offsets: dict[int, int]) -> dict[str, Any]:
-    """``dynamics.base.Constant``: softplus(raw) when learnable and non-negative."""
+def constant_layout(const, offsets: dict[int, int]) -> dict[str, Any]:
+    """``base.Constant``: softplus(raw) when learnable and non-negative."""
     if const.learnable:
-        return _scalar(const.raw, offsets, "softplus" if const.nonnegative else "identity")
+        return scalar_layout(const.raw, offsets, "softplus" if const.nonnegative else "identity")
     return {"kind": "fixed", "value": float(const.raw.detach().double())}
 
 
 def dynamics_layout(dynamics: nn.Module) -> dict[str, Any]:
     """The layout description of ``dynamics`` (see the module docstring); ``LayoutError``
-    when a part of it is not mirrored in Julia."""
-    from ...dynamics.heavyball import GHBNODE, HBNODE
-    from ...dynamics.nesterov import GNesterovNODE, NesterovNODE
-    from ...dynamics.node import ANODE, NODE
-    from ...dynamics.sonode import SONODE
-
-    kinds = [
-        (GNesterovNODE, "gnesterovnode"),
-        (NesterovNODE, "nesterovnode"),
-        (GHBNODE, "ghbnode"),
-        (HBNODE, "hbnode"),
-        (SONODE, "sonode"),
-        (ANODE, "anode"),
-        (NODE, "node"),
-    ]
-    model = next((name for cls, name in kinds if type(dynamics) is cls), None)
-    if model is None:
+    when a part of it is not mirrored in Julia. The model's own part (its name, γ, ξ, σ,
+    r) comes from ``layout_parts(offsets)``, which each of the seven models' classes
+    defines: a subclass that does not define it is not mirrored."""
+    if "layout_parts" not in type(dynamics).__dict__:
         raise LayoutError(
             f"{type(dynamics).__name__} is not one of the seven models the Julia fields mirror"
         )
@@ -197,6 +188,8 @@ def dynamics_layout(dynamics: nn.Module) -> dict[str, Any]:
     if not isinstance(f, nn.Module):
         raise LayoutError("the network is a plain callable, not an nn.Module")
     offsets = _offsets(dynamics)
+    parts = dynamics.layout_parts(offsets)
+    model = parts["model"]
     network = network_layout(f, offsets)
     n = network["outputs"]
     expected_in = (2 * n if model == "sonode" else n) + (network["time_input"] == "concat")
@@ -204,22 +197,16 @@ def dynamics_layout(dynamics: nn.Module) -> dict[str, Any]:
         raise LayoutError(
             f"{model}'s network reads {network['inputs']} features; expected {expected_in}"
         )
-    out: dict[str, Any] = {
+    return {
         "format": FORMAT,
         "model": model,
-        "r": float(getattr(dynamics, "r", 3.0)),
+        "r": float(parts.get("r", 3.0)),
         "state": {"features": n, "second_order": bool(dynamics.second_order)},
         "network": network,
         "parameters": parameter_table(dynamics),
         "theta_length": sum(p.numel() for p in dynamics.parameters()),
+        **{k: v for k, v in parts.items() if k not in ("model", "r")},
     }
-    if model in ("hbnode", "ghbnode"):
-        out["gamma"] = _scalar(dynamics.gamma_logit, offsets, "sigmoid")
-    if hasattr(dynamics, "xi"):
-        out["xi"] = _constant(dynamics.xi, offsets)
-    if model in ("ghbnode", "gnesterovnode"):
-        out["sigma"] = _activation(dynamics.sigma)
-    return out
 
 
 def check_state(layout: dict[str, Any], shape: tuple[int, ...]) -> None:
@@ -242,17 +229,13 @@ def check_state(layout: dict[str, Any], shape: tuple[int, ...]) -> None:
         )
 
 
-def layout_json(dynamics: nn.Module) -> str:
-    """``dynamics_layout`` as the JSON text ``NesterovNODEJulia.parse_layout`` reads."""
-    return json.dumps(dynamics_layout(dynamics))
-
-
-def flat_parameters(module: nn.Module) -> torch.Tensor:
-    """θ: every parameter flattened row-major and concatenated, in ``parameters()`` order."""
-    params = list(module.parameters())
-    if not params:
-        return torch.zeros(0, dtype=torch.float64)
-    return torch.cat([p.detach().reshape(-1).to(torch.float64) for p in params])
+def layout_json(dynamics: nn.Module, state_shape: tuple[int, ...] | None = None) -> str:
+    """``dynamics_layout`` as the JSON text ``NesterovNODEJulia.parse_layout`` reads,
+    checked against a state of ``state_shape`` where given (``check_state``)."""
+    layout = dynamics_layout(dynamics)
+    if state_shape is not None:
+        check_state(layout, state_shape)
+    return json.dumps(layout)
 
 
 def unflatten(layout: dict[str, Any], theta) -> dict[str, np.ndarray]:
