@@ -217,8 +217,8 @@ def test_an_engine_that_is_not_installed_says_how_to_install_it():
             call()
         msg = str(exc.value)
         assert "julia" in msg.lower()
-        assert "juliaup" in msg
-        assert 'pip install -e ".[julia]"' in msg
+        assert 'pip install "nesterovnode[julia]"' in msg  # juliapkg then installs Julia
+        assert "NESTEROVNODE_JULIA_ENV" in msg  # or a Julia environment of one's own
         assert INSTALL_COMMAND in msg
 
 

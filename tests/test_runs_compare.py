@@ -97,7 +97,7 @@ def test_a_comparison_on_a_missing_engine_leaves_no_out_folder(tmp_path):
     if engines()["julia"].available():
         pytest.skip("julia is installed here")
     out = tmp_path / "cmp"
-    with pytest.raises(EngineNotInstalledError, match=r'pip install -e "\.\[julia\]"'):
+    with pytest.raises(EngineNotInstalledError, match=r'pip install "nesterovnode\[julia\]"'):
         compare(quick(engine="julia"), models=["node"], out=out, progress=False)
     assert not out.exists()
 
