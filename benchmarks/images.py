@@ -50,7 +50,7 @@ import time
 from pathlib import Path
 
 import torch
-from nesterovnode.solve.engines.rk.graphs import GraphRunner
+from nesterovnode.solve.engines.rk.programs.runners import GraphRunner
 from torch import nn
 from torchode_peer import TorchodeBlock  # benchmarks/torchode_peer.py
 
