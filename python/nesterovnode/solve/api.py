@@ -14,7 +14,7 @@ from . import adjoint
 from .config import FIELDS, SolveConfig, check_tolerance_for_dtype
 from .engines.base import IntegrateRequest
 from .errors import SolverError
-from .fields import DynamicsField
+from .fields import DynamicsField, cell_filled
 from .grid import fixed_step_count
 from .stats import Recorder, SolveStats
 
@@ -101,7 +101,7 @@ def _hidden_trainables(f) -> list[str]:
     if code is not None:
         names = code.co_freevars
         cells = getattr(f, "__closure__", None) or ()
-        candidates += list(zip(names, (c.cell_contents for c in cells if _filled(c))))
+        candidates += list(zip(names, (c.cell_contents for c in cells if cell_filled(c))))
         glob = getattr(f, "__globals__", {})
         candidates += [(n, glob[n]) for n in code.co_names if n in glob]
     owner = getattr(f, "__self__", None)
@@ -113,14 +113,6 @@ def _hidden_trainables(f) -> list[str]:
         elif isinstance(value, torch.Tensor) and value.requires_grad:
             found.append(name)
     return found
-
-
-def _filled(cell) -> bool:
-    try:
-        cell.cell_contents  # noqa: B018
-    except ValueError:
-        return False
-    return True
 
 
 def _check_plain_callables(dynamics: nn.Module, sensitivity: str) -> None:

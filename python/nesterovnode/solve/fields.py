@@ -126,7 +126,7 @@ def _value_key(value, depth: int):
         return ("module", tuple(inner))
     if isinstance(value, types.FunctionType):
         cells = tuple(
-            _value_key(c.cell_contents, depth - 1) if _filled(c) else "empty"
+            _value_key(c.cell_contents, depth - 1) if cell_filled(c) else "empty"
             for c in (value.__closure__ or ())
         )
         defaults = _value_key(value.__defaults__, depth - 1)
@@ -158,7 +158,8 @@ def fingerprint_changes(old: tuple, new: tuple) -> list[str]:
     return names
 
 
-def _filled(cell) -> bool:
+def cell_filled(cell) -> bool:
+    """Whether a closure cell holds a value (an unassigned one raises on reading)."""
     try:
         cell.cell_contents  # noqa: B018
     except ValueError:
