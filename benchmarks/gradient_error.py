@@ -5,7 +5,7 @@ The paper's MNIST models (untrained, seed 0), float64, the first ``--batch`` tra
 images of ``--data-dir`` (MNIST's IDX files), the task's loss, DP5 and the adjoint at
 rtol = atol = each of ``--tols``; the reference at ``--reference-tol``. Run it on two
 versions of the library (e.g. ``PYTHONPATH=<other checkout>/python``) to compare their
-work–precision: benchmarks/PERFORMANCE.md, ninth pass.
+work–precision: benchmarks/PERFORMANCE.md (the gradient-error table).
 
     python benchmarks/gradient_error.py --data-dir DIR [--models node hbnode ...]
                                         [--tols 1e-5 1e-6 1e-7] [--reference-tol 1e-8]

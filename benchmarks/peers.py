@@ -430,7 +430,7 @@ def alone(args) -> dict:
     the next one's process or caches, as when a user trains one model: in one process,
     taking turns epoch by epoch, an epoch of a few milliseconds starts where the other
     implementation left the CPU's caches and the allocator (ours compiled: 32 µs per
-    evaluation alone, 37-43 right after a diffrax epoch; benchmarks/PERFORMANCE.md,
+    evaluation alone, 37-43 right after a diffrax epoch; benchmarks/PERFORMANCE-history.md,
     ninth pass)."""
     import subprocess
     import sys

@@ -41,7 +41,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-import nesterovnode as nn_  # noqa: E402
+import nesterovnode as nno  # noqa: E402
 from nesterovnode.dynamics.registry import MODEL_NAMES, make_dynamics  # noqa: E402
 from nesterovnode.tasks.walker2d import XI_DEFAULTS  # noqa: E402
 
@@ -100,7 +100,7 @@ def start_xi(models) -> dict[str, float]:
 
 
 def norms(
-    model: str, h0: torch.Tensor, ts: torch.Tensor, seed: int, config: nn_.SolveConfig
+    model: str, h0: torch.Tensor, ts: torch.Tensor, seed: int, config: nno.SolveConfig
 ) -> tuple[np.ndarray, float | None, int]:
     """(mean ‖h(t)‖₂ over the batch at ``ts`` (NaN after a failure), failure time or None,
     forward NFE)."""
@@ -108,8 +108,8 @@ def norms(
     with torch.no_grad():
         y0 = dyn.initial_state(ts[0], h0)
         try:
-            sol = nn_.solve(dyn, y0, ts, config)
-        except nn_.SolverError as exc:
+            sol = nno.solve(dyn, y0, ts, config)
+        except nno.SolverError as exc:
             # A blow-up: integrate again up to the time reached, so the curve shows the
             # growth up to the failure.
             t_fail = float(exc.t_reached) if exc.t_reached is not None else float(ts[0])
@@ -118,10 +118,10 @@ def norms(
             nfe = exc.stats.nfe_forward if exc.stats is not None else 0
             if len(keep) >= 2:
                 try:
-                    sol = nn_.solve(dyn, y0, keep, config)
+                    sol = nno.solve(dyn, y0, keep, config)
                     h = dyn.readout(keep, sol.ys)[:, :, :N]
                     out[: len(keep)] = h.norm(dim=-1).mean(dim=-1).numpy()
-                except nn_.SolverError:
+                except nno.SolverError:
                     pass
             out[~np.isfinite(out)] = np.nan
             return out, t_fail, nfe
@@ -144,7 +144,7 @@ def run(
     rows = np.linspace(0, len(data) - 1, batch).astype(int)
     h0 = torch.as_tensor(data[rows].reshape(batch, -1), dtype=torch.float64)
     ts = torch.linspace(1.0, t_end, points, dtype=torch.float64)
-    config = nn_.SolveConfig(solver="DP5", rtol=rtol, atol=rtol, max_steps=5_000)
+    config = nno.SolveConfig(solver="DP5", rtol=rtol, atol=rtol, max_steps=5_000)
     jobs = [(m, s) for m in models for s in range(first_seed, first_seed + seeds)]
     per_model: dict[str, dict] = {m: {"norms": [], "failed_at": [], "nfe": []} for m in models}
     for m, s in C.progress(jobs, total=len(jobs), desc="models x seeds", quiet=quiet):

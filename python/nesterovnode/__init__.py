@@ -1,9 +1,9 @@
 """nesterovnode: momentum neural ODEs on solver engines chosen by name.
 
-import nesterovnode as nn_
-dyn = nn_.NesterovNODE(f, r=3.0)
+import nesterovnode as nno
+dyn = nno.NesterovNODE(f, r=3.0)
 y0 = dyn.initial_state(t0, h0, v0)
-sol = nn_.solve(dyn, y0, ts, solver="DP5", rtol=1e-10, atol=1e-12)
+sol = nno.solve(dyn, y0, ts, solver="DP5", rtol=1e-10, atol=1e-12)
 h = dyn.readout(ts, sol.ys)
 """
 
