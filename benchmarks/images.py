@@ -50,10 +50,10 @@ import time
 from pathlib import Path
 
 import torch
-from nesterovnode.solve.engines.rk.programs.runners import GraphRunner
 from torch import nn
 from torchode_peer import TorchodeBlock  # benchmarks/torchode_peer.py
 
+from nesterovnode.solve.engines.rk.programs.runners import GraphRunner
 from nesterovnode.solve.fields import AugmentedField
 from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 
