@@ -99,10 +99,9 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that make two runs the same experiment (not epochs: a run may be
-        extended; not device or data location), ``solve`` as ``SolveConfig.as_dict()``.
-        Defined on a resolved config only."""
-        if not isinstance(self.solve, SolveConfig):
-            raise ValueError("the identity of a run is defined once resolved(task) made it")
+        extended; not device or data location), ``solve`` as ``SolveConfig.as_dict()``
+        (before ``resolved``: as given). Runs compare by the identity of their resolved
+        configs."""
         d = asdict(self)  # the SolveConfig, a dataclass, becomes its as_dict()
         # compile: compiled steps give the eager numbers to round-off
         for k in ("epochs", "device", "data_dir", "num_workers", "evaluate", "download", "compile"):

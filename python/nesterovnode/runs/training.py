@@ -263,8 +263,10 @@ def train(
     _compile(model, task, cfg, device, train_set, world, rank, len(history), notify)
     model.train()
     session = Session(
-        cfg, task, model, step_model, optimizer, device, dtype, rank, world, train_set,
-        test_set, out, progress, notify, estimate_after,
+        cfg=cfg, task=task, model=model, step_model=step_model, optimizer=optimizer,
+        device=device, dtype=dtype, rank=rank, world=world, train_set=train_set,
+        test_set=test_set, out=out, progress=progress, notify=notify,
+        estimate_after=estimate_after,
     )  # fmt: skip
     first = len(history) + 1
     for epoch in range(first, cfg.epochs + 1):
