@@ -16,8 +16,7 @@ import tempfile
 import numpy as np
 import torch
 
-from nesterovnode.runs.comparison import compare, summary_rows
-from nesterovnode.runs.training import TrainConfig
+from nesterovnode.runs import TrainConfig, compare, summary_rows
 from nesterovnode.tasks import MODEL_NAMES
 
 
@@ -31,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    base = TrainConfig(task="pointcloud", epochs=args.epochs, tol=args.tol)
+    base = TrainConfig(task="pointcloud", epochs=args.epochs, solve={"tol": args.tol})
     with tempfile.TemporaryDirectory() as out:
         results = compare(base, args.models, args.seeds, out, jobs=1, progress=False)
 

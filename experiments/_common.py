@@ -121,7 +121,7 @@ def load_silverbox(data_dir: str | Path | None = None) -> np.ndarray:
 def image_run_options(args: argparse.Namespace, data_dir: str, **fixed) -> dict[str, Any]:
     """TrainConfig fields shared by the image experiments: the CPU-sized defaults (2
     epochs on 128 training / 300 test images at lr 1e-3) unless ``--paper``, the user's
-    overrides, and ``fixed`` (the experiment's own, e.g. the solver)."""
+    overrides, and ``fixed`` (the experiment's own, e.g. the model)."""
     cpu = not args.paper
     return dict(
         task=args.task,
@@ -143,7 +143,9 @@ def run_description(args: argparse.Namespace, runs, figure: str, **extra) -> dic
         "figure": figure,
         "data": "MNIST (CIFAR-10 absent here)" if args.task == "mnist" else "CIFAR-10",
         **extra,
-        "train": {k: v for k, v in vars(runs[0][1]).items() if k != "model_options"},
+        # the settings all runs share: not the dynamics' or the solve's, which the
+        # experiments vary per run (``extra`` names them)
+        "train": {k: v for k, v in vars(runs[0][1]).items() if k not in ("model_options", "solve")},
     }
 
 
@@ -156,7 +158,7 @@ def train_runs(
 ) -> dict[str, Any]:
     """Train each ``(label, TrainConfig)`` (resuming a run folder ``out/runs/LABEL/seedK``
     found there), writing ``results.json`` in the comparison format after every run."""
-    from nesterovnode.runs.training import train
+    from nesterovnode.runs import train
 
     results: dict[str, Any] = {"task": task_name, "config": extra, "models": {}}
     for name, cfg in progress(runs, desc="runs", quiet=quiet):

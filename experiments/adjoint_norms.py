@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 from nesterovnode.data.paths import DataUnavailableError  # noqa: E402
-from nesterovnode.runs.training import TrainConfig, load_model, train  # noqa: E402
+from nesterovnode.runs import TrainConfig, load_model, train  # noqa: E402
 from nesterovnode.tasks import get_task  # noqa: E402
 
 MODELS = ("node", "ghbnode", "nesterovnode", "gnesterovnode")
@@ -97,7 +97,7 @@ def trained_model(name: str, seed: int, args) -> torch.nn.Module | None:
         seed=seed,
         data_dir=args.data_dir,
         subset=None if args.paper else args.subset,
-        tol=paper.get("tol"),
+        solve={"tol": paper.get("tol")},
         dtype=paper.get("dtype"),
         evaluate=False,
     )

@@ -25,13 +25,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from nesterovnode.runs.training import TrainConfig  # noqa: E402
+from nesterovnode.runs import TrainConfig  # noqa: E402
 
 
 def configs(args, data_dir: str) -> list[tuple[str, TrainConfig]]:
-    common = C.image_run_options(args, data_dir, solver="Euler")
+    common = C.image_run_options(args, data_dir)
     return [
-        (f"{m} dt={dt:g}", TrainConfig(model=m, seed=s, model_options={"dt": dt}, **common))
+        (
+            f"{m} dt={dt:g}",
+            TrainConfig(model=m, seed=s, solve={"solver": "Euler", "dt": dt}, **common),
+        )
         for m in args.models
         for dt in args.dts
         for s in range(args.seed, args.seed + args.seeds)

@@ -25,8 +25,7 @@ from nesterovnode.io import read_json  # noqa: E402
 
 def demo(args, out: Path) -> Path:
     """A small ``compare`` run into ``out/comparison``; returns its results.json."""
-    from nesterovnode.runs.comparison import compare
-    from nesterovnode.runs.training import TrainConfig
+    from nesterovnode.runs import TrainConfig, compare
 
     base = TrainConfig(
         task=args.task,

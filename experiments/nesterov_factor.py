@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from nesterovnode.runs.training import TrainConfig  # noqa: E402
+from nesterovnode.runs import TrainConfig  # noqa: E402
 
 PAPER_TABLE3 = {"r=3": 0.6180, "r=5": 0.6192, "r=10": 0.6296}  #: CIFAR-10 test accuracy
 

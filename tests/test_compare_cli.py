@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nesterovnode.cli import main
-from nesterovnode.runs.comparison import format_table, summary_rows
+from nesterovnode.runs import format_table, summary_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

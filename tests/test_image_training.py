@@ -27,7 +27,7 @@ from conftest import shared_data_dir
 from nesterovnode.cli import main
 from nesterovnode.data import write_idx, write_synthetic_cifar10, write_synthetic_mnist
 from nesterovnode.data.mnist import MNIST_FILES
-from nesterovnode.runs.training import TrainConfig, read_log, train
+from nesterovnode.runs import TrainConfig, read_log, train
 from nesterovnode.tasks import get_task
 
 _REAL = shared_data_dir()
@@ -37,7 +37,7 @@ needs_real_mnist = pytest.mark.skipif(
     reason="real MNIST not present (set NESTEROVNODE_DATA to a folder with mnist/*.gz)",
 )
 REPO = Path(__file__).resolve().parents[1]
-QUICK_SOLVER = dict(solver="Euler", model_options={"dt": 0.5})
+QUICK_SOLVER = dict(solve={"solver": "Euler", "dt": 0.5})
 
 
 def quick_mnist(data_dir, **kw) -> TrainConfig:
@@ -99,7 +99,7 @@ def test_short_run_on_a_512_image_subset_of_real_mnist_lowers_the_loss():
 @pytest.mark.slow
 @needs_real_mnist
 def test_real_mnist_subset_at_the_paper_solver_dp5_adjoint_lowers_the_loss():
-    cfg = quick_mnist(_REAL_MNIST, solver="DP5", tol=1e-3, model_options={})
+    cfg = quick_mnist(_REAL_MNIST, solve={"solver": "DP5", "tol": 1e-3})
     history = train(cfg, progress=False).history
     assert_loss_falls(history)
     assert all(e["nfe_forward"] > 6 and e["nfe_backward"] > 6 for e in history)
@@ -123,9 +123,10 @@ def test_max_iters_truncates_every_epoch_and_test_subset_limits_evaluation(
 
 def test_runs_saved_without_the_new_options_still_resume():
     # identity() leaves unset max_iters/test_subset out: older checkpoints still match.
-    ident = TrainConfig(task="mnist").identity()
+    mnist = get_task("mnist")
+    ident = TrainConfig(task="mnist").resolved(mnist).identity()
     assert "max_iters" not in ident and "test_subset" not in ident and "download" not in ident
-    assert TrainConfig(task="mnist", max_iters=5).identity()["max_iters"] == 5
+    assert TrainConfig(task="mnist", max_iters=5).resolved(mnist).identity()["max_iters"] == 5
 
 
 # -- the CLI end to end ------------------------------------------------------------------
@@ -147,7 +148,8 @@ def test_train_mnist_command_prints_loss_accuracy_nfe_time_and_images_per_second
     assert record["iterations"] == 4 and record["nfe_forward"] == 2.0
     assert (out / "checkpoint.pt").is_file()
     config = json.loads((out / "config.json").read_text())
-    assert config["model_options"] == {"dt": 0.5} and config["solver"] == "Euler"
+    assert config["model_options"] == {}
+    assert config["solve"]["dt"] == 0.5 and config["solve"]["solver"] == "Euler"
 
 
 def test_compare_mnist_command_writes_results_with_test_accuracy_and_plots(

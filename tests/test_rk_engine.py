@@ -543,7 +543,7 @@ def test_a_training_run_releases_the_engines_cached_steps():
     engine = get_engine("rk")
     engine.runners.clear()
     task = Task()
-    config = TrainConfig(model="hbnode", model_options={"options": {"cuda_graphs": "emulate"}})
+    config = TrainConfig(model="hbnode", solve={"options": {"cuda_graphs": "emulate"}})
     seen = []
     train(config, task=task, progress=False, on_epoch=lambda r: seen.append(len(engine.runners)))
     assert seen and seen[0] > 0  # cached while training

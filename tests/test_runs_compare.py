@@ -7,25 +7,24 @@ import json
 
 import pytest
 
-import nesterovnode.runs.comparison as comparison
-from nesterovnode.runs.comparison import compare, format_table, summary_rows
-from nesterovnode.runs.failures import RunFailed
-from nesterovnode.runs.training import TrainConfig
+import nesterovnode.runs.sweep as sweep
+from nesterovnode.runs import RunFailed, TrainConfig, compare, format_table, summary_rows
 
 
-def quick(epochs=1, **kw):
-    return TrainConfig(task="pointcloud", epochs=epochs, tol=1e-3, **kw)
+def quick(epochs=1, solve=(), **kw):
+    solve = dict(solve)
+    return TrainConfig(task="pointcloud", epochs=epochs, solve={"tol": 1e-3, **solve}, **kw)
 
 
 def test_a_failed_run_is_recorded_and_the_comparison_writes_what_finished(tmp_path, monkeypatch):
-    real = comparison.train
+    real = sweep.train
 
     def train(config, *a, **kw):
         if config.model == "node":
             raise RunFailed("node", 0, 1, "the loss became nan", "lower --lr", history=[])
         return real(config, *a, **kw)
 
-    monkeypatch.setattr(comparison, "train", train)
+    monkeypatch.setattr(sweep, "train", train)
     messages = []
     results = compare(
         quick(), models=["node", "hbnode"], out=tmp_path, progress=False, notify=messages.append
@@ -47,7 +46,7 @@ def test_a_failed_run_is_recorded_and_the_comparison_writes_what_finished(tmp_pa
 def test_results_json_says_what_ran_where_and_when_with_a_summary_per_model(tmp_path):
     results = compare(quick(), models=["node"], seeds=2, out=tmp_path, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["config"]["engine"] == "rk"  # the default, resolved: not null
+    assert saved["config"]["solve"]["engine"] == "rk"  # the default, resolved: not null
     conf = saved["configuration"]
     assert conf["engine"] == "rk" and conf["solver"] == "DP5" and conf["rtol"] == 1e-3
     assert conf["dtype"] == "float64" and conf["device"] == "cpu"
@@ -86,7 +85,7 @@ def test_resuming_keeps_the_saved_models_and_refuses_fewer_epochs(tmp_path):
     # a results.json written before the engine was resolved (engine null) still resumes
     path = tmp_path / "results.json"
     old = json.loads(path.read_text())
-    old["config"]["engine"] = None
+    old["config"]["solve"]["engine"] = None
     path.write_text(json.dumps(old))
     compare(quick(epochs=2), models=["node"], out=tmp_path, resume=True, progress=False)
 
@@ -98,7 +97,7 @@ def test_a_comparison_on_a_missing_engine_leaves_no_out_folder(tmp_path):
         pytest.skip("julia is installed here")
     out = tmp_path / "cmp"
     with pytest.raises(EngineNotInstalledError, match=r'pip install "nesterovnode\[julia\]"'):
-        compare(quick(engine="julia"), models=["node"], out=out, progress=False)
+        compare(quick(solve={"engine": "julia"}), models=["node"], out=out, progress=False)
     assert not out.exists()
 
 
@@ -218,7 +217,7 @@ def test_parallel_workers_take_the_costliest_runs_first():
     task = get_task("pointcloud")
     models = ["node", "anode", "sonode", "hbnode", "ghbnode", "nesterovnode", "gnesterovnode"]
     configs = [TrainConfig(task="pointcloud", model=m, seed=s) for m in models for s in (0, 1)]
-    ordered = comparison.costliest_first(configs, task)
+    ordered = sweep.costliest_first(configs, task)
     assert [c.model for c in ordered[:2]] == ["gnesterovnode", "gnesterovnode"]
     assert [c.model for c in ordered[-2:]] == ["node", "node"]
     assert sorted(id(c) for c in ordered) == sorted(id(c) for c in configs)
@@ -233,4 +232,4 @@ def test_parallel_workers_take_the_costliest_runs_first():
     singles = [TrainConfig(task="pointcloud", model=m) for m in models]
     bound = sum(task.run_cost.values()) / 2
     assert wall(singles) > 1.2 * bound  # the model order leaves GNesterovNODE for last
-    assert wall(comparison.costliest_first(singles, task)) < 1.01 * bound
+    assert wall(sweep.costliest_first(singles, task)) < 1.01 * bound

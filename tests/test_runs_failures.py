@@ -9,13 +9,23 @@ import os
 import pytest
 import torch
 
-from nesterovnode.runs.failures import CorruptRunError, RunFailed, read_failure
-from nesterovnode.runs.training import TrainConfig, load_model, read_log, train
+from nesterovnode.runs import (
+    CorruptRunError,
+    RunFailed,
+    TrainConfig,
+    load_model,
+    read_failure,
+    read_log,
+    train,
+)
 from nesterovnode.solve import SolverError
 
 
-def quick(model="node", epochs=2, **kw):
-    return TrainConfig(task="pointcloud", model=model, epochs=epochs, tol=1e-4, **kw)
+def quick(model="node", epochs=2, solve=(), **kw):
+    solve = dict(solve)
+    return TrainConfig(
+        task="pointcloud", model=model, epochs=epochs, solve={"tol": 1e-4, **solve}, **kw
+    )
 
 
 def poison_after_first_epoch(result_model_holder):
@@ -34,13 +44,13 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_finished_epochs(tmp_p
     import nesterovnode.runs.training as training
 
     holder = {}
-    real = training._build_model
+    real = training.build_model
 
     def build(*a, **kw):
         holder["model"] = real(*a, **kw)
         return holder["model"]
 
-    monkeypatch.setattr(training, "_build_model", build)
+    monkeypatch.setattr(training, "build_model", build)
     with pytest.raises(RunFailed) as info:
         train(quick(epochs=3), tmp_path, progress=False, on_epoch=poison_after_first_epoch(holder))
     message = str(info.value)
@@ -127,7 +137,11 @@ def test_a_resumed_run_says_from_where_and_the_default_engine_matches_its_name(t
     messages = []
     train(quick(epochs=1), tmp_path, progress=False)
     train(
-        quick(epochs=2, engine="rk"), tmp_path, resume=True, progress=False, notify=messages.append
+        quick(epochs=2, solve={"engine": "rk"}),
+        tmp_path,
+        resume=True,
+        progress=False,
+        notify=messages.append,
     )
     assert any("resuming" in m and "after epoch 1, from epoch 2 to 2" in m for m in messages)
 

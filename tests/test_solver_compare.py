@@ -12,8 +12,8 @@ from torch import nn
 
 from nesterovnode import cli
 from nesterovnode.diagnostics import compare_solvers, format_table
-from nesterovnode.diagnostics import models as diag_models
 from nesterovnode.plotting import plot_work_precision
+from nesterovnode.runs import models as run_models
 
 
 class Decay(nn.Module):
@@ -177,9 +177,9 @@ def test_models_for_the_commands_come_from_training_unless_untrained(monkeypatch
     from nesterovnode.tasks import get_task
 
     monkeypatch.setattr(training, "load_or_train", fake_load_or_train)
-    diag_models.get_model("pointcloud", "hbnode", epochs=3, seed=1)
-    diag_models.get_model("pointcloud", "node", checkpoint="run/x.pt")
-    diag_models.get_model("pointcloud", "node", epochs=0)  # untrained: no training call
+    run_models.get_model("pointcloud", "hbnode", epochs=3, seed=1)
+    run_models.get_model("pointcloud", "node", checkpoint="run/x.pt")
+    run_models.get_model("pointcloud", "node", epochs=0)  # untrained: no training call
     default = get_task("pointcloud").defaults.epochs
     assert calls == [
         ("pointcloud", "hbnode", None, 3, 1),

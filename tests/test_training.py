@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from nesterovnode.runs.training import TrainConfig, load_model, read_log, train
+from nesterovnode.runs import TrainConfig, load_model, read_log, train
 
 
 def quick(model="nesterovnode", epochs=3, **kw):
-    return TrainConfig(task="pointcloud", model=model, epochs=epochs, tol=1e-5, **kw)
+    return TrainConfig(task="pointcloud", model=model, epochs=epochs, solve={"tol": 1e-5}, **kw)
 
 
 def test_training_loss_falls_and_nfe_is_logged():
@@ -52,7 +52,7 @@ def test_an_existing_run_is_not_overwritten_or_mixed(tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         train(quick(epochs=2, lr=0.5), tmp_path, resume=True, progress=False)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["model"] == "nesterovnode" and config["tol"] == 1e-5
+    assert config["model"] == "nesterovnode" and config["solve"]["rtol"] == 1e-5
     # overwrite replaces the run (the same folder protocol as a comparison's --out)
     again = train(quick(epochs=1, lr=0.5), tmp_path, overwrite=True, progress=False)
     assert [e["epoch"] for e in again.history] == [1]
@@ -76,7 +76,7 @@ def test_bad_training_settings_are_refused():
 def test_the_point_cloud_trains_in_float64_and_records_it(tmp_path):
     import torch
 
-    from nesterovnode.runs.comparison import compare
+    from nesterovnode.runs import compare
     from nesterovnode.tasks import get_task
 
     result = train(quick(epochs=1), tmp_path / "run", progress=False)
@@ -109,7 +109,7 @@ def _drop_dtype(folder):
 def test_runs_saved_without_a_dtype_resume_as_float32_only_when_asked(tmp_path):
     import torch
 
-    from nesterovnode.runs.comparison import compare
+    from nesterovnode.runs import compare
 
     train(quick(epochs=1, dtype="float32"), tmp_path, progress=False)
     _drop_dtype(tmp_path)

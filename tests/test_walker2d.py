@@ -19,7 +19,7 @@ from nesterovnode.data.walker2d import (
     window_count,
     write_rollouts,
 )
-from nesterovnode.runs.training import TrainConfig, train
+from nesterovnode.runs import TrainConfig, train
 from nesterovnode.tasks import MODEL_NAMES, count_parameters, get_task
 from nesterovnode.tasks.odernn import GapFlow
 from nesterovnode.tasks.walker2d import Walker2DTask
@@ -163,7 +163,7 @@ def _config(tiny_data, epochs, model="nesterovnode"):
         epochs=epochs,
         batch_size=16,
         lr=1e-2,
-        tol=1e-3,
+        solve={"tol": 1e-3},
         data_dir=str(tiny_data),
         subset=32,
         test_subset=16,

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit status 0; 2 for a usage or data error (the message on
     stderr, no traceback); 130 on Ctrl-C."""
     from ..data.paths import DataUnavailableError
-    from ..runs.training import DeviceUnavailableError, shutdown_distributed
+    from ..runs.distributed import DeviceUnavailableError, shutdown_distributed
     from ..solve.errors import EngineNotInstalledError
 
     parser = build_parser()

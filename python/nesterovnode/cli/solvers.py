@@ -1,5 +1,6 @@
 """The ``list``, ``solvers compare`` and ``stiffness`` subcommands: parse, call the
-library (``catalog``, ``diagnostics``), print the table, write the PNG and JSON.
+library (``catalog``, ``runs.models`` for the models, ``diagnostics``), print the table,
+write the PNG and JSON.
 
     nesterovnode list        (``nesterovnode solvers list`` prints the same)
     nesterovnode solvers compare --task pointcloud --model nesterovnode \\
@@ -8,7 +9,7 @@ library (``catalog``, ``diagnostics``), print the table, write the PNG and JSON.
 
 Models: ``--checkpoint`` loads a trained run; otherwise ``--epochs N`` trains one
 (checkpointed under ``OUT/runs/<model>``, so a second call reuses it), and ``--epochs 0``
-takes the untrained model (fixed seed); see ``diagnostics.models``.
+takes the untrained model (fixed seed); see ``runs.models``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ def cmd_list(args: argparse.Namespace) -> str:
 
 def run_compare(args: argparse.Namespace) -> dict:
     """``solvers compare``: print the table, write the work-precision PNG and JSON."""
-    from ..diagnostics import compare_model, format_table, get_model, task_inputs
+    from ..diagnostics import compare_model, format_table
     from ..plotting import plot_work_precision
+    from ..runs.models import get_model, task_inputs
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +90,9 @@ def run_compare(args: argparse.Namespace) -> dict:
 
 def run_stiffness(args: argparse.Namespace) -> dict:
     """``stiffness``: Jacobian spectra of several models along their trajectories."""
-    from ..diagnostics import format_stiffness_table, get_model, stiffness_of_models, task_inputs
+    from ..diagnostics import format_stiffness_table, stiffness_of_models
     from ..plotting import plot_spectra
+    from ..runs.models import get_model, task_inputs
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

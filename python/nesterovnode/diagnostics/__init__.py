@@ -1,6 +1,7 @@
 """Diagnostics: stiffness along trajectories (Jacobian spectra, stiffness ratios, step
 sizes against stability bounds) and solver comparison (work-precision); ``models`` runs
-them on a task's models. Their pictures are in ``nesterovnode.plotting``."""
+them on a model's ODE block (the models come from ``runs.models``). Their pictures are in
+``nesterovnode.plotting``."""
 
 from .compare import (
     Comparison,
@@ -13,10 +14,8 @@ from .models import (
     DEFAULT_SOLVERS,
     compare_model,
     format_stiffness_table,
-    get_model,
     initial_state,
     stiffness_of_models,
-    task_inputs,
 )
 from .stiffness import (
     Spectrum,
@@ -33,10 +32,8 @@ __all__ = [
     "DEFAULT_SOLVERS",
     "compare_model",
     "format_stiffness_table",
-    "get_model",
     "initial_state",
     "stiffness_of_models",
-    "task_inputs",
     "Comparison",
     "ComparisonRow",
     "Spectrum",

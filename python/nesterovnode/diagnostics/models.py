@@ -1,18 +1,17 @@
-"""Diagnostics on a task's models: load or train a model, take the task's inputs, and run
-the solver comparison (``compare.compare_solvers``) or the stiffness analysis
-(``stiffness.stiffness_along_trajectory``) on its ODE block.
+"""Diagnostics on a model of a task: the solver comparison (``compare.compare_solvers``)
+or the stiffness analysis (``stiffness.stiffness_along_trajectory``) on its ODE block.
 
-Models: ``get_model`` loads a trained run (``checkpoint``), trains one with
-``runs.training.load_or_train`` (checkpointed under ``OUT/runs/<model>``, so a second call
-reuses it) or, with ``epochs=0``, takes the untrained model (fixed seed). The work itself
-(``compare_model``, ``stiffness_of_models``) takes ``TaskModel``s and returns plain results
-(the CLI's ``solvers compare`` and ``stiffness`` print and write them).
+The work (``compare_model``, ``stiffness_of_models``) takes models that have an
+``initial_state(x)``, a ``block.ts`` and ``dynamics`` (a ``TaskModel``) and inputs ``x``,
+and returns plain results; where the models come from (a checkpoint, a training run, an
+untrained build: ``runs.models``) is not this package's concern, so diagnostics imports
+nothing from runs, tasks or cli. The CLI's ``solvers compare`` and ``stiffness`` print and
+write the results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -23,50 +22,7 @@ from .stiffness import stiffness_along_trajectory
 DEFAULT_SOLVERS = ("DP5", "BS3", "RK4", "scipy:Radau", "scipy:LSODA")
 
 
-# -- models and inputs -------------------------------------------------------------------------
-def get_model(
-    task_name: str,
-    model_name: str,
-    *,
-    checkpoint: str | None = None,
-    epochs: int | None = None,
-    seed: int = 0,
-    out: str | Path | None = None,
-):
-    """A ``TaskModel``: from ``checkpoint``, trained for ``epochs`` (None: the task's
-    default) by ``runs.training.load_or_train``, or untrained when ``epochs == 0``."""
-    from ..tasks import get_task
-
-    task = get_task(task_name)
-    if checkpoint is None and epochs == 0:
-        torch.manual_seed(seed)
-        return task.build_model(model_name)
-    from ..runs.training import load_or_train
-
-    if epochs is None:
-        epochs = task.defaults.epochs
-    run_dir = None if out is None or checkpoint is not None else Path(out) / "runs" / model_name
-    return load_or_train(
-        task_name, model_name, checkpoint=checkpoint, epochs=epochs, seed=seed, out_dir=run_dir
-    )
-
-
-def task_inputs(task_name: str, points: int | None = None, seed: int = 0) -> torch.Tensor:
-    """Inputs ``x`` of the task's training set (the first ``points`` of a seeded shuffle)."""
-    from ..tasks import get_task
-
-    data = get_task(task_name).datasets(seed)[0]
-    x = (
-        data.tensors[0]
-        if hasattr(data, "tensors")
-        else torch.stack([data[i][0] for i in range(len(data))])
-    )
-    if points is not None and points < len(x):
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-        x = x[perm[:points]]
-    return x
-
-
+# -- a model's start ---------------------------------------------------------------------------
 def initial_state(model, x: torch.Tensor, dtype=torch.float64):
     """``(model, y0, ts)``: the model converted to ``dtype``, its solver state at t0 for the
     inputs ``x`` and its output times, all in ``dtype``."""
@@ -169,8 +125,6 @@ __all__ = [
     "DEFAULT_SOLVERS",
     "compare_model",
     "format_stiffness_table",
-    "get_model",
     "initial_state",
     "stiffness_of_models",
-    "task_inputs",
 ]

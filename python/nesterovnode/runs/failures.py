@@ -1,32 +1,18 @@
-"""How a run fails and how a saved run is read back.
+"""How a run fails: what counts as a failure, and the one line that says it.
 
 A run fails when its loss becomes non-finite, when a solve fails forward or backward
 (``SolverError``, or torchdiffeq's own ``AssertionError: underflow in dt``) or when the
 device runs out of memory. ``RunFailed`` carries one line naming the model, seed, epoch,
 the cause and the fix, plus the epochs finished before (they stay in the checkpoint); the
 run's ``log.jsonl`` ends with a ``{"status": "failed", ...}`` record.
-
-``read_checkpoint`` and ``read_log`` check a run's files on load and raise
-``CorruptRunError`` (a ValueError) naming the file and what to do, instead of pickle's or
-JSON's own exceptions.
+(Reading a run's files back, and their errors, is ``checkpoint``'s.)
 """
 
 from __future__ import annotations
 
-import json
-import pickle
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import torch
-
-#: What every checkpoint holds (``training._save``).
-CHECKPOINT_KEYS = ("model", "optimizer", "history", "config", "model_name", "task")
-
-
-class CorruptRunError(ValueError):
-    """A checkpoint, log or results file that cannot be read back."""
 
 
 class RunFailed(RuntimeError):
@@ -79,12 +65,12 @@ def classify(exc: BaseException, phase: str, cfg) -> tuple[str, str] | None:
     """(cause, fix) when ``exc`` is a run failure (see the module doc), else None.
 
     ``phase``: "forward" or "backward" (the solve that failed); ``cfg``: the resolved
-    ``TrainConfig`` (its lr, tol, solver and batch size go into the fix)."""
+    ``TrainConfig`` (its lr, tolerance, solver and batch size go into the fix)."""
     from ..solve.errors import SolverError
 
     tune = (
-        f"lower --lr (now {cfg.lr:g}), tighten --tol (now {cfg.tol:g}) or try another "
-        f"--solver (now {cfg.solver})"
+        f"lower --lr (now {cfg.lr:g}), tighten --tol (now {cfg.solve.rtol:g}) or try "
+        f"another --solver (now {cfg.solve.solver})"
     )
     if isinstance(exc, SolverError):
         what = _REASONS.get(exc.reason, "the solver failed")
@@ -105,69 +91,4 @@ def classify(exc: BaseException, phase: str, cfg) -> tuple[str, str] | None:
     return None
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """A run's ``checkpoint.pt``, checked: readable and holding ``CHECKPOINT_KEYS``."""
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except (
-        OSError,
-        EOFError,
-        RuntimeError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        ValueError,
-        AttributeError,
-        ImportError,
-    ) as exc:
-        raise CorruptRunError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); it may be truncated or "
-            f"corrupt: restore it, or pass --overwrite to start the run again"
-        ) from exc
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise CorruptRunError(
-            f"{path} is not a nesterovnode checkpoint (missing {', '.join(missing)}); pass "
-            f"--overwrite to start the run again"
-        )
-    return state
-
-
-def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The epoch records of a run directory's ``log.jsonl`` (a failure record is left out:
-    ``read_failure`` gives it)."""
-    return [r for r in _log_lines(out_dir) if "status" not in r]
-
-
-def read_failure(out_dir: str | Path) -> dict[str, Any] | None:
-    """The failure record ending a run's log, or None for a run that has not failed."""
-    lines = _log_lines(out_dir)
-    return lines[-1] if lines and lines[-1].get("status") == "failed" else None
-
-
-def _log_lines(out_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(out_dir) / "log.jsonl"
-    records = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise CorruptRunError(
-                f"{path} line {i} is not JSON ({exc.msg}); the log may be truncated or "
-                f"corrupt: the checkpoint beside it holds the same epochs"
-            ) from exc
-    return records
-
-
-__all__ = [
-    "CHECKPOINT_KEYS",
-    "CorruptRunError",
-    "RunFailed",
-    "classify",
-    "read_checkpoint",
-    "read_failure",
-    "read_log",
-]
+__all__ = ["RunFailed", "classify"]
