@@ -48,7 +48,7 @@ end
 include(joinpath(@__DIR__, "test", "layouts.jl"))  # small_layout()
 
 # Central differences of 4th order: truncation ~ FD_STEP^4, the solves' error (at FD_TOL)
-# amplified by 1/FD_STEP; both far below FD_PASS (tests/test_julia_sources.py checks it).
+# amplified by 1/FD_STEP; both far below FD_PASS (tests/solve/julia/test_julia_sources.py checks it).
 const FD_STEP = 1e-3
 const FD_TOL = 1e-12
 const FD_PASS = 1e-5

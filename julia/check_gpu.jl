@@ -1,6 +1,6 @@
 # The fields and adjoints on CuArrays, in an environment that has NesterovNODEJulia with
 # CUDA.jl and DLPack.jl (the one juliapkg manages, after
-# `nesterovnode.solve.engines.julia.enable_gpu()`; tests/test_julia_engine.py, marked julia
+# `nesterovnode.solve.engines.julia.enable_gpu()`; tests/solve/julia/test_julia_engine.py, marked julia
 # and gpu, includes this file through juliacall). Throws when a check fails.
 
 using NesterovNODEJulia

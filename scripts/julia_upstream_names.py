@@ -3,8 +3,9 @@ OrdinaryDiffEq, SciMLSensitivity, SciMLBase and ADTypes define, import or export
 sources at the lower and the upper end of the [compat] bounds of julia/Project.toml.
 
 The tests check every name julia/src calls from those packages against these lists
-(tests/test_julia_sources.py), and the julia engine refuses, in Python, an algorithm spec
-whose constructors OrdinaryDiffEq or ADTypes do not export (solve/engines/julia_spec.py).
+(tests/solve/julia/test_julia_sources.py), and the julia engine refuses, in Python, an
+algorithm spec whose constructors OrdinaryDiffEq or ADTypes do not export
+(solve/engines/julia_spec.py).
 
     python scripts/julia_upstream_names.py REPO_DIR...
 

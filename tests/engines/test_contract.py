@@ -15,11 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-import nesterovnode as nn_
-from conftest import BlowUp, TimeRecorder, TinyField
+import nesterovnode as nno
+from helpers import BlowUp, TimeRecorder, TinyField, nesterov_closed_form_error
 from nesterovnode.solve import SolverError, engines, sensitivity_names
 from nesterovnode.solve.registry import ENGINE_ORDER, SOLVERS, engine_class
-from test_core_closed_form import nesterov_closed_form_error
 
 FIXED_ORDER_SOLVERS = ("Euler", "Midpoint", "RK4", "RK38", "BS3", "DP5", "Tsit5", "DP8", "DP87")
 #: step sizes per order where the float64 error is well above round-off and below 1
@@ -96,7 +95,7 @@ def test_every_method_converges_at_its_order_at_fixed_steps(engine, solver):
     ts = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
     errors, dts = [], STEPS[order]
     for dt in dts:
-        sol = nn_.solve(nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, dt=dt)
+        sol = nno.solve(nno.NODE(CosField()), y0, ts, solver=solver, engine=engine, dt=dt)
         errors.append(float((sol.ys[:, 0, 0] - torch.exp(torch.sin(ts))).abs().max()))
     slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.3, (errors, slope)
@@ -110,8 +109,8 @@ def test_adaptive_error_falls_with_the_tolerance_and_stays_near_it(engine, solve
     errors = []
     low = SOLVERS[solver].order <= 2  # Heun: thousands of steps at 1e-8
     for tol in (1e-3, 1e-6) if low else (1e-5, 1e-8):
-        sol = nn_.solve(
-            nn_.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine, rtol=tol, atol=tol
+        sol = nno.solve(
+            nno.NODE(CosField()), y0, [0.0, 10.0], solver=solver, engine=engine, rtol=tol, atol=tol
         )
         errors.append(abs(float(sol.ys[-1, 0, 0]) - exact) / exact)
     assert errors[1] < errors[0] / 10
@@ -139,8 +138,8 @@ def test_outputs_between_steps_have_the_methods_accuracy(engine, solver):
     nfe = {}
     for n in (2, 51):
         ts = torch.linspace(0.0, 10.0, n, dtype=torch.float64)
-        sol = nn_.solve(
-            nn_.NODE(CosField()), y0, ts, solver=solver, engine=engine, rtol=tol, atol=tol
+        sol = nno.solve(
+            nno.NODE(CosField()), y0, ts, solver=solver, engine=engine, rtol=tol, atol=tol
         )
         exact = torch.exp(torch.sin(ts))
         err = ((sol.ys[:, 0, 0] - exact).abs() / exact).max()
@@ -156,14 +155,14 @@ def test_outputs_between_steps_have_the_methods_accuracy(engine, solver):
 def _model_and_inputs(kind):
     torch.manual_seed(0)
     net = TinyField(2).double()
-    dyn = nn_.NesterovNODE(net, r=3.0) if kind == "nesterov" else nn_.HBNODE(net)
+    dyn = nno.NesterovNODE(net, r=3.0) if kind == "nesterov" else nno.HBNODE(net)
     h0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64)
     return dyn, h0
 
 
 def _loss(dyn, h0, ts, config):
     y0 = dyn.initial_state(ts[0], h0)
-    sol = nn_.solve(dyn, y0, ts, config)
+    sol = nno.solve(dyn, y0, ts, config)
     h = dyn.readout(ts, sol.ys)
     return (h[-1] ** 2).sum() + h[1].sum(), sol
 
@@ -174,7 +173,7 @@ def test_gradients_equal_float64_finite_differences(engine, sensitivity, kind):
     _available(engine)
     dyn, h0 = _model_and_inputs(kind)
     ts = torch.tensor([1.0, 1.4, 2.0], dtype=torch.float64, requires_grad=True)
-    config = nn_.SolveConfig(rtol=1e-12, atol=1e-12, engine=engine, sensitivity=sensitivity)
+    config = nno.SolveConfig(rtol=1e-12, atol=1e-12, engine=engine, sensitivity=sensitivity)
     h0 = h0.clone().requires_grad_()
     loss, _ = _loss(dyn, h0, ts, config)
     params = [p for p in dyn.parameters() if p.requires_grad]
@@ -227,8 +226,8 @@ def test_fixed_step_gradients_match_the_exact_ones(engine, solver, sensitivity):
         pytest.skip(f"the {engine} engine has no backprop")
     field = Growth()
     y0 = torch.tensor([[1.5]], dtype=torch.float64, requires_grad=True)
-    sol = nn_.solve(
-        nn_.NODE(field),
+    sol = nno.solve(
+        nno.NODE(field),
         y0,
         [0.0, 0.5, 1.0],
         solver=solver,
@@ -248,11 +247,11 @@ def test_reported_nfe_equals_the_calls_the_field_observes(engine, sensitivity):
     _available(engine)
     torch.manual_seed(0)
     net = TimeRecorder(TinyField(2).double())
-    dyn = nn_.NesterovNODE(net)
+    dyn = nno.NesterovNODE(net)
     ts = torch.tensor([1.0, 1.5, 2.0], dtype=torch.float64)
     h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
     options = {"cuda_graphs": "emulate"} if engine == "rk" else {}
-    sol = nn_.solve(
+    sol = nno.solve(
         dyn,
         dyn.initial_state(ts[0], h0),
         ts,
@@ -282,13 +281,13 @@ def test_the_field_is_never_evaluated_outside_the_interval(engine, sensitivity):
     _available(engine)
     for field, solver in ((SlowField(), "DP5"), (TinyField(2).double(), "BS3")):
         rec = TimeRecorder(field)
-        dyn = nn_.NesterovNODE(rec)
+        dyn = nno.NesterovNODE(rec)
         cls = engine_class(engine)
         if solver not in cls.methods:
             continue
         ts = torch.tensor([1.0, 1.3, 2.0], dtype=torch.float64)
         h0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64, requires_grad=True)
-        sol = nn_.solve(
+        sol = nno.solve(
             dyn,
             dyn.initial_state(ts[0], h0),
             ts,
@@ -312,8 +311,8 @@ def test_a_blow_up_raises_solver_error_with_the_time_reached(engine, solver):
     reason (not by running to max_steps: LSODA used to record zero-length steps there)."""
     _available(engine)
     with pytest.raises(SolverError) as info:
-        nn_.solve(
-            nn_.NODE(BlowUp()),
+        nno.solve(
+            nno.NODE(BlowUp()),
             torch.ones(1, 1, dtype=torch.float64),
             [0.0, 2.0],
             solver=solver,
@@ -371,17 +370,17 @@ def test_a_nan_parameter_raises_solver_error_at_once_naming_the_field(engine, so
     loss's gradient is named as the loss's, not as the solver's."""
     _available(engine)
     net = TimeRecorder(TinyField(2).double())
-    dyn = nn_.NODE(net)
+    dyn = nno.NODE(net)
     y0 = torch.tensor([[0.3, -0.2], [0.1, 0.4]], dtype=torch.float64, requires_grad=True)
     with _Alarm(60):
         if where == "forward":
             with torch.no_grad():
                 net.net.w1[0, 0] = float("nan")
             with pytest.raises(SolverError, match="f\\(t0, y0\\) is NaN.*net.w1") as info:
-                nn_.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=10)
+                nno.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=10)
             assert info.value.reason == "nonfinite_field" and info.value.t_reached == 0.0
         else:
-            sol = nn_.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=1000)
+            sol = nno.solve(dyn, y0, [0.0, 1.0], solver=solver, engine=engine, max_steps=1000)
             with pytest.raises(SolverError, match="loss's gradient") as info:
                 (sol.ys[-1] * float("nan")).sum().backward()
             assert info.value.reason == "nonfinite_gradient"
@@ -405,7 +404,7 @@ def test_a_field_of_the_wrong_shape_is_refused_naming_both_shapes(engine):
     _available(engine)
     y0 = torch.ones(4, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(4, 2\)"):
-        nn_.solve(_OutputOfTwo(), y0, [0.0, 1.0], engine=engine)
+        nno.solve(_OutputOfTwo(), y0, [0.0, 1.0], engine=engine)
 
 
 @pytest.mark.parametrize("engine", [_engine(n) for n in ENGINE_ORDER])
@@ -413,7 +412,7 @@ def test_an_empty_batch_gives_an_empty_solution_without_evaluating_the_field(eng
     _available(engine)
     net = TimeRecorder(TinyField(2).double())
     y0 = torch.zeros(0, 2, dtype=torch.float64, requires_grad=True)
-    sol = nn_.solve(nn_.NODE(net), y0, [0.0, 0.5, 1.0], engine=engine)
+    sol = nno.solve(nno.NODE(net), y0, [0.0, 0.5, 1.0], engine=engine)
     assert sol.ys.shape == (3, 0, 2) and sol.stats.nfe_forward == 0 and net.times == []
     sol.ys.sum().backward()
     assert y0.grad.shape == (0, 2)
@@ -427,7 +426,7 @@ def test_implicit_methods_count_their_jacobian_evaluations_apart_from_the_nfe(so
     net = TimeRecorder(TinyField(2).double())
     y0 = torch.tensor([[0.3, -0.2]], dtype=torch.float64)
     with torch.no_grad():
-        sol = nn_.solve(nn_.NODE(net), y0, [0.0, 1.0], solver=solver, engine="scipy")
+        sol = nno.solve(nno.NODE(net), y0, [0.0, 1.0], solver=solver, engine="scipy")
     njev = sol.stats.extra["njev"]
     assert njev >= 1 and len(net.times) == sol.stats.nfe_forward + njev
 
@@ -436,8 +435,8 @@ def test_implicit_methods_count_their_jacobian_evaluations_apart_from_the_nfe(so
 def test_an_unknown_engine_option_is_refused_with_the_valid_ones(engine):
     cls = _available(engine)
     with pytest.raises(ValueError, match="has no option 'bogus'; its options:") as info:
-        nn_.solve(
-            nn_.NODE(CosField()), torch.ones(1, 1), [0.0, 1.0], engine=engine, options={"bogus": 1}
+        nno.solve(
+            nno.NODE(CosField()), torch.ones(1, 1), [0.0, 1.0], engine=engine, options={"bogus": 1}
         )
     for name in cls.options:
         assert name in str(info.value)

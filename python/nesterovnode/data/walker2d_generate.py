@@ -6,7 +6,7 @@ The policy (``walker_policy.npz`` beside this file) is linear on normalised obse
 ``scripts/train_walker_policy.py`` (seeded; three stages, the last two fine-tuning the
 gait upright, as the real rollouts walk). Per feature, its rollouts' means lie within 1.4
 standard deviations of the real set's and their spreads within a factor 3
-(``tests/test_walker2d.py`` checks 1.5 and 3.5). A rollout
+(``tests/tasks/test_walker2d.py`` checks 1.5 and 3.5). A rollout
 is the 17-dimensional observation at every step of one episode (at most ``max_steps``,
 1000 as in gymnasium's time limit), float64, until the walker falls or time runs out.
 Episodes are reset with seeds ``seed, seed + 1, …`` and the policy acts with Gaussian

@@ -42,7 +42,7 @@ class SolverInfo:
     stiff: bool = False  #: A-stable / meant for stiff problems
     auto_switching: bool = False  #: switches between a stiff and a non-stiff method
     #: |h λ| bound of the stability region on the negative real axis (explicit methods;
-    #: computed from each tableau's stability function in tests/test_tableaux.py)
+    #: computed from each tableau's stability function in tests/solve/rk/test_tableaux.py)
     stability_bound: float | None = None
     description: str = ""
 

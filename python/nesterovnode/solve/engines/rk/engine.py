@@ -24,7 +24,7 @@ The options (``RKEngine.options``; ``nesterovnode list`` prints them) say which:
 captured graph or a compiled program is reused while its plan's key is unchanged — the
 model's structure and attributes included (``fields.model_fingerprint``) — so changing a
 model between solves gives the new model's numbers. Compiled and graphed solves give the
-eager numbers to round-off (tests/test_rk_compiled.py, tests/test_rk_engine.py).
+eager numbers to round-off (tests/solve/rk/test_rk_compiled.py, tests/solve/rk/test_rk_engine.py).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ A step of ``step.py`` is a pure function of tensors, so one call traces it compl
 The ``RunnerCache`` keeps the compiled steps for the process, each under the key of the
 plan it was built for (``plan.RunPlan.key``), which holds everything the trace took from
 Python (the model's fingerprint, the settings): a change there builds a new program. The
-numbers equal the eager step's to round-off (tests/test_rk_compiled.py).
+numbers equal the eager step's to round-off (tests/solve/rk/test_rk_compiled.py).
 
 Failures: an error of the traced function itself (a field of the wrong shape) is raised
 as the eager call raises it; a function ``make_fx`` cannot trace, or a graph Inductor
@@ -222,7 +222,7 @@ def _while_loop_name() -> str:
 #: whole-solve loop (``solve_loop.py``) again: 15-25 s per model. Marked here, the
 #: caches key it as any graph (its body and condition are submodules of the graph,
 #: hashed with it) and the string below, and a later process loads it in about 1 s
-#: (tests/test_rk_compiled.py checks that the loop is not bypassed).
+#: (tests/solve/rk/test_rk_compiled.py checks that the loop is not bypassed).
 _CACHEABLE_LOOP = {_while_loop_name(): f"nesterovnode solve loop, torch {torch.__version__}"}
 
 

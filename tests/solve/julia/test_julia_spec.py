@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-import nesterovnode as nn_
+import nesterovnode as nno
 from nesterovnode.solve import SolveConfig
 from nesterovnode.solve.engines import julia as julia_engine
 from nesterovnode.solve.engines.julia_spec import (
@@ -94,7 +94,7 @@ def test_the_constructor_lists_come_from_the_upstream_sources_and_hold_no_base_f
 
 
 def _dynamics():
-    return nn_.NODE(mlp([2, 4, 2], torch.nn.Tanh)).double()
+    return nno.NODE(mlp([2, 4, 2], torch.nn.Tanh)).double()
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_an_injection_through_the_solver_name_is_refused_before_julia_is_looked_
     monkeypatch.setattr(julia_engine, "julia_module", looked_for)
     y0 = torch.zeros(3, 2, dtype=torch.float64)
     with pytest.raises(AlgorithmSpecError, match="is not an algorithm OrdinaryDiffEq"):
-        nn_.solve(_dynamics(), y0, [0.0, 1.0], solver=solver)
+        nno.solve(_dynamics(), y0, [0.0, 1.0], solver=solver)
     with pytest.raises(AlgorithmSpecError):
         SolveConfig(solver=solver.split(":", 1)[1], engine="julia").resolve()
     assert "juliacall" not in sys.modules
@@ -123,7 +123,7 @@ def test_julia_exit_fails_the_same_way_with_or_without_julia(monkeypatch):
             julia_engine.JuliaEngine, "available", classmethod(lambda cls, a=available: a)
         )
         with pytest.raises(AlgorithmSpecError) as info:
-            nn_.solve(
+            nno.solve(
                 _dynamics(),
                 torch.zeros(3, 2, dtype=torch.float64),
                 [0.0, 1.0],
@@ -141,7 +141,7 @@ def test_an_injection_through_the_algorithm_option_is_refused_before_julia_start
 
     monkeypatch.setattr(julia_engine, "julia_module", started)
     with pytest.raises(AlgorithmSpecError, match="exit is not an algorithm"):
-        nn_.solve(
+        nno.solve(
             _dynamics(),
             torch.zeros(3, 2, dtype=torch.float64),
             [0.0, 1.0],

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO
+
+ROOT = REPO
 JULIA = ROOT / "julia"
 JL_FILES = sorted({p.resolve() for p in JULIA.rglob("*.jl")})
 PACKAGE = ROOT / "python" / "nesterovnode"

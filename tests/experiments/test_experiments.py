@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_data_dir
+from helpers import REPO, shared_data_dir
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = REPO / "experiments"
 
 
 def load(name: str):
@@ -80,6 +80,7 @@ def test_nesterov_error_falls_one_power_of_k_faster_than_gradient_descent(tmp_pa
     assert _outputs(tmp_path, "gd_hb_nag.png")["n"] == 400
 
 
+@pytest.mark.slow  # 20 s of solves to the blow-up
 def test_nesterov_norm_blows_up_at_initialisation_while_the_gated_variant_stays_bounded(
     tmp_path,
 ):

@@ -15,8 +15,8 @@ import warnings
 import pytest
 import torch
 
-import nesterovnode as nn_
-from conftest import make_dynamics
+import nesterovnode as nno
+from helpers import make_dynamics
 from nesterovnode.runs.compiling import compile_steps, compile_value
 from nesterovnode.runs.training import TrainConfig
 from nesterovnode.solve.engines.rk.plan import Kind
@@ -33,7 +33,7 @@ def _solve_and_grad(dyn, h0, options, times=(1.0, 1.5, 2.0), loss=_readout_squar
     solve of ``loss`` (by default one reading every output time)."""
     dyn.zero_grad()
     y0 = dyn.initial_state(times[0], h0)
-    sol = nn_.solve(dyn, y0, list(times), rtol=1e-6, atol=1e-6, options=options)
+    sol = nno.solve(dyn, y0, list(times), rtol=1e-6, atol=1e-6, options=options)
     # the compiled programs run in inference mode; what the solve returns must be normal
     # tensors that autograd can save (the readout below does)
     assert not sol.ys.is_inference()
@@ -121,7 +121,7 @@ def test_compiling_the_steps_only_leaves_the_first_step_rule_eager(float64):
 def test_the_compile_option_says_what_it_takes():
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="'compile' must be one of True, False, 'steps'"):
-        nn_.solve(
+        nno.solve(
             make_dynamics("node"),
             torch.randn(4, 3),
             [0.0, 1.0],
@@ -183,7 +183,7 @@ def test_a_compiled_solve_is_prepared_once_for_its_own_settings(float64, monkeyp
     def forward(tol, loop):
         options = {"compile": True, "loop": loop}
         with torch.no_grad():
-            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=tol, atol=tol, options=options)
+            sol = nno.solve(dyn, y0, [0.0, 1.0], rtol=tol, atol=tol, options=options)
         return sol.ys[-1], sol.stats.nfe_forward
 
     def starts():  # the whole solves' runners kept (one per settings)
@@ -232,6 +232,7 @@ class _SizeTest(torch.nn.Module):
         return -self.w * y if y.shape[0] > 4 else self.w * y
 
 
+@pytest.mark.slow  # three compilations
 def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64):
     """A compiled step whose conditions fail for a new batch size must not serve it: the
     size compiles on its own and gets its own side of the test (closed form
@@ -242,7 +243,7 @@ def test_a_step_that_tests_the_batch_size_compiles_each_side_of_the_test(float64
     def solve(size):
         y0 = torch.linspace(1.0, 2.0, 2 * size).reshape(size, 2)
         with torch.no_grad():
-            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
+            sol = nno.solve(dyn, y0, [0.0, 1.0], rtol=1e-9, atol=1e-9, options={"compile": True})
         return y0, sol.ys[-1]
 
     for size, sign, compilations in ((6, -1, 1), (3, 1, 2), (8, -1, 2), (2, 1, 2), (1, 1, 3)):
@@ -329,7 +330,7 @@ def test_a_field_of_the_wrong_shape_is_an_error_that_leaves_compilation_on(float
     for _ in range(2):  # the second time from the runner the first one left
         with pytest.raises(ValueError, match=r"shape \(2,\) for a state of shape \(4, 2\)"):
             with torch.no_grad():
-                nn_.solve(_WrongShape(), y0, [0.0, 1.0], options={"compile": True})
+                nno.solve(_WrongShape(), y0, [0.0, 1.0], options={"compile": True})
     _assert_compiles_cleanly(4)
     get_engine("rk").clear_caches()
 
@@ -358,7 +359,7 @@ def _assert_compiles_cleanly(size: int) -> None:
 def _decay_error(size: int, rtol: float = 1e-9) -> float:
     y0 = torch.linspace(1.0, 2.0, 3 * size).reshape(size, 3)
     with torch.no_grad():
-        sol = nn_.solve(_Decay(), y0, [0.0, 1.0], rtol=rtol, atol=1e-9, options={"compile": True})
+        sol = nno.solve(_Decay(), y0, [0.0, 1.0], rtol=rtol, atol=1e-9, options={"compile": True})
     return (sol.ys[-1] - y0 * math.exp(-0.75)).abs().max().item()
 
 
@@ -557,7 +558,7 @@ def test_the_comparison_header_says_how_the_steps_ran():
 # -- the whole adaptive loop compiled (solve_loop.py) --------------------------------------
 def _forward(dyn, y0, options, **kwargs):
     with torch.no_grad():
-        return nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-7, atol=1e-7, options=options, **kwargs)
+        return nno.solve(dyn, y0, [1.0, 2.0], rtol=1e-7, atol=1e-7, options=options, **kwargs)
 
 
 def test_the_compiled_solve_takes_the_eager_steps(float64):
@@ -598,7 +599,7 @@ def test_max_steps_stops_the_compiled_loop(float64):
     y0 = dyn.initial_state(1.0, torch.randn(6, 3))
     for options in ({"compile": False}, {"compile": True}):
         options["controller"] = "PI"  # the program of the test above, from the disk cache
-        with pytest.raises(nn_.SolverError, match="max_steps = 4") as info:
+        with pytest.raises(nno.SolverError, match="max_steps = 4") as info:
             _forward(dyn, y0, options, max_steps=4)
         stats = info.value.stats
         assert info.value.reason == "max_steps"
@@ -613,8 +614,8 @@ def _sequential_model(kind: str):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
     if kind == "nesterov":
-        return nn_.NesterovNODE(net, r=3.0)
-    return nn_.GNesterovNODE(net, r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
+        return nno.NesterovNODE(net, r=3.0)
+    return nno.GNesterovNODE(net, r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
 
 
 def _set_r(dyn):
@@ -683,7 +684,7 @@ def test_a_compiled_solve_after_r_changes_gives_the_new_models_numbers(float64):
     def forward(compile):
         with torch.no_grad():
             options = {"compile": compile}
-            return nn_.solve(dyn, y0, [1.0, 1.5, 2.0], rtol=1e-6, atol=1e-6, options=options).ys
+            return nno.solve(dyn, y0, [1.0, 1.5, 2.0], rtol=1e-6, atol=1e-6, options=options).ys
 
     y3 = forward(False)
     assert torch.allclose(forward("steps"), y3, rtol=0, atol=1e-12)

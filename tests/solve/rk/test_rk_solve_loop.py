@@ -2,7 +2,7 @@
 controllers' tensor rules against their float rules, and the loop — run here as a Python
 loop of eager steps — against the host loop (loop.py): the same attempts, NFE, step
 history and states, in chunks of any size, and the same errors. Its compiled form is
-tests/test_rk_compiled.py."""
+tests/solve/rk/test_rk_compiled.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-import nesterovnode as nn_
+import nesterovnode as nno
 from nesterovnode.solve.engines.rk.loop import integrate_adaptive
 from nesterovnode.solve.engines.rk.programs.chunks import ConditionalChunk, MaskedChunk
 from nesterovnode.solve.engines.rk.programs.runners import EagerRunner
@@ -224,8 +224,8 @@ def test_a_conditional_chunk_skips_the_attempts_after_the_end_a_masked_one_runs_
 
 def test_the_loop_option_says_what_it_takes():
     with pytest.raises(ValueError, match="'loop' must be one of 'compiled', 'host'"):
-        nn_.solve(
-            nn_.NODE(_BlowUp()),
+        nno.solve(
+            nno.NODE(_BlowUp()),
             torch.ones(2, 1),
             [0.0, 0.5],
             rtol=1e-5,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import nesterovnode as nn_
-from conftest import MODEL_NAMES, inputs, make_dynamics
+import nesterovnode as nno
+from helpers import MODEL_NAMES, inputs, make_dynamics
 
 TOL = dict(rtol=1e-11, atol=1e-11)
 REL = 1e-5
@@ -16,7 +16,7 @@ REL = 1e-5
 def scalar_loss(dyn, h0, v0, sensitivity="backprop"):
     ts = torch.tensor([1.0, 1.5, 2.0])
     y0 = dyn.initial_state(ts[0], h0, v0)
-    sol = nn_.solve(dyn, y0, ts, sensitivity=sensitivity, **TOL)
+    sol = nno.solve(dyn, y0, ts, sensitivity=sensitivity, **TOL)
     h = dyn.readout(ts, sol.ys)
     w = torch.linspace(-1.0, 1.0, h[1:].numel()).reshape(h[1:].shape)
     return (w * h[1:]).sum() + (h[-1] ** 2).sum(), sol.stats

@@ -8,13 +8,14 @@ from __future__ import annotations
 import math
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 import peers  # noqa: E402
 
@@ -228,7 +229,7 @@ def test_alone_runs_each_implementation_in_a_process_of_its_own(tmp_path):
 def test_the_gradient_error_benchmark_reports_work_against_precision(tmp_path):
     """benchmarks/gradient_error.py on two real MNIST images: NFE grows and the gradient's
     error against the reference shrinks as the tolerance tightens."""
-    from conftest import shared_data_dir
+    from helpers import shared_data_dir
 
     data = shared_data_dir()
     if data is None or not (data / "mnist").is_dir():

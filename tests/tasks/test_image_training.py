@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_data_dir
+from helpers import REPO, shared_data_dir
 from nesterovnode.cli import main
 from nesterovnode.data import write_idx, write_synthetic_cifar10, write_synthetic_mnist
 from nesterovnode.data.mnist import MNIST_FILES
@@ -36,7 +36,7 @@ needs_real_mnist = pytest.mark.skipif(
     _REAL_MNIST is None or not _REAL_MNIST.is_dir(),
     reason="real MNIST not present (set NESTEROVNODE_DATA to a folder with mnist/*.gz)",
 )
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 QUICK_SOLVER = dict(solve={"solver": "Euler", "dt": 0.5})
 
 
@@ -89,6 +89,7 @@ def test_short_mnist_run_on_synthetic_digits_lowers_the_loss_and_logs_every_colu
     assert read_log(tmp_path) == history
 
 
+@pytest.mark.slow  # an end-to-end run on real MNIST
 @needs_real_mnist
 def test_short_run_on_a_512_image_subset_of_real_mnist_lowers_the_loss():
     history = train(quick_mnist(_REAL_MNIST), progress=False).history
@@ -224,6 +225,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes under torchrun
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_two_process_ddp_run_under_torchrun_ends_with_identical_replicas(synthetic_mnist, tmp_path):
     worker = tmp_path / "worker.py"

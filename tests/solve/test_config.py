@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-import nesterovnode as nn_
-from conftest import TinyField
+import nesterovnode as nno
+from helpers import TinyField
 from nesterovnode.solve import SolveConfig
 from nesterovnode.solve.config import ToleranceWarning
 
@@ -60,63 +60,63 @@ def test_bad_configurations_are_refused_with_what_to_do(changes, error, match):
 
 
 def test_solve_takes_a_config_and_changes_of_it():
-    dyn, y0 = nn_.NODE(Cos()), torch.ones(1, 1, dtype=torch.float64)
+    dyn, y0 = nno.NODE(Cos()), torch.ones(1, 1, dtype=torch.float64)
     config = SolveConfig(solver="Tsit5", rtol=1e-9, atol=1e-9)
-    a = nn_.solve(dyn, y0, [0.0, 1.0], config)
-    b = nn_.solve(dyn, y0, [0.0, 1.0], solver="Tsit5", rtol=1e-9, atol=1e-9)  # the old form
+    a = nno.solve(dyn, y0, [0.0, 1.0], config)
+    b = nno.solve(dyn, y0, [0.0, 1.0], solver="Tsit5", rtol=1e-9, atol=1e-9)  # the old form
     assert torch.equal(a.ys, b.ys) and a.stats.solver == "Tsit5"
-    c = nn_.solve(dyn, y0, [0.0, 1.0], config, rtol=1e-3)
+    c = nno.solve(dyn, y0, [0.0, 1.0], config, rtol=1e-3)
     assert c.stats.nfe_forward < a.stats.nfe_forward
     with pytest.raises(TypeError, match=r"unknown arguments \['first_step'\]"):
-        nn_.solve(dyn, y0, [0.0, 1.0], first_step=0.1)
+        nno.solve(dyn, y0, [0.0, 1.0], first_step=0.1)
 
 
 def test_any_method_runs_at_a_fixed_step():
-    dyn, y0 = nn_.NODE(Cos()), torch.ones(1, 1, dtype=torch.float64)
-    sol = nn_.solve(dyn, y0, [0.0, 1.0], solver="DP5", dt=0.1)
+    dyn, y0 = nno.NODE(Cos()), torch.ones(1, 1, dtype=torch.float64)
+    sol = nno.solve(dyn, y0, [0.0, 1.0], solver="DP5", dt=0.1)
     assert sol.stats.steps_accepted == 10 and sol.stats.steps_rejected == 0
     assert sol.stats.nfe_forward == 6 * 10  # no error estimate, no FSAL stage
     assert abs(float(sol.ys[-1, 0, 0]) - math.exp(math.sin(1.0))) < 1e-8
 
 
 def test_a_tolerance_float32_cannot_resolve_is_warned_about_with_the_fix():
-    dyn = nn_.NODE(Cos())
+    dyn = nno.NODE(Cos())
     with pytest.warns(ToleranceWarning, match="below what float32 can resolve.*float64"):
-        nn_.solve(dyn, torch.ones(1, 1), [0.0, 1.0], rtol=1e-7)
+        nno.solve(dyn, torch.ones(1, 1), [0.0, 1.0], rtol=1e-7)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        nn_.solve(dyn, torch.ones(1, 1), [0.0, 1.0], rtol=1e-5)
-        nn_.solve(dyn, torch.ones(1, 1, dtype=torch.float64), [0.0, 1.0], rtol=1e-10)
+        nno.solve(dyn, torch.ones(1, 1), [0.0, 1.0], rtol=1e-5)
+        nno.solve(dyn, torch.ones(1, 1, dtype=torch.float64), [0.0, 1.0], rtol=1e-10)
 
 
 def test_a_native_sensitivity_picks_its_engine_and_a_clash_is_refused():
-    dyn = nn_.NODE(TinyField(2))
+    dyn = nno.NODE(TinyField(2))
     y0 = torch.randn(3, 2, requires_grad=True)
-    sol = nn_.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:adjoint", rtol=1e-5)
+    sol = nno.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:adjoint", rtol=1e-5)
     assert sol.stats.engine == "torchdiffeq"
     with pytest.raises(ValueError, match="is the torchdiffeq engine's, but engine='rk'"):
-        nn_.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:adjoint", engine="rk")
+        nno.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:adjoint", engine="rk")
     with pytest.raises(ValueError, match="has no sensitivity 'Gauss'"):
-        nn_.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:Gauss")
+        nno.solve(dyn, y0, [0.0, 1.0], sensitivity="torchdiffeq:Gauss")
 
 
 def test_a_block_holds_its_solve_config():
-    block = nn_.ODEBlock(nn_.NODE(TinyField(2)), solver="BS3", rtol=1e-4)
+    block = nno.ODEBlock(nno.NODE(TinyField(2)), solver="BS3", rtol=1e-4)
     assert block.config == SolveConfig(solver="BS3", rtol=1e-4)
 
 
 # -- item 9: plain callables ---------------------------------------------------------------
 def test_a_plain_callable_hiding_trainable_parameters_is_refused_at_solve_time():
     net = nn.Linear(2, 2)
-    dyn = nn_.NesterovNODE(lambda t, h: net(h))
+    dyn = nno.NesterovNODE(lambda t, h: net(h))
     y0 = dyn.initial_state(1.0, torch.randn(3, 2))
     with pytest.raises(TypeError, match="uses trainable net.*NesterovNODE\\(net\\)"):
-        nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-5)
+        nno.solve(dyn, y0, [1.0, 2.0], rtol=1e-5)
     # backprop sees them; a parameter-free callable (an exact field) is fine
-    sol = nn_.solve(dyn, y0, [1.0, 2.0], rtol=1e-5, sensitivity="backprop")
+    sol = nno.solve(dyn, y0, [1.0, 2.0], rtol=1e-5, sensitivity="backprop")
     sol.ys[-1].sum().backward()
     assert net.weight.grad is not None and float(net.weight.grad.abs().sum()) > 0
-    nn_.solve(nn_.NesterovNODE(lambda t, h: -h), y0, [1.0, 2.0], rtol=1e-5)
+    nno.solve(nno.NesterovNODE(lambda t, h: -h), y0, [1.0, 2.0], rtol=1e-5)
 
 
 # -- item 10: the defects, each with its numbers --------------------------------------------
@@ -127,8 +127,8 @@ def test_torchdiffeq_bs3_is_as_accurate_at_T_as_rk():
     exact = math.exp(math.sin(10.0))
     err = {}
     for engine in ("rk", "torchdiffeq"):
-        sol = nn_.solve(
-            nn_.NODE(Cos()), y0, [0.0, 10.0], solver="BS3", engine=engine, rtol=1e-8, atol=1e-8
+        sol = nno.solve(
+            nno.NODE(Cos()), y0, [0.0, 10.0], solver="BS3", engine=engine, rtol=1e-8, atol=1e-8
         )
         err[engine] = abs(float(sol.ys[-1, 0, 0]) - exact)
     assert err["torchdiffeq"] < 2 * err["rk"] < 1e-6
@@ -139,14 +139,14 @@ def test_a_non_finite_initial_state_is_named_as_such():
     y0 = torch.tensor([[1.0, float("nan")]])
     for engine in ("rk", "torchdiffeq", "scipy"):
         with pytest.raises(ValueError, match="y0 contains NaN or Inf"):
-            nn_.solve(nn_.NODE(TinyField(2)), y0, [0.0, 1.0], engine=engine)
+            nno.solve(nno.NODE(TinyField(2)), y0, [0.0, 1.0], engine=engine)
 
 
 def test_an_ode_block_keeps_its_output_times_exact_whatever_the_default_dtype():
     """ts built in float64 while the default dtype was float32 stayed rounded by ~5e-8
     after .double()."""
     ts = torch.tensor([1.0, 1.1, 2.0], dtype=torch.float64)
-    block = nn_.ODEBlock(nn_.NODE(TinyField(2)), ts).double()
+    block = nno.ODEBlock(nno.NODE(TinyField(2)), ts).double()
     assert block.ts.dtype == torch.float64 and torch.equal(block.ts, ts)
     block = block.float()  # converting the model does not round the times either
     assert torch.equal(block.ts, ts)
@@ -158,11 +158,11 @@ def test_nfe_of_a_dense_output_method_does_not_grow_with_the_output_times():
     only), so NFE tables compared unlike things."""
     torch.manual_seed(0)
     nfe = {}
-    for name, cls in (("nesterov", nn_.NesterovNODE), ("hb", nn_.HBNODE)):
+    for name, cls in (("nesterov", nno.NesterovNODE), ("hb", nno.HBNODE)):
         dyn = cls(TinyField(2).double())
         y0 = dyn.initial_state(1.0, torch.randn(4, 2, dtype=torch.float64))
         for n in (2, 11, 51):
-            sol = nn_.solve(dyn, y0, torch.linspace(1.0, 2.0, n, dtype=torch.float64))
+            sol = nno.solve(dyn, y0, torch.linspace(1.0, 2.0, n, dtype=torch.float64))
             nfe[name, n] = sol.stats.nfe_forward
     assert nfe["nesterov", 2] == nfe["nesterov", 11] == nfe["nesterov", 51]
     assert nfe["hb", 2] == nfe["hb", 11] == nfe["hb", 51]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import nesterovnode as nn_
+import nesterovnode as nno
+from helpers import REPO
 from nesterovnode.dynamics.layout import dynamics_layout, layout_json
 from nesterovnode.solve.engines import julia as julia_engine
 from nesterovnode.solve.fields import flat_parameters
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.julia
 
 ADJOINTS = ("GaussAdjoint", "InterpolatingAdjoint", "QuadratureAdjoint", "BacksolveAdjoint")
 VJPS = ("ZygoteVJP", "EnzymeVJP", "ReverseDiffVJP")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def _gradients(dyn, sensitivity, engine, options=None, device="cpu"):
     h0 = h0.to(device).requires_grad_()
     ts = torch.tensor([1.0, 1.5, 2.0], dtype=torch.float64)
     y0 = dyn.initial_state(ts[0], h0)
-    sol = nn_.solve(
+    sol = nno.solve(
         dyn,
         y0,
         ts,
@@ -101,8 +101,8 @@ def test_julia_native_gradients_equal_the_rk_engines(jl, model, adjoint, vjp):
 def test_too_many_steps_raise_solver_error_with_the_time_reached(jl, adjoint):
     dyn = _dynamics("nesterovnode")
     y0 = dyn.initial_state(1.0, torch.ones(2, 2, dtype=torch.float64))
-    with pytest.raises(nn_.SolverError, match="raise max_steps") as info:
-        nn_.solve(dyn, y0, [1.0, 2.0], engine="julia", sensitivity=f"julia:{adjoint}", max_steps=2)
+    with pytest.raises(nno.SolverError, match="raise max_steps") as info:
+        nno.solve(dyn, y0, [1.0, 2.0], engine="julia", sensitivity=f"julia:{adjoint}", max_steps=2)
     assert 1.0 < info.value.t_reached < 2.0
 
 
@@ -160,7 +160,7 @@ def test_the_julia_package_check_passes_under_pkg_test():
 def test_an_auto_switching_algorithm_reports_its_method_per_step(jl):
     dyn = _dynamics("node")
     y0 = torch.randn(3, 2, dtype=torch.float64)
-    sol = nn_.solve(
+    sol = nno.solve(
         dyn, y0, [1.0, 2.0], engine="julia", options={"algorithm": "AutoTsit5(Rosenbrock23())"}
     )
     assert len(sol.stats.extra["julia_alg_choice"]) > 0

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-import nesterovnode as nn_
-from conftest import TinyField
+import nesterovnode as nno
+from helpers import TinyField
 from nesterovnode.dynamics.layout import (
     LayoutError,
     _network,
@@ -114,7 +114,7 @@ def test_learned_xi_general_r_and_sigma_are_in_the_layout(model, options):
 
 
 def test_a_fixed_gamma_is_exported_as_its_value():
-    dyn = nn_.HBNODE(mlp([3, 4, 3], nn.Tanh).double(), gamma_logit=0.4, learn_gamma=False)
+    dyn = nno.HBNODE(mlp([3, 4, 3], nn.Tanh).double(), gamma_logit=0.4, learn_gamma=False)
     layout = dynamics_layout(dyn)
     assert layout["gamma"] == {"kind": "fixed", "value": pytest.approx(1 / (1 + np.exp(-0.4)))}
     assert layout["network"]["time_input"] == "none"
@@ -128,8 +128,8 @@ def test_a_time_series_mlp_walker_style_is_mirrored(model):
     net = nn.Sequential(
         nn.Linear(n_in, n_in), nn.Tanh(), nn.Linear(n_in, n), nn.Tanh(), nn.Linear(n, n)
     ).double()
-    dyn = {"node": nn_.NODE, "sonode": nn_.SONODE, "hbnode": nn_.HBNODE}.get(
-        model, nn_.NesterovNODE
+    dyn = {"node": nno.NODE, "sonode": nno.SONODE, "hbnode": nno.HBNODE}.get(
+        model, nno.NesterovNODE
     )(net).double()
     _randomise(dyn, 5)
     layout = dynamics_layout(dyn)
@@ -152,10 +152,10 @@ def test_the_pointcloud_encoder_and_head_networks_are_described_too(model):
 
 def test_networks_julia_does_not_mirror_raise_layout_error():
     with pytest.raises(LayoutError, match="TinyField"):
-        dynamics_layout(nn_.NODE(TinyField(2)))
+        dynamics_layout(nno.NODE(TinyField(2)))
     conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Conv2d(2, 1, 1))
     with pytest.raises(LayoutError, match="Conv2d"):
-        dynamics_layout(nn_.NODE(conv))
+        dynamics_layout(nno.NODE(conv))
 
 
 @pytest.mark.skipif(julia_engine.JuliaEngine.available(), reason="Julia is installed here")
@@ -165,7 +165,7 @@ def test_without_julia_every_julia_path_fails_at_once_with_the_install_command(s
     y0 = dyn.initial_state(1.0, torch.zeros(3, 2, dtype=torch.float64))
     start = time.perf_counter()
     with pytest.raises(EngineNotInstalledError) as info:
-        nn_.solve(dyn, y0, [1.0, 2.0], engine="julia", sensitivity=sensitivity)
+        nno.solve(dyn, y0, [1.0, 2.0], engine="julia", sensitivity=sensitivity)
     assert time.perf_counter() - start < 1.0
     assert julia_engine.INSTALL_COMMAND in str(info.value)
     import sys

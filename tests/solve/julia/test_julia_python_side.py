@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-import nesterovnode as nn_
-from conftest import TinyField
+import nesterovnode as nno
+from helpers import REPO, TinyField
 from nesterovnode.dynamics.layout import LayoutError, check_state, dynamics_layout
 from nesterovnode.solve.engines import julia as julia_engine
 from nesterovnode.solve.engines.julia_arrays import (
@@ -95,7 +95,7 @@ def test_an_environment_without_the_package_gives_the_install_hint(julia_install
 
 # -- which fields run in Julia ----------------------------------------------------------------
 def _nesterov(n=3):
-    return nn_.NesterovNODE(mlp([n, 5, n], nn.Tanh)).double()
+    return nno.NesterovNODE(mlp([n, 5, n], nn.Tanh)).double()
 
 
 def test_a_second_order_state_of_more_than_three_dimensions_is_not_read_by_julia():
@@ -116,7 +116,7 @@ def test_a_first_order_state_is_read_row_by_row_whatever_its_leading_dimensions(
     from nesterovnode.dynamics.layout import field_numpy
     from nesterovnode.solve.fields import flat_parameters
 
-    dyn = nn_.NODE(mlp([3, 5, 3], nn.Tanh)).double()
+    dyn = nno.NODE(mlp([3, 5, 3], nn.Tanh)).double()
     layout = dynamics_layout(dyn)
     y = torch.randn(4, 6, 3, dtype=torch.float64)
     check_state(layout, tuple(y.shape))
@@ -134,7 +134,7 @@ class _Scaled(nn.Module):
 def test_a_parametrised_linear_layer_falls_back_to_call_back_mode():
     net = mlp([3, 5, 3], nn.Tanh).double()
     parametrize.register_parametrization(net[0], "weight", _Scaled())
-    dyn = nn_.NesterovNODE(net).double()
+    dyn = nno.NesterovNODE(net).double()
     with pytest.raises(LayoutError, match="computed"):
         dynamics_layout(dyn)
     layout, why = julia_engine.native_layout(dyn, torch.zeros(2, 2, 3, dtype=torch.float64), "auto")
@@ -145,7 +145,7 @@ def test_spectral_norm_weights_fall_back_to_call_back_mode():
     net = mlp([3, 5, 3], nn.Tanh).double()
     net[0] = nn.utils.spectral_norm(net[0])
     with pytest.raises(LayoutError, match="computed"):
-        dynamics_layout(nn_.NODE(net))
+        dynamics_layout(nno.NODE(net))
 
 
 # -- call-back mode reads torch's VJPs only through ZygoteVJP ---------------------------------
@@ -157,9 +157,9 @@ def test_call_back_mode_refuses_enzyme_and_reversediff_vjps_before_julia_starts(
         raise AssertionError("Julia was started")
 
     monkeypatch.setattr(julia_engine, "julia_module", started)
-    dyn = nn_.NODE(TinyField(2)).double()  # a network Julia does not mirror
+    dyn = nno.NODE(TinyField(2)).double()  # a network Julia does not mirror
     with pytest.raises(ValueError, match="only through ZygoteVJP"):
-        nn_.solve(
+        nno.solve(
             dyn,
             torch.zeros(3, 2, dtype=torch.float64),
             [0.0, 1.0],
@@ -306,9 +306,8 @@ def test_a_cuda_tensor_is_handed_over_on_its_gpu():
 
 # -- import order (juliacall warns when torch came first) ------------------------------------
 def test_the_import_order_juliacall_asks_for_is_documented_with_the_fix():
-    from pathlib import Path
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "julia.md").read_text()
+    docs = (REPO / "docs" / "julia.md").read_text()
     section = docs[docs.index("### Import order") :]
     section = section[: section.index("###", 5)]
     assert section.index("    import juliacall") < section.index("    import nesterovnode")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import Linear
+from helpers import Linear
 from nesterovnode.diagnostics import (
     jacobian,
     spectral_radius_power,

@@ -13,8 +13,8 @@ from itertools import product
 import pytest
 import torch
 
-import nesterovnode as nn_
-from conftest import TinyField, make_dynamics
+import nesterovnode as nno
+from helpers import TinyField, make_dynamics
 from nesterovnode.solve.engines.rk.programs.runners import (
     CompiledRunner,
     EagerRunner,
@@ -55,8 +55,8 @@ def test_the_pi_controller_solves_to_the_same_accuracy(float64):
 
     y0 = torch.ones(1, 1)
     for controller in ("integral", "PI"):
-        sol = nn_.solve(
-            nn_.NODE(Cos()),
+        sol = nno.solve(
+            nno.NODE(Cos()),
             y0,
             [0.0, 10.0],
             rtol=1e-8,
@@ -65,7 +65,7 @@ def test_the_pi_controller_solves_to_the_same_accuracy(float64):
         )
         assert abs(float(sol.ys[-1, 0, 0]) - torch.e ** torch.sin(torch.tensor(10.0))) < 1e-7
     with pytest.raises(ValueError, match="controller' must be one of 'integral', 'PI'"):
-        nn_.solve(nn_.NODE(Cos()), y0, [0.0, 1.0], options={"controller": "P"})
+        nno.solve(nno.NODE(Cos()), y0, [0.0, 1.0], options={"controller": "P"})
 
 
 def test_fixed_grid_lands_on_every_output_time():
@@ -91,7 +91,7 @@ def engine_runs(dyn, solver, sensitivities=("adjoint", "adjoint")):
     out = []
     for engine, sensitivity in zip(("rk", "torchdiffeq"), sensitivities):
         dyn.zero_grad()
-        sol = nn_.solve(
+        sol = nno.solve(
             dyn,
             y0,
             [1.0, 2.0],
@@ -132,7 +132,7 @@ def test_the_one_adjoint_needs_fewer_backward_steps_than_torchdiffeqs_own(solver
     # enters its step control: for fields that read t (the Nesterov models' k(t)) its
     # backward takes more steps. The library's adjoint leaves it out; the gradients agree
     # to the tolerance.
-    dyn = nn_.NesterovNODE(TinyField(3, seed=4), r=3.0)
+    dyn = nno.NesterovNODE(TinyField(3, seed=4), r=3.0)
     (sr, gr), (st, gt) = engine_runs(dyn, solver, ("adjoint", "torchdiffeq:adjoint"))
     assert sr.stats.nfe_backward < st.stats.nfe_backward
     for a, b in zip(gr, gt):
@@ -145,7 +145,7 @@ def loss_and_grads(dyn, h0, v0, options, sensitivity="adjoint", times=(1.0, 1.5,
     the readout's squared norm at ``times``, from h(t0) = h0, h'(t0) = v0."""
     dyn.zero_grad()
     y0 = dyn.initial_state(times[0], h0, v0)
-    sol = nn_.solve(
+    sol = nno.solve(
         dyn,
         y0,
         list(times),
@@ -222,11 +222,11 @@ def test_graphs_of_chunks_of_attempts_give_the_graphs_of_one_steps_numbers(
 
 
 def test_the_graph_chunk_option_takes_a_whole_number_of_attempts():
-    dyn = nn_.NODE(TinyField(3))
+    dyn = nno.NODE(TinyField(3))
     y0 = torch.randn(2, 3)
     for bad, error in ((-1, ValueError), (True, ValueError), (2.5, TypeError), ("8", TypeError)):
         with pytest.raises(error, match="option 'graph_chunk' must be (an )?int"):
-            nn_.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"graph_chunk": bad})
+            nno.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"graph_chunk": bad})
 
 
 def test_a_failed_capture_falls_back_to_the_given_alternative_then_to_eager(monkeypatch):
@@ -297,7 +297,7 @@ def test_a_model_is_solved_by_one_cached_runner_per_kind_and_shape():
     dyn = make_dynamics("hbnode")
     for batch in (4, 4, 4, 6):
         y0 = dyn.initial_state(1.0, torch.randn(batch, 3))
-        sol = nn_.solve(dyn, y0, [1.0, 2.0], engine="rk", options={"cuda_graphs": "emulate"})
+        sol = nno.solve(dyn, y0, [1.0, 2.0], engine="rk", options={"cuda_graphs": "emulate"})
         sol.ys[-1].sum().backward()
     # forward init + step, adjoint init + step, for each of the two batch shapes
     assert len(engine.runners) == 8
@@ -323,14 +323,14 @@ def test_a_change_of_the_model_gives_new_graphs_with_the_new_numbers(change):
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
-    dyn = nn_.GNesterovNODE(net.double(), r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
+    dyn = nno.GNesterovNODE(net.double(), r=3.0, sigma=torch.nn.Hardtanh(-5.0, 5.0))
     h0 = torch.randn(4, 3, dtype=torch.float64)
     engine = get_engine("rk")
     engine.runners.clear()
 
     def solve(graphs):
         dyn.zero_grad()
-        sol = nn_.solve(
+        sol = nno.solve(
             dyn,
             dyn.initial_state(1.0, h0),
             [1.0, 2.0],
@@ -386,14 +386,14 @@ class _CountingNet(torch.nn.Module):
 def test_a_model_that_changes_at_every_solve_is_named_in_a_warning():
     """State the model updates at every call changes its fingerprint: the programs are
     rebuilt each solve (right, but slow), and after three rebuilds a warning names it."""
-    dyn = nn_.NODE(_CountingNet())
+    dyn = nno.NODE(_CountingNet())
     y0 = torch.randn(4, 3)
     with pytest.warns(
         RuntimeWarning, match=r"rebuilt the programs of NODE 3 times.*\(f\.calls\)|\(calls\)"
     ):
         for _ in range(5):
             with torch.no_grad():
-                nn_.solve(
+                nno.solve(
                     dyn, y0, [0.0, 1.0], rtol=1e-5, atol=1e-5, options={"cuda_graphs": "emulate"}
                 )
 
@@ -402,15 +402,15 @@ def test_the_evaluations_of_masked_attempts_are_counted_apart():
     """A masked chunk (graphs of K attempts where no conditional node skips those after
     the end) evaluates the field in every attempt: the field observes NFE +
     extra["masked_evaluations"] calls, and the NFE is the host loop's."""
-    from conftest import TimeRecorder
+    from helpers import TimeRecorder
 
-    dyn = nn_.NODE(TimeRecorder(TinyField(3)))
+    dyn = nno.NODE(TimeRecorder(TinyField(3)))
     y0 = torch.randn(4, 3)
 
     def forward(options):
         dyn.f.times.clear()
         with torch.no_grad():
-            sol = nn_.solve(dyn, y0, [0.0, 1.0], rtol=1e-6, atol=1e-6, options=options)
+            sol = nno.solve(dyn, y0, [0.0, 1.0], rtol=1e-6, atol=1e-6, options=options)
         return sol.stats, len(dyn.f.times)
 
     host, host_calls = forward({"cuda_graphs": "emulate"})
@@ -427,12 +427,12 @@ def test_max_steps_in_a_backward_whole_solve_names_the_signed_step():
     """The adjoint integrates from T back to t0: a max_steps failure of its whole-solve
     program (graphs of chunks) reports the step it would take, negative."""
     torch.manual_seed(0)
-    dyn = nn_.NODE(TinyField(3).double())
+    dyn = nno.NODE(TinyField(3).double())
     y0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     options = {"cuda_graphs": "emulate", "graph_chunk": 4}
 
     def solve(max_steps=None):
-        return nn_.solve(
+        return nno.solve(
             dyn, y0, [0.0, 1.0], rtol=1e-8, atol=1e-8, max_steps=max_steps, options=options
         )
 
@@ -441,26 +441,26 @@ def test_max_steps_in_a_backward_whole_solve_names_the_signed_step():
     forward = free.stats.steps_accepted + free.stats.steps_rejected
     assert free.stats.steps_accepted_backward + free.stats.steps_rejected_backward > forward
     sol = solve(max_steps=forward)  # enough forward, too few backward
-    with pytest.raises(nn_.SolverError, match=r"backward.*max_steps = \d+ steps \(dt = -0\."):
+    with pytest.raises(nno.SolverError, match=r"backward.*max_steps = \d+ steps \(dt = -0\."):
         sol.ys[-1].sum().backward()
 
 
 # -- errors --------------------------------------------------------------------------------
 def test_rk_errors_say_what_to_do():
-    dyn = nn_.NODE(TinyField(3))
+    dyn = nno.NODE(TinyField(3))
     y0 = torch.randn(2, 3)
     with pytest.raises(ValueError, match="no option 'first_step'.*cuda_graphs"):
-        nn_.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"first_step": 0.1})
+        nno.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"first_step": 0.1})
     with pytest.raises(ValueError, match="'cuda_graphs' must be one of True, False, 'emulate'"):
-        nn_.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"cuda_graphs": "yes"})
+        nno.solve(dyn, y0, [0.0, 1.0], engine="rk", options={"cuda_graphs": "yes"})
     with pytest.raises(ValueError, match="no solver 'RadauIIA5'; engines that have it: scipy"):
-        nn_.solve(dyn, y0, [0.0, 1.0], solver="RadauIIA5", engine="rk")
+        nno.solve(dyn, y0, [0.0, 1.0], solver="RadauIIA5", engine="rk")
 
 
 @pytest.mark.parametrize("tol", [1e-6, 1e-9])
 def test_rk_counts_two_start_evaluations_and_restarts_the_adjoint_per_interval(tol):
-    dyn = nn_.NODE(TinyField(3))
-    sol = nn_.solve(dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], engine="rk", rtol=tol, atol=tol)
+    dyn = nno.NODE(TinyField(3))
+    sol = nno.solve(dyn, torch.randn(4, 3), [0.0, 1.0, 3.0], engine="rk", rtol=tol, atol=tol)
     sol.ys.sum().backward()
     s = sol.stats
     # the forward's first-step rule: f(t0) and its probe
@@ -485,6 +485,7 @@ def test_the_image_and_point_cloud_tasks_run_on_rk_by_default():
 @pytest.mark.parametrize(
     "name, sensitivity", list(product(["hbnode", "gnesterovnode"], ["adjoint", "adjoint-seminorm"]))
 )
+@pytest.mark.gpu  # a CUDA device
 def test_cuda_graphs_give_the_eager_numbers(name, sensitivity):
     dyn = make_dynamics(name).cuda()
     g = torch.Generator().manual_seed(3)
@@ -504,6 +505,7 @@ def test_cuda_graphs_give_the_eager_numbers(name, sensitivity):
         assert torch.allclose(grads, results[0][3], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.gpu  # a CUDA device
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("chunk", [1, 8])
 @pytest.mark.parametrize("name", ["hbnode", "gnesterovnode"])
@@ -658,7 +660,7 @@ def test_the_adjoint_starts_each_stretch_from_the_step_proposed_before_it(
     dyn = make_dynamics("hbnode")
     torch.manual_seed(1)
     y0 = dyn.initial_state(0.0, torch.randn(8, 3))
-    sol = nn_.solve(dyn, y0, [0.0, 1.0, 3.0], rtol=1e-7, atol=1e-7, engine=engine)
+    sol = nno.solve(dyn, y0, [0.0, 1.0, 3.0], rtol=1e-7, atol=1e-7, engine=engine)
     (sol.ys[1].sum() + sol.ys[2].square().sum()).backward()
     forward, late, early = calls
     assert forward[:2] == ([0.0, 1.0, 3.0], None) and 0 < forward[2] < 2.0

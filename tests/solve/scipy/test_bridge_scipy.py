@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import BlowUp
+from helpers import BlowUp
 from nesterovnode.solve import (
     EngineNotInstalledError,
     ExternalEngine,

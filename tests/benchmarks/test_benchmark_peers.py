@@ -6,13 +6,14 @@ is absent (``pip install -e ".[bench]"``)."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import REPO
+
 pytest.importorskip("torchode")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from torchode_peer import TorchodeBlock  # noqa: E402
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import shared_data_dir
+from helpers import shared_data_dir
 from nesterovnode.data.walker2d import (
     FEATURES,
     WalkerProtocol,
@@ -113,15 +113,15 @@ def test_walker_models_have_the_paper_parameter_counts(name):
 
 def test_gap_flow_integrates_each_sample_over_its_own_gap(float64):
     # NODE h' = -2 h over per-sample gaps: h(Δ) = h0 exp(-2 Δ), in one solve from s = 0 to 1
-    import nesterovnode as nn_
+    import nesterovnode as nno
 
-    dyn = nn_.NODE(torch.nn.Linear(1, 1, bias=False))
+    dyn = nno.NODE(torch.nn.Linear(1, 1, bias=False))
     with torch.no_grad():
         dyn.f.net.weight.fill_(-2.0)
     flow = GapFlow(dyn, (1,))
     gaps = torch.tensor([1 / 64, 3 / 64, 6 / 64])
     z0 = flow.pack(torch.ones(3, 1), gaps)
-    sol = nn_.solve(flow, z0, [0.0, 1.0], rtol=1e-10, atol=1e-10)
+    sol = nno.solve(flow, z0, [0.0, 1.0], rtol=1e-10, atol=1e-10)
     end, g = flow.unpack(sol.ys[-1])
     torch.testing.assert_close(end[:, 0], torch.exp(-2 * gaps), rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(g[:, 0], gaps)
@@ -129,7 +129,7 @@ def test_gap_flow_integrates_each_sample_over_its_own_gap(float64):
 
 def test_nesterov_gap_flow_matches_a_solve_from_t_1(float64):
     # the per-gap restart: a sample with gap Δ is the model solved from t = 1 to 1 + Δ
-    import nesterovnode as nn_
+    import nesterovnode as nno
 
     task = Walker2DTask()
     model = task.build_model("nesterovnode", rtol=1e-10, atol=1e-10).double()
@@ -139,10 +139,10 @@ def test_nesterov_gap_flow_matches_a_solve_from_t_1(float64):
     gaps = torch.tensor([2 / 64, 5 / 64])
     y0 = dyn.initial_state(1.0, h, m)
     with torch.no_grad():
-        sol = nn_.solve(model.flow, model.flow.pack(y0, gaps), [0.0, 1.0], rtol=1e-10, atol=1e-10)
+        sol = nno.solve(model.flow, model.flow.pack(y0, gaps), [0.0, 1.0], rtol=1e-10, atol=1e-10)
     end, _ = model.flow.unpack(sol.ys[-1])
     for b in range(2):
-        ref = nn_.solve(dyn, y0[b : b + 1], [1.0, 1.0 + float(gaps[b])], rtol=1e-10, atol=1e-10)
+        ref = nno.solve(dyn, y0[b : b + 1], [1.0, 1.0 + float(gaps[b])], rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(end[b : b + 1], ref.ys[-1].detach(), rtol=1e-7, atol=1e-9)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from conftest import shared_data_dir
+from helpers import shared_data_dir
 from nesterovnode.data import (
     CIFAR10,
     MNIST,
