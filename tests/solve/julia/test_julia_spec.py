@@ -61,6 +61,15 @@ INJECTIONS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_resolutions(monkeypatch):
+    """The registry caches what a solver name resolves to: the tests here that pretend
+    Julia is installed must not leave such a resolution behind for later tests."""
+    from nesterovnode.solve import registry
+
+    monkeypatch.setattr(registry, "_RESOLVED", {})
+
+
 @pytest.mark.parametrize("spec", ACCEPTED)
 def test_an_algorithm_called_with_literals_and_nested_specs_is_accepted(spec):
     assert check_algorithm_spec(f"  {spec} ") == spec
