@@ -80,7 +80,10 @@ def test_a_comparison_on_embedded_ray_equals_the_local_pool_bit_for_bit(tmp_path
         assert without_timings(a[key]) == without_timings(b[key]), key
     assert a["configuration"]["executor"] == "local" and b["configuration"]["executor"] == "ray"
     assert b["configuration"]["jobs"] == 2
-    assert sum(bool(STARTED.match(m)) for m in messages) == 4  # each run said where it ran
+    started = [STARTED.match(m) for m in messages if STARTED.match(m)]
+    assert len(started) == 4  # each run said where it ran
+    # two worker processes served the four runs (and their compile caches with them)
+    assert len({m[3] for m in started}) == 2
     # the driver wrote every run folder as the local executor does, checkpoints included
     for model in ("node", "hbnode"):
         for seed in (0, 1):
@@ -175,6 +178,36 @@ def test_a_sweep_begun_on_the_local_pool_is_finished_on_ray_in_one_results_json(
     # and resuming the finished sweep on the local pool trains nothing and changes nothing
     again = compare(quick(3), seeds=2, out=out, resume=True, executor=ProcessPool(2, False), **kw)
     assert numbers(again) == numbers(reference)
+
+
+def test_an_experiments_labelled_runs_of_one_model_go_to_ray_and_equal_a_run_here(
+    tmp_path, embedded
+):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "_common.py"
+    spec = importlib.util.spec_from_file_location("experiments_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    runs = [
+        (f"r={r}", quick(2, model="nesterovnode", seed=s, model_options={"r": r}))
+        for r in (3.0, 5.0)
+        for s in (0, 1)
+    ]
+    on_ray = common.train_runs(runs, tmp_path / "ray", "pointcloud", {}, True, embedded)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the threads of a Ray task here
+    try:
+        here = common.train_runs(runs, tmp_path / "here", "pointcloud", {}, quiet=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert list(on_ray["models"]) == list(here["models"]) == ["r=3.0", "r=5.0"]
+    assert numbers(on_ray) == numbers(here) == numbers(saved(tmp_path / "ray"))
+    assert numbers(on_ray)[("r=3.0", 0)] != numbers(on_ray)[("r=5.0", 0)]
+    for label in ("r=3.0", "r=5.0"):
+        for seed in (0, 1):
+            run = tmp_path / "ray" / "runs" / label / f"seed{seed}"
+            assert [e["epoch"] for e in read_log(run)] == [1, 2]
 
 
 # -- bad input: the CLI in its own process --------------------------------------------------

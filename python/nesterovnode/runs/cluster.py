@@ -11,11 +11,14 @@ runs the same ``run_job`` as the local executors, on a Ray cluster's workers:
 - **what each node needs**: nesterovnode and torch of the driver's versions (a check
   runs on every node first: a node that lacks them is a ``ClusterError`` naming the node
   and what is missing) and Ray itself (``pip install "nesterovnode[cluster]"``).
-- **resources**: a task asks for ``threads`` CPUs (its torch threads) and, on
-  ``device`` cuda, one GPU; Ray runs as many at once as the cluster holds, the costliest
-  first (``sweep`` hands them over in that order). Tasks of the sweep reuse Ray's
-  long-lived worker processes (``max_calls=0``, GPU tasks included), so a worker's
-  TorchInductor caches serve every run it trains after its first of a model.
+- **resources and workers**: a sweep starts as many ``RunWorker`` actors as the cluster
+  holds (its CPUs over ``threads``, or its GPUs on ``device`` cuda; at most one per run),
+  each asking for ``threads`` CPUs (its torch threads) and on cuda one GPU, spread over
+  the nodes. Each run is one Ray task, a call of an idle actor, handed out the costliest
+  first (``sweep`` orders them). An actor is one long-lived process: its TorchInductor
+  caches serve every run it trains after its first of a model, so a 50-seed sweep does
+  not start cold 50 times per model. (The pool is sized when the sweep starts: nodes
+  that join later are not used by it.)
 - **no shared filesystem**: a task trains in a temporary folder on its node; after every
   epoch it sends the epoch's record and the run's folder files (``checkpoint.run_files``:
   checkpoint, log, config, provenance) through the object store to a small ``Relay``
@@ -24,9 +27,10 @@ runs the same ``run_job`` as the local executors, on a Ray cluster's workers:
   with a checkpoint in the driver's folder (``--resume``, whichever executor wrote it) has
   it shipped to its task; a task that Ray retries starts from the last epoch the relay
   received, so a lost worker or node costs at most one epoch.
-- **faults**: a worker process or node that dies is retried by Ray (``max_retries``,
-  ``retries`` here, default 3); past that the run is recorded as failed (cause: its
-  worker died) with its epochs kept, and ``--resume`` continues it. A run that fails for
+- **faults**: a worker process or node that dies is retried by Ray: the actor is
+  restarted and the run's task run again (``max_restarts`` = ``max_task_retries`` =
+  ``retries``, default 3); past that the run is recorded as failed (cause: its worker
+  died) with its epochs kept, and ``--resume`` continues it. A run that fails for
   its own reasons (``RunFailed``: divergence, a solver error) is an entry like any other
   and is not retried; another exception in a task is raised in the driver as itself
   (``compare`` then writes what finished). Ctrl-C cancels the tasks not finished; every
@@ -121,8 +125,8 @@ def _task(job: Job, relay, threads: int) -> tuple[dict[str, Any], dict[str, byte
     import ray
 
     torch.set_num_threads(threads)
-    model, seed = job.config.model, job.config.seed
-    key = (model, seed)
+    model, seed = job.label, job.config.seed
+    key = job.key
     files, attempt = ray.get(relay.begin.remote(key))
     context = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()} (node {context.get_node_id()[:8]})"
@@ -150,6 +154,20 @@ def _task(job: Job, relay, threads: int) -> tuple[dict[str, Any], dict[str, byte
     if "log.jsonl" in final:
         final["log.jsonl"] = local(final["log.jsonl"].decode()).encode()
     return entry, final
+
+
+class RunWorker:
+    """A Ray actor that trains runs one after another (``_task`` each): one process, so
+    its TorchInductor caches serve every run it trains after its first of a model. Ray
+    restarts it where its process or node dies and runs the interrupted run again, which
+    continues from the last epoch the relay holds."""
+
+    def __init__(self, threads: int):
+        torch.set_num_threads(threads)
+
+    def run(self, job: Job, relay, threads: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """``_task(job, relay, threads)`` in this actor's process."""
+        return _task(job, relay, threads)
 
 
 def _probe() -> dict[str, Any]:
@@ -260,11 +278,17 @@ class RayExecutor:
     @property
     def workers(self) -> int:
         """How many runs the cluster holds at once: its CPUs over ``threads`` (its GPUs
-        with ``device`` cuda)."""
+        with ``device`` cuda; a cluster without one is a ``ClusterError``)."""
         ray = self.start()._ray
         resources = ray.cluster_resources()
         if self._gpus():
-            return max(1, int(resources.get("GPU", 0)))
+            if resources.get("GPU", 0) < 1:
+                raise ClusterError(
+                    f"--device {self.device} gives each run one GPU, but the Ray cluster offers "
+                    f"none (its resources: {resources}); start its nodes where torch sees a GPU "
+                    f"(ray start --num-gpus N), or pass --device cpu"
+                )
+            return int(resources["GPU"])
         return max(1, int(resources.get("CPU", 0)) // self.threads)
 
     def _gpus(self) -> int:
@@ -315,24 +339,27 @@ class RayExecutor:
 
     # -- running -----------------------------------------------------------------------
     def run(self, jobs: Sequence[Job], on_result, *, on_epoch=None, notify=None):
-        """See ``Executor.run``: every job a Ray task, submitted in the given order."""
+        """See ``Executor.run``: the jobs in the given order, each handed to the next idle
+        ``RunWorker`` actor (``workers`` of them, at most one per job)."""
         ray = self.start()._ray
-        shipped = {
-            (j.config.model, j.config.seed): files for j in jobs if (files := run_files(j.folder))
-        }
+        if not jobs:
+            return []
+        shipped = {j.key: files for j in jobs if (files := run_files(j.folder))}
         relay_options: dict[str, Any] = {"num_cpus": 0, "max_restarts": 0}
         if "node:__internal_head__" in ray.cluster_resources():
             relay_options["resources"] = {"node:__internal_head__": 0.001}
         relay = ray.remote(Relay).options(**relay_options).remote(shipped)
-        task = ray.remote(
+        worker = ray.remote(RunWorker).options(
             num_cpus=self.threads,
             num_gpus=self._gpus(),
-            max_retries=self.retries,
-            retry_exceptions=False,  # a run's own failure is an entry, never retried
-            max_calls=0,  # keep the worker (and its compile caches) for the next run
-        )(_task)
-        folders = {(j.config.model, j.config.seed): j.folder for j in jobs}
-        bar = sweep_bar(jobs, self.workers, self.progress)
+            max_restarts=self.retries,  # a dead worker process or node: a new process
+            max_task_retries=self.retries,  # ... that runs the run again, from its relay
+            scheduling_strategy="SPREAD",
+        )
+        idle = [worker.remote(self.threads) for _ in range(min(self.workers, len(jobs)))]
+        actors = list(idle)
+        folders = {j.key: j.folder for j in jobs}
+        bar = sweep_bar(jobs, len(actors), self.progress)
 
         def drain() -> None:
             """Write the epochs the relay received to the run folders; pass on messages."""
@@ -341,40 +368,72 @@ class RayExecutor:
                     if notify is not None:
                         notify(event[2])
                     continue
-                _, (model, seed), record, files = event
-                write_run_files(folders[(model, seed)], files)
+                _, (label, seed), record, files = event
+                write_run_files(folders[(label, seed)], files)
                 if on_epoch is not None:
-                    on_epoch(model, seed, record)
-                show_epoch(bar, model, seed, record)
+                    on_epoch(label, seed, record)
+                show_epoch(bar, label, seed, record)
 
-        pending = {task.remote(job, relay, self.threads): job for job in jobs}
+        waiting = list(jobs)
+        running: dict[Any, tuple[Job, Any]] = {}  # ref -> (job, actor)
         entries = []
         try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+            while waiting or running:
+                while waiting and idle:
+                    actor = idle.pop(0)
+                    job = waiting.pop(0)
+                    running[actor.run.remote(job, relay, self.threads)] = (job, actor)
+                if not running:  # every worker is gone: the rest cannot run
+                    for job in waiting:
+                        entries.append(self._lost(job, "no Ray worker is left", notify))
+                        on_result(entries[-1])
+                    break
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
                 drain()
                 for ref in done:
-                    job = pending.pop(ref)
-                    entry = self._outcome(ray, ref, job, notify)
+                    job, actor = running.pop(ref)
+                    entry, alive = self._outcome(ray, ref, job, notify)
+                    if alive:
+                        idle.append(actor)
                     entries.append(entry)
                     on_result(entry)
         except BaseException:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            for ref in running:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
             with contextlib.suppress(Exception):
                 drain()  # the epochs that arrived meanwhile are kept too
             bar.close()
-            with contextlib.suppress(Exception):
-                ray.kill(relay)
+            for actor in (*actors, relay):
+                with contextlib.suppress(Exception):
+                    ray.kill(actor, no_restart=True)
             raise
         bar.close()
-        ray.kill(relay)
+        for actor in (*actors, relay):
+            ray.kill(actor, no_restart=True)
         return entries
 
-    def _outcome(self, ray, ref, job: Job, notify) -> dict[str, Any]:
-        """A finished task's entry, its final folder written; a run whose worker died
-        more often than ``retries`` allow is a failed entry, its epochs kept; an error
-        raised in the task is raised here as itself."""
+    def _lost(self, job: Job, cause: str, notify) -> dict[str, Any]:
+        """The failed entry of a run that Ray could not finish (its worker died past the
+        retries): the epochs the driver received are kept, and ``--resume`` continues."""
+        from .checkpoint import read_log
+
+        history = read_log(job.folder) if (job.folder / "log.jsonl").exists() else []
+        c = job.config
+        fix = "rerun with --resume to continue it (or allow more with --retries)"
+        message = (
+            f"{job.label} seed {c.seed} failed in epoch {len(history) + 1}: {cause}; {fix} "
+            f"({len(history)} finished epochs kept in {job.folder})"
+        )
+        if notify is not None:
+            notify(f"failed: {message}")
+        failure = {"epoch": len(history) + 1, "cause": cause, "fix": fix, "message": message}
+        return failed_entry(c, history, failure, job.name)
+
+    def _outcome(self, ray, ref, job: Job, notify) -> tuple[dict[str, Any], bool]:
+        """A finished run's entry (its final folder written) and whether its worker lives
+        on. A run whose worker died more often than ``retries`` allow is a failed entry
+        (``_lost``); an error raised in the run is raised here as itself."""
         from ray.exceptions import RayTaskError
 
         try:
@@ -382,22 +441,10 @@ class RayExecutor:
         except RayTaskError as exc:
             raise exc.as_instanceof_cause() from None
         except ray.exceptions.RayError as exc:
-            from .checkpoint import read_log
-
-            history = read_log(job.folder) if (job.folder / "log.jsonl").exists() else []
-            c = job.config
             cause = f"its Ray worker or node died {self.retries + 1} time(s) ({type(exc).__name__})"
-            fix = "rerun with --resume to continue it (or allow more with --retries)"
-            message = (
-                f"{c.model} seed {c.seed} failed in epoch {len(history) + 1}: {cause}; {fix} "
-                f"({len(history)} finished epochs kept in {job.folder})"
-            )
-            if notify is not None:
-                notify(f"failed: {message}")
-            failure = {"epoch": len(history) + 1, "cause": cause, "fix": fix, "message": message}
-            return failed_entry(c, history, failure)
+            return self._lost(job, cause, notify), False
         write_run_files(job.folder, files)
-        return entry
+        return entry, True
 
 
 def _probe_address(address: str, timeout: float) -> None:
@@ -438,4 +485,12 @@ def _no_cluster(address: str | None, exc: BaseException, when: str = "") -> str:
     )
 
 
-__all__ = ["INSTALL", "RAY_VERSION", "ClusterError", "RayExecutor", "Relay", "import_ray"]
+__all__ = [
+    "INSTALL",
+    "RAY_VERSION",
+    "ClusterError",
+    "RayExecutor",
+    "Relay",
+    "RunWorker",
+    "import_ray",
+]

@@ -11,7 +11,8 @@ comparison writes results.json then), and returns the entries in the order they 
 too, where the executor can pass them on. An entry is plain data (picklable, no model):
 
     {"model", "seed", "params", "epochs": [record, ...], "status": "finished"|"failed"
-     [, "failure": {...}][, "features", "labels": numpy arrays (the point cloud)]}
+     [, "failure": {...}][, "name": Job.name][, "features", "labels": numpy arrays
+     (the point cloud)]}
 
 Two executors here, a third in ``cluster`` (``RayExecutor``: Ray tasks across a cluster,
 imported only when asked for): ``InProcess`` (one run after another in this process; under torchrun,
@@ -54,14 +55,27 @@ def run_dir(out: str | Path, model: str, seed: int) -> Path:
 @dataclass(frozen=True)
 class Job:
     """One run of a sweep: its resolved config (model and seed set) and the comparison
-    folder it belongs to (the run's own folder is ``run_dir(out, model, seed)``)."""
+    folder it belongs to (the run's own folder is ``run_dir(out, name, seed)``); ``name``:
+    the run's label where one model runs in several settings (an experiment's "r=5"),
+    else the model's name."""
 
     config: TrainConfig
     out: str
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``name``, else the model's name."""
+        return self.name or self.config.model
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(label, seed): the run's one identity within its sweep."""
+        return self.label, self.config.seed
 
     @property
     def folder(self) -> Path:
-        return run_dir(self.out, self.config.model, self.config.seed)
+        return run_dir(self.out, self.label, self.config.seed)
 
 
 def grid(base: TrainConfig, models: Sequence[str], seeds: int, out: str | Path) -> list[Job]:
@@ -119,7 +133,7 @@ def run_job(
     except RunFailed as failure:
         tell(f"failed: {failure}")
         failed = {k: v for k, v in failure.record().items() if k != "status"}
-        return failed_entry(config, failure.history, failed)
+        return failed_entry(config, failure.history, failed, job.name)
     entry = {
         "model": config.model,
         "seed": config.seed,
@@ -127,19 +141,24 @@ def run_job(
         "epochs": result.history,
         "status": "finished",
     }
+    if job.name is not None:
+        entry["name"] = job.name
     if task.name == "pointcloud":
         entry["features"], entry["labels"] = _features(result.model, task, config.seed)
     return entry
 
 
 def failed_entry(
-    config: TrainConfig, history: list[dict[str, Any]], failure: dict[str, Any]
+    config: TrainConfig,
+    history: list[dict[str, Any]],
+    failure: dict[str, Any],
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """The entry of a run that failed after the epochs ``history``: ``failure`` is
-    ``{"epoch", "cause", "fix", "message"}`` (a ``RunFailed`` record without its
-    status)."""
+    """The entry of a run (``Job.name`` ``name``) that failed after the epochs
+    ``history``: ``failure`` is ``{"epoch", "cause", "fix", "message"}`` (a ``RunFailed``
+    record without its status)."""
     task = get_task(config.task)
-    return {
+    entry = {
         "model": config.model,
         "seed": config.seed,
         "params": count_parameters(
@@ -149,6 +168,9 @@ def failed_entry(
         "status": "failed",
         "failure": failure,
     }
+    if name is not None:
+        entry["name"] = name
+    return entry
 
 
 def _features(model, task, seed: int):
