@@ -156,6 +156,36 @@ def test_a_worker_killed_mid_run_is_retried_from_its_last_epoch_and_every_epoch_
     ]
 
 
+def test_a_run_that_fails_for_its_own_reasons_is_recorded_as_failed_and_not_retried(
+    tmp_path, embedded
+):
+    messages = []
+    results = compare(
+        quick(2, solve={"max_steps": 3}),  # every solve needs more: a SolverError in epoch 1
+        models=["node"],
+        seeds=2,
+        out=tmp_path,
+        progress=False,
+        executor=embedded,
+        notify=messages.append,
+    )
+    assert [(f["model"], f["seed"], f["epoch"]) for f in results["failed"]] == [
+        ("node", 0, 1),
+        ("node", 1, 1),
+    ]
+    for failure in results["failed"]:
+        assert failure["cause"].startswith("the solver took too many steps in the forward solve")
+    assert saved(tmp_path)["failed"] == results["failed"]
+    attempts = [STARTED.match(m)[4] for m in messages if STARTED.match(m)]
+    assert attempts == ["1", "1"]  # not retried
+    for seed in (0, 1):
+        lines = (tmp_path / "runs" / "node" / f"seed{seed}" / "log.jsonl").read_text()
+        last = json.loads(lines.splitlines()[-1])
+        assert last["status"] == "failed" and last["cause"].startswith("the solver took too many")
+        assert "nesterovnode-run-" not in lines  # no path of the worker's temporary folder
+    assert (tmp_path / "loss.png").exists() and (tmp_path / "results.json").exists()
+
+
 def test_a_sweep_begun_on_the_local_pool_is_finished_on_ray_in_one_results_json(tmp_path, embedded):
     kw = dict(models=["node", "hbnode"], progress=False)
     reference = compare(
