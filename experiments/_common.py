@@ -155,18 +155,58 @@ def train_runs(
     task_name: str,
     extra: dict[str, Any],
     quiet: bool = False,
+    executor=None,
 ) -> dict[str, Any]:
     """Train each ``(label, TrainConfig)`` (resuming a run folder ``out/runs/LABEL/seedK``
-    found there), writing ``results.json`` in the comparison format after every run."""
-    from nesterovnode.runs import train
+    found there) on ``executor`` (default: one after another in this process; see
+    ``make_executor``), writing ``results.json`` in the comparison format after every
+    run (labels and seeds in the order of ``runs``)."""
+    from nesterovnode.runs.sweep import InProcess, Job, sweep
+    from nesterovnode.tasks import get_task
 
+    jobs = [Job(cfg.resolved(get_task(cfg.task)), str(out), name) for name, cfg in runs]
     results: dict[str, Any] = {"task": task_name, "config": extra, "models": {}}
-    for name, cfg in progress(runs, desc="runs", quiet=quiet):
-        run = train(cfg, out / "runs" / name / f"seed{cfg.seed}", resume=True, progress=not quiet)
-        entry = results["models"].setdefault(name, {"params": run.params, "runs": []})
-        entry["runs"].append({"seed": cfg.seed, "epochs": run.history})
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def collect(entry: dict[str, Any]) -> None:
+        done[(entry["name"], entry["seed"])] = entry
+        models: dict[str, Any] = {}
+        for job in jobs:  # the order of ``runs``, whatever order they finished in
+            if job.key in done:
+                got = done[job.key]
+                block = models.setdefault(job.label, {"params": got["params"], "runs": []})
+                block["runs"].append({"seed": got["seed"], "epochs": got["epochs"]})
+        results["models"] = models
         write_results(out, results)
+
+    sweep(jobs, executor or InProcess(progress=not quiet), collect)
     return results
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """--executor, --address, --retries, as ``nesterovnode compare`` takes them
+    (docs/cluster.md); --threads is then the CPUs of a run."""
+    from nesterovnode.cli.runs import add_executor_options
+
+    add_executor_options(p)
+
+
+def make_executor(args: argparse.Namespace):
+    """The executor --executor asks for: None (the runs one after another here) for local,
+    a started ``RayExecutor`` for ray (close it when done)."""
+    if args.executor != "ray":
+        if args.address is not None:
+            die("--address names a Ray cluster: add --executor ray")
+        return None
+    from nesterovnode.runs.cluster import RayExecutor
+
+    return RayExecutor(
+        args.address,
+        threads=args.threads,
+        device=args.device,
+        retries=args.retries,
+        progress=not args.quiet,
+    ).start()
 
 
 def image_data_dir(args: argparse.Namespace, task: str) -> str:
@@ -325,6 +365,7 @@ def add_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    add_executor_arguments(p)
 
 
 def die(message: str) -> None:

@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> dict:
     runs = configs(args, data_dir)
     extra = C.run_description(args, runs, "Fig. 9", solver="Euler", dts=args.dts)
     label = extra["data"]
+    executor = C.make_executor(args)
     try:
-        results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet)
+        results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet, executor=executor)
     except FileNotFoundError as exc:
         C.die(f"{exc}\n(pass --data-dir with the {args.task} files)")
+    finally:
+        if executor is not None:
+            executor.close()
     C.plot_panels(results, out / "euler_stability.png", f"Euler at fixed dt, {label}")
     rows = C.final_rows(results)
     table = stability_table(rows, args.models, args.dts)

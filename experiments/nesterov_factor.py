@@ -52,10 +52,14 @@ def main(argv: list[str] | None = None) -> dict:
     runs = configs(args, data_dir)
     extra = C.run_description(args, runs, "Table 3 / Fig. 8", paper_table3_cifar10=PAPER_TABLE3)
     label = extra["data"]
+    executor = C.make_executor(args)
     try:
-        results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet)
+        results = C.train_runs(runs, out, args.task, extra, quiet=args.quiet, executor=executor)
     except FileNotFoundError as exc:
         C.die(f"{exc}\n(pass --data-dir with the {args.task} files)")
+    finally:
+        if executor is not None:
+            executor.close()
     title = f"GNesterovNODE by Nesterov factor r, {label}"
     C.plot_panels(results, out / "nesterov_factor.png", title)
     rows = C.final_rows(results)

@@ -3,6 +3,8 @@
 # at tolerance 1e-7, t from 1 to 2, Adam, xi = 2 for the G models. Not in the paper: the
 # SmoothL1 loss, lr 1e-2 and batch 50 (the published code's choices, as this project
 # records them), and 200 epochs, 5 seeds, float64 (stated choices; see tasks/pointcloud.py).
+# More options after OUT go to compare, e.g. the paper's 50 runs per model on a Ray cluster
+# (docs/cluster.md): ./pointcloud_fig3_fig4.sh OUT --seeds 50 --executor ray --address auto
 set -euo pipefail
 out=${1:-results/pointcloud_paper}
-nesterovnode compare pointcloud --paper --out "$out" --resume
+nesterovnode compare pointcloud --paper --out "$out" --resume "${@:2}"

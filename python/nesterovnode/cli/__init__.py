@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command: exit status 0; 2 for a usage or data error (the message on
     stderr, no traceback); 130 on Ctrl-C."""
     from ..data.paths import DataUnavailableError
+    from ..runs.cluster import ClusterError  # imports no Ray
     from ..runs.distributed import DeviceUnavailableError, shutdown_distributed
     from ..solve.errors import EngineNotInstalledError
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         DataUnavailableError,
         DeviceUnavailableError,
         EngineNotInstalledError,
+        ClusterError,
     ) as exc:
         print(f"nesterovnode: error: {exc}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ print the epochs and the table.
 
     nesterovnode train pointcloud --model nesterovnode [--epochs N] [--out DIR] [--resume]
     nesterovnode compare pointcloud [--models ...] [--epochs N] [--seeds K] [--out DIR] [--resume]
+                                    [--executor local|ray [--address ADDR] [--retries N]]
 """
 
 from __future__ import annotations
@@ -102,6 +103,30 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--no-progress",
         action="store_true",
         help="no progress bar (without a terminal there is none: one line per epoch instead)",
+    )
+
+
+def add_executor_options(p: argparse.ArgumentParser) -> None:
+    """--executor, --address, --retries: where a sweep's runs go (docs/cluster.md)."""
+    p.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: a pool of --jobs processes on this machine (default); ray: one Ray task "
+        'per run (pip install "nesterovnode[cluster]"), on an embedded local Ray of this '
+        "machine's cores, or on the cluster --address names",
+    )
+    p.add_argument(
+        "--address",
+        help="with --executor ray: the cluster to join: auto (the one this machine is a node "
+        "of), HOST:PORT (the head's, from `ray start --head`), ray://HOST:PORT (Ray Client)",
+    )
+    p.add_argument(
+        "--retries",
+        type=nonnegative_int,
+        default=3,
+        help="with --executor ray: times a run is retried when its worker or node dies "
+        "(Ray's max_retries; it resumes from its last epoch)",
     )
 
 
@@ -282,6 +307,7 @@ def cmd_compare(args) -> int:
     jobs = args.jobs if args.jobs is not None else min(2, os.cpu_count() or 1)
     if args.device != "cpu":
         jobs = 1  # one process per GPU; use torchrun for several
+    executor = _executor(args)  # a cluster that does not answer fails here: nothing written
     epochs_of = {}
 
     def line(model, seed, rec):
@@ -292,26 +318,32 @@ def cmd_compare(args) -> int:
     from ..tasks import get_task
 
     epochs_of["n"] = args.epochs or get_task(args.task).defaults.epochs
-    results = compare(
-        base,
-        models=args.models,
-        seeds=args.seeds or 1,
-        out=out,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        jobs=jobs,
-        progress=not args.no_progress,
-        paper=bool(args.paper),
-        paper_departures={k: given for k, (given, _) in args.paper_departures.items()},
-        on_epoch=line if _plain_lines(args) else None,
-        notify=_say,
-    )
+    try:
+        results = compare(
+            base,
+            models=args.models,
+            seeds=args.seeds or 1,
+            out=out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            jobs=jobs,
+            executor=executor,
+            progress=not args.no_progress,
+            paper=bool(args.paper),
+            paper_departures={k: given for k, (given, _) in args.paper_departures.items()},
+            on_epoch=line if _plain_lines(args) else None,
+            notify=_say,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     if distributed_env()[0] == 0:
         conf = results["configuration"]
+        where = " on Ray" if conf.get("executor") == "ray" else ""
         print(
             f"\n{args.task}: {conf['epochs']} epochs, {conf['seeds']} seed(s), "
             f"{conf['solver']} on {conf['engine']} at tol {conf['rtol']:g}, {conf['dtype']}, "
-            f"{conf['device']}, {conf['jobs']} run(s) in parallel, {_compiled(results)}; "
+            f"{conf['device']}, {conf['jobs']} run(s) in parallel{where}, {_compiled(results)}; "
             + _protocol_text(conf, args.paper_departures)
         )
         print(format_table(summary_rows(results)))
@@ -324,6 +356,30 @@ def cmd_compare(args) -> int:
             )
             return 1
     return 0
+
+
+def _executor(args):
+    """--executor ray: a started ``RayExecutor`` (its cluster reached and checked); None
+    for the local executor (``compare`` makes it from --jobs)."""
+    if args.executor != "ray":
+        if args.address is not None:
+            raise ValueError("--address names a Ray cluster: add --executor ray")
+        return None
+    if args.jobs is not None:
+        raise ValueError(
+            "--jobs sets the local executor's processes; on Ray the cluster's CPUs over "
+            "--threads (CPUs and torch threads per run, default 1) decide how many runs go "
+            "at once: drop --jobs"
+        )
+    from ..runs.cluster import RayExecutor
+
+    return RayExecutor(
+        args.address,
+        threads=args.threads or 1,
+        device=args.device,
+        retries=args.retries,
+        progress=not args.no_progress,
+    ).start()
 
 
 def cmd_train(args) -> int:
@@ -387,6 +443,7 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--jobs", type=positive_int, help="runs in parallel processes (default: 2 on CPU)"
     )
+    add_executor_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train one model; checkpoint and log per epoch")

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..io import save_torch_atomic, write_json_atomic, write_text_atomic
+from ..io import save_torch_atomic, write_atomic, write_json_atomic, write_text_atomic
 from ..solve import SolveConfig
 from ..tasks import Task, TaskModel, get_task
 from .config import DTYPES, TrainConfig, build_model, comparable, dtype_hint, read_identity
@@ -64,6 +64,31 @@ def mark_failed(out: Path, history: list[dict], failure: RunFailed) -> None:
     epochs as they were)."""
     lines = [json.dumps(r) for r in history] + [json.dumps(failure.record())]
     write_text_atomic(out / "log.jsonl", "\n".join(lines) + "\n")
+
+
+def run_files(out: str | Path) -> dict[str, bytes]:
+    """The bytes of every ``RUN_FILES`` file in ``out`` (those present; {} for a folder
+    that does not exist): what a run's folder is, to send elsewhere (``write_run_files``
+    writes it back; a cluster's worker and the driver exchange run folders so)."""
+    out = Path(out)
+    return {name: (out / name).read_bytes() for name in RUN_FILES if (out / name).is_file()}
+
+
+def write_run_files(out: str | Path, files: dict[str, bytes]) -> None:
+    """Make ``out`` hold ``files`` (``run_files``'s), each written atomically in the order
+    ``save_run`` writes them, the checkpoint first; a file whose bytes are already there is
+    left alone. Only ``RUN_FILES`` names are accepted."""
+    out = Path(out)
+    unknown = sorted(set(files) - set(RUN_FILES))
+    if unknown:
+        raise ValueError(f"not files of a run folder: {unknown} (a run holds {RUN_FILES})")
+    for name in RUN_FILES:
+        if name not in files:
+            continue
+        path = out / name
+        if path.is_file() and path.read_bytes() == files[name]:
+            continue
+        write_atomic(path, lambda fh, data=files[name]: fh.write(data))
 
 
 def claim_run(
@@ -208,5 +233,7 @@ __all__ = [
     "read_checkpoint",
     "read_failure",
     "read_log",
+    "run_files",
     "save_run",
+    "write_run_files",
 ]

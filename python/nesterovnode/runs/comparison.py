@@ -15,14 +15,15 @@ pictures: ``plotting.write_plots``).
 
 ``out`` follows the run-folder protocol (``runs.folder``): results there are continued
 only with ``resume`` (same configuration) and replaced only with ``overwrite``. The runs
-are a sweep (``sweep``): independent, on an executor (one after another, or parallel
-processes: ``jobs``); every finished epoch is checkpointed, so an interrupted comparison
-resumes where it stopped. A run that fails (``RunFailed``) is recorded as failed
-(``"status": "failed"`` with its cause) and the comparison goes on; results.json, the
-table and the plots always show what finished. Resuming keeps every model and seed
-already in results.json (a subset asked for extends nothing away) and refuses fewer
-epochs than were saved. Under torchrun the runs go one after another, each trained by all
-processes with DDP; only rank 0 writes ``results.json`` and the plots.
+are a sweep (``sweep``): independent, on an executor (one after another, parallel
+processes: ``jobs``, or Ray tasks on a cluster: ``cluster.RayExecutor``); every finished
+epoch is checkpointed, so an interrupted comparison resumes where it stopped. A run that
+fails (``RunFailed``) is recorded as failed (``"status": "failed"`` with its cause) and
+the comparison goes on; results.json, the table and the plots always show what finished.
+Resuming keeps every model and seed already in results.json (a subset asked for extends
+nothing away) and refuses fewer epochs than were saved. Under torchrun the runs go one
+after another, each trained by all processes with DDP; only rank 0 writes
+``results.json`` and the plots.
 """
 
 from __future__ import annotations
@@ -166,7 +167,8 @@ def _compare(base, task, models, seeds, out, config, executor, paper, on_epoch, 
     features: dict[str, np.ndarray] = {}
     labels = None
     is_main = distributed_env()[0] == 0  # under torchrun only rank 0 writes
-    results.update(run_metadata(base, seeds, executor.workers, paper, now()))
+    where = getattr(executor, "name", "local")
+    results.update(run_metadata(base, seeds, executor.workers, paper, now(), where))
 
     def collect(entry: dict[str, Any]) -> None:
         nonlocal labels

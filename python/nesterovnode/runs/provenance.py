@@ -93,12 +93,15 @@ def device_name(device: str) -> str:
     return device
 
 
-def run_metadata(base, seeds: int, jobs: int, paper: bool | dict, started: str) -> dict:
+def run_metadata(
+    base, seeds: int, jobs: int, paper: bool | dict, started: str, executor: str = "local"
+) -> dict:
     """What a results.json says about how it was made: the resolved configuration of the
     comparison's ``base`` (a resolved ``TrainConfig``), package versions, git commit,
-    hardware and start time. ``paper``: True/False, or ``{"requested", "departures"}``:
-    the run is the paper's protocol when it was requested and no option departs from it
-    (``paper_departures`` lists those that do)."""
+    hardware and start time; ``jobs`` runs at a time on ``executor`` ("local" or "ray":
+    the runs' own hardware is in their provenance.json). ``paper``: True/False, or
+    ``{"requested", "departures"}``: the run is the paper's protocol when it was
+    requested and no option departs from it (``paper_departures`` lists those that do)."""
     if not isinstance(paper, dict):
         paper = {"requested": bool(paper), "departures": {}}
     solve = base.solve
@@ -120,6 +123,7 @@ def run_metadata(base, seeds: int, jobs: int, paper: bool | dict, started: str) 
         "subset": base.subset,
         "max_iters": base.max_iters,
         "jobs": jobs,
+        "executor": executor,
         "compile": base.compile,
         "paper_protocol": bool(paper["requested"]) and not paper["departures"],
         "paper_departures": dict(paper["departures"]),

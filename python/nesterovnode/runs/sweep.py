@@ -11,9 +11,11 @@ comparison writes results.json then), and returns the entries in the order they 
 too, where the executor can pass them on. An entry is plain data (picklable, no model):
 
     {"model", "seed", "params", "epochs": [record, ...], "status": "finished"|"failed"
-     [, "failure": {...}][, "features", "labels": numpy arrays (the point cloud)]}
+     [, "failure": {...}][, "name": Job.name][, "features", "labels": numpy arrays
+     (the point cloud)]}
 
-Two executors here: ``InProcess`` (one run after another in this process; under torchrun,
+Two executors here, a third in ``cluster`` (``RayExecutor``: Ray tasks across a cluster,
+imported only when asked for): ``InProcess`` (one run after another in this process; under torchrun,
 where every process takes part in every run) and ``ProcessPool`` (runs in parallel spawned
 processes, their epochs and messages sent back through a queue). An executor with more
 than one worker is given the costliest runs first (``costliest_first``). Another executor
@@ -53,14 +55,27 @@ def run_dir(out: str | Path, model: str, seed: int) -> Path:
 @dataclass(frozen=True)
 class Job:
     """One run of a sweep: its resolved config (model and seed set) and the comparison
-    folder it belongs to (the run's own folder is ``run_dir(out, model, seed)``)."""
+    folder it belongs to (the run's own folder is ``run_dir(out, name, seed)``); ``name``:
+    the run's label where one model runs in several settings (an experiment's "r=5"),
+    else the model's name."""
 
     config: TrainConfig
     out: str
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``name``, else the model's name."""
+        return self.name or self.config.model
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """(label, seed): the run's one identity within its sweep."""
+        return self.label, self.config.seed
 
     @property
     def folder(self) -> Path:
-        return run_dir(self.out, self.config.model, self.config.seed)
+        return run_dir(self.out, self.label, self.config.seed)
 
 
 def grid(base: TrainConfig, models: Sequence[str], seeds: int, out: str | Path) -> list[Job]:
@@ -83,14 +98,17 @@ def _cost(task) -> Callable[[TrainConfig], float]:
 
 def run_job(
     job: Job,
+    folder: str | Path | None = None,
     *,
     progress: bool = True,
     on_epoch: OnEpoch | None = None,
     notify: Notify | None = None,
 ) -> dict[str, Any]:
-    """Train one job in its folder (resuming what is there) and return its entry (the
-    module doc). A run that fails (``RunFailed``) is an entry too, with its cause;
-    ``notify`` hears it."""
+    """Train one job in ``folder`` (default: its own, ``job.folder``), resuming what is
+    there, and return its entry (the module doc). A run that fails (``RunFailed``) is an
+    entry too, with its cause; ``notify`` hears it. Every executor runs this one unit of
+    work: a cluster's task runs it in a local folder holding what the driver shipped
+    (``cluster``), the local executors in the run's folder itself."""
     config = job.config
     task = get_task(config.task)
 
@@ -105,7 +123,7 @@ def run_job(
     try:
         result = train(
             config,
-            job.folder,
+            job.folder if folder is None else Path(folder),
             resume=True,
             task=task,
             progress=progress,
@@ -114,16 +132,8 @@ def run_job(
         )
     except RunFailed as failure:
         tell(f"failed: {failure}")
-        return {
-            "model": config.model,
-            "seed": config.seed,
-            "params": count_parameters(
-                build_model(task, config.model, config.solve, config.model_options)
-            ),
-            "epochs": failure.history,
-            "status": "failed",
-            "failure": {k: v for k, v in failure.record().items() if k != "status"},
-        }
+        failed = {k: v for k, v in failure.record().items() if k != "status"}
+        return failed_entry(config, failure.history, failed, job.name)
     entry = {
         "model": config.model,
         "seed": config.seed,
@@ -131,8 +141,35 @@ def run_job(
         "epochs": result.history,
         "status": "finished",
     }
+    if job.name is not None:
+        entry["name"] = job.name
     if task.name == "pointcloud":
         entry["features"], entry["labels"] = _features(result.model, task, config.seed)
+    return entry
+
+
+def failed_entry(
+    config: TrainConfig,
+    history: list[dict[str, Any]],
+    failure: dict[str, Any],
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The entry of a run (``Job.name`` ``name``) that failed after the epochs
+    ``history``: ``failure`` is ``{"epoch", "cause", "fix", "message"}`` (a ``RunFailed``
+    record without its status)."""
+    task = get_task(config.task)
+    entry = {
+        "model": config.model,
+        "seed": config.seed,
+        "params": count_parameters(
+            build_model(task, config.model, config.solve, config.model_options)
+        ),
+        "epochs": history,
+        "status": "failed",
+        "failure": failure,
+    }
+    if name is not None:
+        entry["name"] = name
     return entry
 
 
@@ -148,7 +185,8 @@ def _features(model, task, seed: int):
 
 
 class Executor(Protocol):
-    """Where a sweep's runs go (the module doc): ``workers`` runs at a time."""
+    """Where a sweep's runs go (the module doc): ``workers`` runs at a time; ``name``
+    (optional: "local" when absent) goes to results.json's configuration."""
 
     workers: int
 
@@ -184,6 +222,7 @@ def sweep(
 class InProcess:
     """One run after another in this process, each with its progress bar."""
 
+    name = "local"
     workers = 1
 
     def __init__(self, progress: bool = True):
@@ -197,6 +236,31 @@ class InProcess:
             entries.append(entry)
             on_result(entry)
         return entries
+
+
+def sweep_bar(jobs: Sequence[Job], workers: int, progress: bool = True):
+    """The overall progress bar of parallel runs: the epochs of ``jobs`` finished, where
+    ever they ran (none off a terminal, or without ``progress``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=sum(j.config.epochs for j in jobs),
+        desc=f"{len(jobs)} runs, {workers} in parallel",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+    )
+
+
+def show_epoch(bar, model: str, seed: int, rec: dict[str, Any]) -> None:
+    """Count one finished epoch of run (``model``, ``seed``) on ``sweep_bar``'s bar."""
+    bar.update()
+    bar.set_postfix(
+        run=f"{model}/{seed}",
+        epoch=rec["epoch"],
+        loss=f"{rec['loss']:.4f}",
+        nfe_f=f"{rec['nfe_forward']:.0f}",
+        nfe_b=f"{rec['nfe_backward']:.0f}",
+    )
 
 
 _WORKER_QUEUE = None  # a pool worker's channel for per-epoch records (see ProcessPool)
@@ -236,14 +300,14 @@ class ProcessPool:
     each), one overall progress bar; Ctrl-C stops every run at once, leaving their last
     checkpoints."""
 
+    name = "local"
+
     def __init__(self, workers: int, progress: bool = True):
         self.workers = workers
         self.progress = progress
 
     def run(self, jobs, on_result, *, on_epoch=None, notify=None):
         """See ``Executor.run``."""
-        from tqdm.auto import tqdm
-
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         ctx = mp.get_context("spawn")  # forking a process that has started torch threads can hang
         # The queue reaches the workers at their start (a plain queue cannot travel with a
@@ -252,12 +316,7 @@ class ProcessPool:
         pool = ProcessPoolExecutor(
             self.workers, mp_context=ctx, initializer=_init_worker, initargs=(queue,)
         )
-        bar = tqdm(
-            total=sum(j.config.epochs for j in jobs),
-            desc=f"{len(jobs)} runs, {self.workers} in parallel",
-            disable=None if self.progress else True,
-            dynamic_ncols=True,
-        )
+        bar = sweep_bar(jobs, self.workers, self.progress)
 
         def drain() -> None:
             """Pass on what the workers reported: messages, and epochs (to the bar too)."""
@@ -269,14 +328,7 @@ class ProcessPool:
                     continue
                 if on_epoch is not None:
                     on_epoch(model, seed, rec)
-                bar.update()
-                bar.set_postfix(
-                    run=f"{model}/{seed}",
-                    epoch=rec["epoch"],
-                    loss=f"{rec['loss']:.4f}",
-                    nfe_f=f"{rec['nfe_forward']:.0f}",
-                    nfe_b=f"{rec['nfe_backward']:.0f}",
-                )
+                show_epoch(bar, model, seed, rec)
 
         entries = []
         try:
@@ -330,8 +382,11 @@ __all__ = [
     "ProcessPool",
     "costliest_first",
     "executor_for",
+    "failed_entry",
     "grid",
     "run_dir",
     "run_job",
+    "show_epoch",
     "sweep",
+    "sweep_bar",
 ]
