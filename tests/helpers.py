@@ -160,3 +160,17 @@ def nesterov_closed_form_error(r: float, solver: str = "DP5", **kw) -> float:
     sol = nno.solve(dyn, y0, ts, solver=solver, **kw)
     h = dyn.readout(ts, sol.ys)[:, 0, 0].detach().numpy()
     return float(np.max(np.abs(h - exact_h(ts.numpy(), r))))
+
+
+# -- comparing results apart from their timings --------------------------------------------
+#: the fields of results and logs that are timings (they differ from run to run)
+TIMINGS = {"seconds", "samples_per_second", "compile_seconds", "s_per_epoch"}
+
+
+def without_timings(x):
+    """``x`` (results.json, log records: dicts and lists) without the ``TIMINGS`` fields."""
+    if isinstance(x, dict):
+        return {k: without_timings(v) for k, v in x.items() if k not in TIMINGS}
+    if isinstance(x, list):
+        return [without_timings(v) for v in x]
+    return x

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import nesterovnode
+from helpers import without_timings
 from nesterovnode.runs import (
     InProcess,
     TrainConfig,
@@ -170,17 +171,6 @@ class Reversed:
         return entries
 
 
-TIMINGS = {"seconds", "samples_per_second", "compile_seconds", "s_per_epoch"}
-
-
-def _without_timings(x):
-    if isinstance(x, dict):
-        return {k: _without_timings(v) for k, v in x.items() if k not in TIMINGS}
-    if isinstance(x, list):
-        return [_without_timings(v) for v in x]
-    return x
-
-
 def test_results_json_is_the_same_on_any_executor_and_holds_trains_own_numbers(tmp_path):
     kw = dict(models=["node", "hbnode"], seeds=2, progress=False)
     compare(quick(epochs=2), out=tmp_path / "a", executor=InProcess(progress=False), **kw)
@@ -189,7 +179,7 @@ def test_results_json_is_the_same_on_any_executor_and_holds_trains_own_numbers(t
     assert other.seen == [("hbnode", 1), ("hbnode", 0), ("node", 1), ("node", 0)]
     a, b = (json.loads((tmp_path / x / "results.json").read_text()) for x in "ab")
     for key in ("task", "config", "models", "summary", "failed", "configuration"):
-        assert _without_timings(a[key]) == _without_timings(b[key]), key
+        assert without_timings(a[key]) == without_timings(b[key]), key
     assert list(b["models"]) == ["node", "hbnode"]  # the table's order, not the finish order
     alone = train(quick(model="hbnode", epochs=2, seed=1), progress=False).history
     saved = a["models"]["hbnode"]["runs"][1]["epochs"]
@@ -208,7 +198,7 @@ def test_a_single_run_makes_the_row_a_comparison_of_one_seed_makes(tmp_path):
     assert row["nfe_backward_last"] == history[-1]["nfe_backward"]
     results = compare(quick(epochs=3), models=["hbnode"], out=tmp_path / "cmp", progress=False)
     (theirs,) = summary_rows(results)
-    assert _without_timings(theirs) == _without_timings(row)
+    assert without_timings(theirs) == without_timings(row)
     assert format_table([row]).splitlines()[2].split()[:4] == ["hbnode", "582", "1", "3"]
 
 

@@ -22,13 +22,13 @@ import torch
 pytest.importorskip("ray")
 
 import nesterovnode  # noqa: E402
+from helpers import without_timings  # noqa: E402
 from nesterovnode.runs import ProcessPool, TrainConfig, compare, train  # noqa: E402
 from nesterovnode.runs.checkpoint import RUN_FILES, read_checkpoint, read_log  # noqa: E402
 from nesterovnode.runs.cluster import RayExecutor  # noqa: E402
 
 #: the worktree's (or installation's) package folder: Ray nodes started here import it
 SOURCES = str(Path(nesterovnode.__file__).resolve().parents[1])
-TIMINGS = {"seconds", "samples_per_second", "compile_seconds", "s_per_epoch"}
 STARTED = re.compile(r"(\w+) seed (\d+): on .*, pid (\d+) \(attempt (\d+)\)")
 
 
@@ -47,14 +47,6 @@ def numbers(results: dict) -> dict:
         for m, entry in results["models"].items()
         for r in entry["runs"]
     }
-
-
-def without_timings(x):
-    if isinstance(x, dict):
-        return {k: without_timings(v) for k, v in x.items() if k not in TIMINGS}
-    if isinstance(x, list):
-        return [without_timings(v) for v in x]
-    return x
 
 
 def saved(out: Path) -> dict:

@@ -20,6 +20,7 @@ import types
 import torch
 from torch import nn
 
+#: a solver's state: ``(y,)`` forward, ``(y, a, g)`` for the adjoint system
 State = tuple[torch.Tensor, ...]
 
 

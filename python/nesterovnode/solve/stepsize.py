@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-State = tuple[torch.Tensor, ...]
+from .fields import State
+
 #: a vector field on states: (t, state) -> d(state)/dt, same structure
 StateField = Callable[[torch.Tensor, State], State]
 

@@ -59,9 +59,8 @@ from typing import Any
 
 import torch
 
+from ..fields import State
 from ..stats import Recorder, SolveStats
-
-State = tuple[torch.Tensor, ...]
 
 
 @dataclass(frozen=True)
