@@ -12,6 +12,8 @@ sweep        the runs of a (model, seed) grid behind one ``Executor`` seam
 comparison   ``compare``: a sweep's results.json and plots
 provenance   versions, commit, hardware, time
 summary      summary over seeds, rows, the text table
+statistics   over seeds for a claim: per run, per model, paired between two models
+             (ratios, t and bootstrap intervals, sign and Wilcoxon tests), verdicts
 compiling    whether a run's ODE steps are compiled
 models       a task's models and inputs for the diagnostics
 """
