@@ -8,3 +8,6 @@
 set -euo pipefail
 out=${1:-results/pointcloud_paper}
 nesterovnode compare pointcloud --paper --out "$out" --resume "${@:2}"
+# Fig. 3's claim over the seeds: per-model spread, paired ratios with intervals, verdicts
+# ($out/statistics/statistics.md)
+python "$(dirname "$0")/pointcloud_statistics.py" "$out" --quiet

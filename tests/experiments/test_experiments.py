@@ -370,3 +370,101 @@ def test_adjoint_norms_script_takes_the_shared_options_and_ends_with_a_verdict(t
     seen = (out / "seen.txt").read_text()
     assert f"falls to {min(ratios):.1e}–{max(ratios):.1e} of its value at T" in seen
     assert "Seen (untrained)" in capsys.readouterr().out and "Seen (trained)" not in seen
+
+
+def _fig3_results(seeds: int = 4, epochs: int = 6) -> dict:
+    """A point-cloud comparison's results.json for the seven models, made up so that each
+    model's NFE per batch is a fixed share of NODE's (Nesterov models 0.6 and 0.5 of it)
+    and its loss falls by a power of ten every 2 × share epochs; HBNODE seed 2 failed."""
+    share = {
+        "node": 1.0,
+        "anode": 1.1,
+        "sonode": 1.0,
+        "hbnode": 0.9,
+        "ghbnode": 0.8,
+        "nesterovnode": 0.6,
+        "gnesterovnode": 0.5,
+    }
+    models = {}
+    for name, f in share.items():
+        runs = []
+        for s in range(seeds):
+            records = [
+                {
+                    "epoch": e,
+                    "loss": 10 ** (-1 - e / (2 * f)),
+                    # seed-to-seed spread in both models of a pair, not quite proportional
+                    "nfe_forward": f * (30 + 3 * s) + (s % 2),
+                    "nfe_backward": f * (20 + 2 * s),
+                    "seconds": 1.0,
+                }
+                for e in range(1, epochs + 1)
+            ]
+            run = {"seed": s, "status": "finished", "epochs": records}
+            if name == "hbnode" and s == 2:
+                failure = {"epoch": 3, "cause": "the loss became nan", "fix": "-", "message": "-"}
+                run = {**run, "status": "failed", "failure": failure, "epochs": records[:2]}
+            runs.append(run)
+        models[name] = {"params": 500, "runs": runs}
+    config = {"solve": {"solver": "DP5", "rtol": 1e-7}, "dtype": "float64"}
+    return {
+        "task": "pointcloud",
+        "config": {**config, "epochs": epochs, "seeds": seeds},
+        "models": models,
+    }
+
+
+def test_fig3_statistics_judge_each_claim_by_its_ratio_interval_and_leave_failed_runs_out(
+    tmp_path, capsys
+):
+    from nesterovnode.io import write_json_atomic
+
+    write_json_atomic(tmp_path / "results.json", _fig3_results())
+    stats = load("pointcloud_statistics").main([str(tmp_path), "--quiet"])
+    out = tmp_path / "statistics"  # the default: beside the comparison's results.json
+    saved = json.loads((out / "statistics.json").read_text())
+    assert (out / "nfe_boxplots.png").stat().st_size > 1000
+    assert (out / "seen.txt").read_text().strip()
+    assert saved["models"]["hbnode"]["failed_seeds"] == [2]
+    assert saved["models"]["hbnode"]["finished"] == 3
+    pairs = {(p["a"], p["b"], p["quantity"]): p for p in saved["paired"]}
+    # 4 NesterovNODE/GNesterovNODE × 3 quantities against four models, and G against plain
+    assert len(pairs) == 2 * 4 * 3 + 3
+    p = pairs[("gnesterovnode", "hbnode", "nfe_forward")]
+    assert p["seeds"] == [0, 1, 3] and p["excluded"]["failed"] == [2]
+    p = pairs[("nesterovnode", "node", "nfe_backward")]
+    assert p["ratio"]["geometric_mean"] == pytest.approx(0.6)  # 0.6 (20 + 2s) / (20 + 2s)
+    # loss 10^(-1 - e/(2f)) < 1e-3 first at e > 4f: NODE epoch 5, NesterovNODE epoch 3
+    assert saved["runs"]["node"]["0"]["epoch_to_threshold"] == 5
+    assert saved["runs"]["nesterovnode"]["0"]["epoch_to_threshold"] == 3
+    # every verdict is its t interval below 1, and the claim is all of them
+    for p in saved["paired"]:
+        assert p["verdict"]["holds"] == (p["ratio"]["t_ci"][1] < 1)
+    assert saved["fig3"] == {
+        "nesterovnode": {"per_batch": True, "to_threshold": True},
+        "gnesterovnode": {"per_batch": True, "to_threshold": True},
+    }
+    assert stats["fig3"] == saved["fig3"]
+    printed = capsys.readouterr().out
+    assert (
+        "Seen: Fig. 3 claim for GNesterovNODE (fewer forward and backward NFE per batch " in printed
+    )
+    assert "NODE/ANODE/HBNODE): holds; fewer NFE to loss < 0.001: holds" in printed
+    md = (out / "statistics.md").read_text()
+    assert "Failed runs: 1 (HBNODE seed 2), left out of every number." in md
+    assert "| GNesterovNODE vs HBNODE | 3 (1 failed) |" in md
+    assert "## Paired: NFE to loss < 0.001" in md
+    # a threshold no run reaches: NFE to it is undetermined, and so is that reading
+    stats = load("pointcloud_statistics").main(
+        [
+            str(tmp_path),
+            "--threshold",
+            "1e-12",
+            "--out",
+            str(tmp_path / "t"),
+            "--no-plot",
+            "--quiet",
+        ]
+    )
+    assert stats["fig3"]["nesterovnode"] == {"per_batch": True, "to_threshold": None}
+    assert not (tmp_path / "t" / "nfe_boxplots.png").exists()
