@@ -3,6 +3,9 @@
 # at tolerance 1e-7, t from 1 to 2, Adam, xi = 2 for the G models. Not in the paper: the
 # SmoothL1 loss, lr 1e-2 and batch 50 (the published code's choices, as this project
 # records them), and 200 epochs, 5 seeds, float64 (stated choices; see tasks/pointcloud.py).
+# In OUT: loss.png, nfe_forward.png, nfe_backward.png (Fig. 3), features_epoch100.png
+# (Fig. 4: the features after 100 epochs, as the paper draws them) and features.png (after
+# 200), results.json and runs/.
 # More options after OUT go to compare, e.g. the paper's 50 runs per model on a Ray cluster
 # (docs/cluster.md): ./pointcloud_fig3_fig4.sh OUT --seeds 50 --executor ray --address auto
 set -euo pipefail

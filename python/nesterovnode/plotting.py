@@ -236,9 +236,13 @@ def plot_features(
     return save(fig, path, title)
 
 
-def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Path]:
+def write_plots(
+    results: dict, out: Path, features=None, labels=None, features_at=None
+) -> list[Path]:
     """A comparison's pictures: loss and NFE curves against epoch, test accuracy when the
-    runs have it, and the feature scatter when ``features`` are given."""
+    runs have it, the feature scatter when ``features`` (by model, after the last epoch,
+    ``results["config"]["epochs"]``) are given (features.png), and one per epoch E of
+    ``features_at`` ({E: {model: h}}, the runs' snapshots) as features_epochE.png."""
     out = Path(out)
     models = results["models"]
     task = results["task"] + run_scope(results)
@@ -280,15 +284,20 @@ def write_plots(results: dict, out: Path, features=None, labels=None) -> list[Pa
                     title=f"{task}: {name}",
                 )
             )
-    if features:
-        paths.append(
-            plot_features(
-                features,
-                labels,
-                out / "features.png",
-                title=f"{task}: learned features h(T) of the {len(labels)} training points, seed 0",
+    drawn = [("features.png", results.get("config", {}).get("epochs"), features)]
+    drawn += [(f"features_epoch{e}.png", e, at) for e, at in sorted((features_at or {}).items())]
+    for name, epochs, by_model in drawn:
+        if by_model:
+            after = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if epochs else ""
+            paths.append(
+                plot_features(
+                    by_model,
+                    labels,
+                    out / name,
+                    title=f"{task}: learned features h(T) of the {len(labels)} training "
+                    f"points{after}, seed 0",
+                )
             )
-        )
     return paths
 
 

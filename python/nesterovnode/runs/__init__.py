@@ -4,6 +4,7 @@ config       a run's identity (``TrainConfig``, carrying a ``SolveConfig``); sav
              identities read back in either layout
 training     the loop: one epoch -> one record; ``train`` a run
 checkpoint   a run folder's files: save, read back checked, resume, ``load_model``
+features     a run's learned features h(T): final, and snapshots kept in its folder
 folder       the run-folder protocol (resume / overwrite / refuse) of runs and
              comparisons
 failures     what counts as a failed run, and its one line

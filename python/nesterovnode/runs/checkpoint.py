@@ -5,6 +5,8 @@
     log.jsonl        one epoch record a line; a failed run's ends with a failure record
     config.json      the resolved ``TrainConfig`` (``dataclasses.asdict``), for people
     provenance.json  versions, commit and hardware of each session that trained it
+    features.npz     only where the task keeps feature snapshots (``runs.features``):
+                     h(T) after each snapshot epoch, written before that epoch's checkpoint
 
 Every file is written atomically, so an interrupted run resumes after its last finished
 epoch without repeating or losing one. ``read_checkpoint`` and ``read_log`` check a run's
@@ -32,8 +34,12 @@ from .config import DTYPES, TrainConfig, build_model, comparable, dtype_hint, re
 from .failures import RunFailed
 from .folder import claim
 
-#: What a run writes to its folder (what ``overwrite`` removes).
-RUN_FILES = ("checkpoint.pt", "log.jsonl", "config.json", "provenance.json")
+#: A run's feature snapshots (``runs.features``), where its task keeps them.
+FEATURES = "features.npz"
+#: What a run writes to its folder (what ``overwrite`` removes), in the order a copy is
+#: written (``write_run_files``): the snapshots come first, as a run writes them before
+#: the checkpoint of their epoch, so no checkpoint is ever ahead of them.
+RUN_FILES = (FEATURES, "checkpoint.pt", "log.jsonl", "config.json", "provenance.json")
 #: What every checkpoint holds (``save_run``).
 CHECKPOINT_KEYS = ("model", "optimizer", "history", "config", "model_name", "task")
 
@@ -76,8 +82,9 @@ def run_files(out: str | Path) -> dict[str, bytes]:
 
 def write_run_files(out: str | Path, files: dict[str, bytes]) -> None:
     """Make ``out`` hold ``files`` (``run_files``'s), each written atomically in the order
-    ``save_run`` writes them, the checkpoint first; a file whose bytes are already there is
-    left alone. Only ``RUN_FILES`` names are accepted."""
+    a run writes them (``RUN_FILES``: feature snapshots, then the checkpoint, then the
+    rest); a file whose bytes are already there is left alone. Only ``RUN_FILES`` names
+    are accepted."""
     out = Path(out)
     unknown = sorted(set(files) - set(RUN_FILES))
     if unknown:
@@ -225,6 +232,7 @@ def load_model(
 
 __all__ = [
     "CHECKPOINT_KEYS",
+    "FEATURES",
     "RUN_FILES",
     "CorruptRunError",
     "claim_run",

@@ -21,8 +21,8 @@ runs the same ``run_job`` as the local executors, on a Ray cluster's workers:
   that join later are not used by it.)
 - **no shared filesystem**: a task trains in a temporary folder on its node; after every
   epoch it sends the epoch's record and the run's folder files (``checkpoint.run_files``:
-  checkpoint, log, config, provenance) through the object store to a small ``Relay``
-  actor, from which the driver writes the run folder atomically
+  checkpoint, log, config, provenance, feature snapshots) through the object store to a
+  small ``Relay`` actor, from which the driver writes the run folder atomically
   (``checkpoint.write_run_files``), leaving it exactly as the local executor would. A run
   with a checkpoint in the driver's folder (``--resume``, whichever executor wrote it) has
   it shipped to its task; a task that Ray retries starts from the last epoch the relay

@@ -7,7 +7,10 @@ The output directory holds
                              "git_commit", "hardware", "started", "finished"}
     runs/NAME/seedK/        each run's folder (``checkpoint``)
     loss.png, nfe_forward.png, nfe_backward.png    geometric mean and band over seeds against epoch
-    features.png            learned features h(T) coloured by class (2-D tasks)
+    features.png            learned features h(T) coloured by class after the last epoch
+                            (2-D tasks), seed 0 of each model
+    features_epochE.png     ... after epoch E, for each of the task's ``feature_epochs``
+                            before the last (the point cloud's --paper: features_epoch100.png)
 
 (``"config"``: the comparison's identity, ``comparison_config``, with epochs and seeds;
 ``"models"``, ``"summary"``, ``"failed"``: ``summary``; the rest: ``provenance``; the
@@ -165,6 +168,7 @@ def _compare(base, task, models, seeds, out, config, executor, paper, on_epoch, 
         results["data"] = data
     entries: dict[tuple[str, int], dict] = {}
     features: dict[str, np.ndarray] = {}
+    features_at: dict[int, dict[str, np.ndarray]] = {}  # epoch -> model -> h (seed 0)
     labels = None
     is_main = distributed_env()[0] == 0  # under torchrun only rank 0 writes
     where = getattr(executor, "name", "local")
@@ -174,15 +178,23 @@ def _compare(base, task, models, seeds, out, config, executor, paper, on_epoch, 
         nonlocal labels
         entries[(entry["model"], entry["seed"])] = entry
         entry_features, entry_labels = entry.pop("features", None), entry.pop("labels", None)
+        snapshots = entry.pop("features_at", {})
         if entry_features is not None and entry["seed"] == 0:
             features[entry["model"]] = entry_features
             labels = entry_labels
+            for epoch, h in snapshots.items():
+                features_at.setdefault(epoch, {})[entry["model"]] = h
         if is_main:
             _write_results(out, results, models, seeds, entries)
 
     def finish(entries_done: bool) -> dict[str, Any]:
         results["finished"] = now() if entries_done else None
         return _write_results(out if is_main else None, results, models, seeds, entries)
+
+    def plot() -> None:
+        """The pictures, the features' panels in the paper's order of the models."""
+        ordered = {e: _in_order(models, at) for e, at in sorted(features_at.items())}
+        write_plots(results, out, _in_order(models, features), labels, ordered)
 
     try:
         sweep(grid(base, models, seeds, out), executor, collect, on_epoch=on_epoch, notify=notify)
@@ -197,14 +209,17 @@ def _compare(base, task, models, seeds, out, config, executor, paper, on_epoch, 
         # another error: what finished is still written, with its pictures
         if is_main and entries:
             finish(False)
-            write_plots(results, out, {m: features[m] for m in models if m in features}, labels)
+            plot()
         raise
     results = finish(True)
-    if not is_main:
-        return results
-    features = {m: features[m] for m in models if m in features}  # the paper's order
-    write_plots(results, out, features, labels)
+    if is_main:
+        plot()
     return results
+
+
+def _in_order(models: list[str], by_model: dict[str, Any]) -> dict[str, Any]:
+    """``by_model`` in the order of ``models`` (the paper's)."""
+    return {m: by_model[m] for m in models if m in by_model}
 
 
 def _write_results(out: Path | None, results: dict, models, seeds: int, entries: dict) -> dict:

@@ -12,7 +12,8 @@ too, where the executor can pass them on. An entry is plain data (picklable, no 
 
     {"model", "seed", "params", "epochs": [record, ...], "status": "finished"|"failed"
      [, "failure": {...}][, "name": Job.name][, "features", "labels": numpy arrays
-     (the point cloud)]}
+     (the point cloud)][, "features_at": {epoch: numpy array} (its snapshots before
+     the last epoch, ``features``)]}
 
 Two executors here, a third in ``cluster`` (``RayExecutor``: Ray tasks across a cluster,
 imported only when asked for): ``InProcess`` (one run after another in this process; under torchrun,
@@ -40,6 +41,7 @@ import torch
 from ..tasks import count_parameters, get_task
 from .config import TrainConfig, build_model
 from .failures import RunFailed
+from .features import features, snapshot_taker, snapshots_before
 from .training import train
 
 #: on_epoch(model, seed, record) and notify(text), in the calling process
@@ -108,9 +110,13 @@ def run_job(
     there, and return its entry (the module doc). A run that fails (``RunFailed``) is an
     entry too, with its cause; ``notify`` hears it. Every executor runs this one unit of
     work: a cluster's task runs it in a local folder holding what the driver shipped
-    (``cluster``), the local executors in the run's folder itself."""
+    (``cluster``), the local executors in the run's folder itself. A task that draws its
+    features (the point cloud) also keeps its ``feature_epochs`` snapshots in the folder
+    (``features``), so a resumed run still hands back those taken before it stopped."""
     config = job.config
     task = get_task(config.task)
+    where = job.folder if folder is None else Path(folder)
+    draws = task.name == "pointcloud"
 
     def report(record):
         if on_epoch is not None:
@@ -123,12 +129,13 @@ def run_job(
     try:
         result = train(
             config,
-            job.folder if folder is None else Path(folder),
+            where,
             resume=True,
             task=task,
             progress=progress,
             on_epoch=report,
             notify=tell,
+            after_epoch=snapshot_taker(task, config.seed, where) if draws else None,
         )
     except RunFailed as failure:
         tell(f"failed: {failure}")
@@ -143,8 +150,11 @@ def run_job(
     }
     if job.name is not None:
         entry["name"] = job.name
-    if task.name == "pointcloud":
-        entry["features"], entry["labels"] = _features(result.model, task, config.seed)
+    if draws:
+        entry["features"], entry["labels"] = features(result.model, task, config.seed)
+        at = snapshots_before(where, task, len(result.history))
+        if at:
+            entry["features_at"] = at
     return entry
 
 
@@ -171,17 +181,6 @@ def failed_entry(
     if name is not None:
         entry["name"] = name
     return entry
-
-
-def _features(model, task, seed: int):
-    """h(T) for the whole training set (for the feature plot of 2-D tasks)."""
-    data, _ = task.datasets(seed=seed)
-    x, y = data.tensors
-    model.eval()
-    with torch.no_grad():
-        param = next(model.parameters())
-        h = model.features(x.to(param.device, param.dtype)).cpu().numpy()
-    return h, y.numpy()
 
 
 class Executor(Protocol):

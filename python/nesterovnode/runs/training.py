@@ -221,6 +221,7 @@ def train(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     notify: Callable[[str], None] | None = None,
     estimate_after: int = 3,
+    after_epoch: Callable[[int, TaskModel], None] | None = None,
 ) -> RunResult:
     """Train ``config.model`` on ``config.task``; checkpoint and log to ``out_dir``.
 
@@ -236,6 +237,13 @@ def train(
     receives the human messages: where a resumed run continues, and the estimated
     duration after ``estimate_after`` iterations (with a warning when CPU image training
     would take hours). ``on_epoch(record)`` receives every finished epoch.
+
+    ``after_epoch(epoch, model)`` is called on the main rank after each epoch has trained
+    and before it is checkpointed, so that what it writes to the run folder is there
+    whenever the checkpoint says the epoch finished (a run stopped between the two trains
+    that epoch again and calls it again). It may run the model (a feature snapshot,
+    ``runs.features``) but must not change its parameters; training goes on in training
+    mode whatever mode it leaves.
     """
     if task is None:
         task = get_task(config.task)
@@ -272,6 +280,9 @@ def train(
     for epoch in range(first, cfg.epochs + 1):
         record = train_epoch(session, epoch, history)
         history.append(record)
+        if after_epoch is not None and is_main:
+            after_epoch(epoch, model)
+            model.train()
         if is_main and out is not None:
             save_run(out, model, optimizer, history, cfg)
             if epoch == first:  # a session that saved an epoch says what trained it

@@ -161,6 +161,10 @@ class Task(abc.ABC):
     #: listed count 1): a parallel comparison hands out the costliest runs first, so that
     #: its workers finish together instead of one waiting on a run started last
     run_cost: dict[str, float] = {}
+    #: epochs after which a run keeps its learned features h(T) besides its final ones,
+    #: for the task's feature plot (``runs.features``; () for none): a comparison draws
+    #: those before its last epoch beside its final features
+    feature_epochs: tuple[int, ...] = ()
 
     def split_options(self, model: str, options: dict) -> tuple[str, dict, dict]:
         """``(key, dynamics options, block options)`` from build_model's options: unknown
