@@ -174,3 +174,17 @@ def without_timings(x):
     if isinstance(x, list):
         return [without_timings(v) for v in x]
     return x
+
+
+def saved_figures(monkeypatch, module) -> dict:
+    """Record each figure ``module.save`` writes as ``{file name: (figure, title)}``; the
+    file is still written."""
+    figures = {}
+    real = module.save
+
+    def save(fig, path, title=None):
+        figures[path.name] = (fig, title)
+        return real(fig, path, title)
+
+    monkeypatch.setattr(module, "save", save)
+    return figures

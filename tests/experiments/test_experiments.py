@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO, shared_data_dir
+from helpers import REPO, saved_figures, shared_data_dir
 
 EXPERIMENTS = REPO / "experiments"
 
@@ -299,14 +299,7 @@ def test_image_panels_have_whole_epoch_ticks_a_legend_off_the_curves_and_the_run
     from matplotlib.ticker import MaxNLocator
 
     common = load("_common")
-    figures = {}
-    real = common.save
-
-    def save(fig, path, title=None):
-        figures[path.name] = (fig, title)
-        return real(fig, path, title)
-
-    monkeypatch.setattr(common, "save", save)
+    figures = saved_figures(monkeypatch, common)
     common.plot_panels(_panel_results(epochs=2), tmp_path / "p.png", "GNesterovNODE by r")
     fig, title = figures["p.png"]
     epoch_axes = [ax for ax in fig.axes if ax.get_xlabel() == "epoch"]

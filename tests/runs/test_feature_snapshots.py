@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import nesterovnode.plotting as plotting
-from helpers import without_timings
+from helpers import saved_figures, without_timings
 from nesterovnode.runs import TrainConfig, compare, read_checkpoint
 from nesterovnode.runs.checkpoint import FEATURES, RUN_FILES, run_files, write_run_files
 from nesterovnode.runs.features import read_snapshots
@@ -52,14 +52,7 @@ def test_a_three_epoch_comparison_draws_the_features_after_epoch_two_equal_to_a_
     tmp_path, snapshot_at, monkeypatch
 ):
     snapshot_at(2)
-    figures = {}
-    real = plotting.save
-
-    def save(fig, path, title=None):
-        figures[path.name] = (fig, title)
-        return real(fig, path, title)
-
-    monkeypatch.setattr(plotting, "save", save)
+    figures = saved_figures(monkeypatch, plotting)
     models = ["node", "hbnode"]
     compare(quick(3), models=models, out=tmp_path / "cmp", progress=False)
     assert (tmp_path / "cmp" / "features.png").exists()

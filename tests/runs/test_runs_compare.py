@@ -8,6 +8,7 @@ import json
 import pytest
 
 import nesterovnode.runs.sweep as sweep
+from helpers import saved_figures
 from nesterovnode.runs import RunFailed, TrainConfig, compare, format_table, summary_rows
 
 
@@ -135,14 +136,7 @@ def test_plots_use_log_nfe_axes_integer_epochs_labelled_bands_and_name_the_subse
 
     import nesterovnode.plotting as plotting
 
-    figures = {}
-    real = plotting.save
-
-    def save(fig, path, title=None):
-        figures[path.name] = (fig, title)
-        return real(fig, path, title)
-
-    monkeypatch.setattr(plotting, "save", save)
+    figures = saved_figures(monkeypatch, plotting)
     rng = np.random.default_rng(0)
     features = {"node": rng.normal(size=(10, 2)), "anode": 4e4 * rng.normal(size=(10, 3))}
     labels = np.array([-1, 1] * 5)
