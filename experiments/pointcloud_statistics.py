@@ -316,14 +316,18 @@ def plot(results: dict[str, Any], stats: dict[str, Any], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     p = C.parser(__doc__.splitlines()[0], "")
     p.set_defaults(out=None)  # RESULTS_DIR/statistics
-    p.add_argument("results", help="the comparison's folder (or its results.json)")
+    p.add_argument(
+        "results", help="the comparison's folder, or its results.json (or results.json.gz)"
+    )
     p.add_argument("--threshold", type=float, default=S.THRESHOLD, help="'zero' loss")
     p.add_argument("--confidence", type=float, default=S.CONFIDENCE)
     p.add_argument("--resamples", type=int, default=S.BOOTSTRAP, help="bootstrap resamples")
     p.add_argument("--no-plot", action="store_true", help="no box-plot PNG")
     args = p.parse_args(argv)
     source = Path(args.results)
-    source = source / "results.json" if source.is_dir() else source
+    if source.is_dir():  # a committed measurement holds results.json.gz
+        plain = source / "results.json"
+        source = plain if plain.exists() else source / "results.json.gz"
     if not source.exists():
         C.die(f"no results at {source}")
     results = read_json(source)

@@ -4,6 +4,7 @@ JSON (NaN and infinities written as null)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -71,8 +72,10 @@ def save_torch_atomic(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """The JSON in ``path``; a file that is not JSON raises ValueError naming it."""
-    with open(path) as fh:
+    """The JSON in ``path`` (gzip-compressed where its name ends in ``.gz``, as the
+    committed measurements are); a file that is not JSON raises ValueError naming it."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt") as fh:
         try:
             return json.load(fh)
         except json.JSONDecodeError as exc:

@@ -461,3 +461,16 @@ def test_fig3_statistics_judge_each_claim_by_its_ratio_interval_and_leave_failed
     )
     assert stats["fig3"]["nesterovnode"] == {"per_batch": True, "to_threshold": None}
     assert not (tmp_path / "t" / "nfe_boxplots.png").exists()
+    # a committed measurement's folder holds results.json.gz: the same statistics
+    import gzip
+
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    with gzip.open(packed / "results.json.gz", "wt") as fh:
+        json.dump(_fig3_results(), fh)
+    again = load("pointcloud_statistics").main([str(packed), "--no-plot", "--quiet"])
+    assert again["fig3"] == saved["fig3"]
+    assert (
+        json.loads((packed / "statistics" / "statistics.json").read_text())["paired"]
+        == (saved["paired"])
+    )
