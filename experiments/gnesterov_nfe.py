@@ -58,6 +58,7 @@ import _common as C  # noqa: E402
 from nesterovnode.diagnostics import stiffness_along_trajectory  # noqa: E402
 from nesterovnode.dynamics.base import position, velocity  # noqa: E402
 from nesterovnode.runs import TrainConfig  # noqa: E402
+from nesterovnode.runs.provenance import git_commit  # noqa: E402
 from nesterovnode.runs.training import train  # noqa: E402
 from nesterovnode.solve import solve  # noqa: E402
 from nesterovnode.solve.config import ToleranceWarning  # noqa: E402
@@ -705,13 +706,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.redraw:
         from nesterovnode.io import read_json
 
-        return finish(read_json(out / "results.json"), out)
+        results = read_json(out / "results.json")
+        results["redrawn_at"] = git_commit()  # the runs keep the commit they ran at
+        return finish(results, out)
     seeds = list(range(args.seed, args.seed + (args.seeds or (5 if args.paper else 2))))
     epochs = args.epochs or (200 if args.paper else 100)
     last = min(args.last, epochs)
     arms = {label: ARMS[label] for label in args.arms}
     results: dict = {
         "figure": "Fig. 3 (point cloud): the NFE of GNesterovNODE",
+        "git_commit": git_commit(),
         "config": {
             "epochs": epochs,
             "seeds": seeds,
