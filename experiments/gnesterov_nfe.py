@@ -29,7 +29,7 @@ the norm of f's output layer and ξ. After training, on each trained model (floa
 - for the σ models, the same trained weights with σ swapped (Hardtanh, softclip sharpened
   to β = 10, softclip): NFE, rejections, the sweep's exponent and the accuracy.
 
-CPU default (about 15 CPU-minutes on one thread): seeds 0 and 1, 100 epochs (the task's).
+CPU default (about 10 CPU-minutes on one thread): seeds 0 and 1, 100 epochs (the task's).
 ``--paper``: 200 epochs (Fig. 3's length), 5 seeds.
 
     python experiments/gnesterov_nfe.py [--seeds N] [--epochs E] [--arms LABEL ...]
