@@ -29,6 +29,8 @@ def load(name: str):
     sys.path.insert(0, str(EXPERIMENTS))
     spec = importlib.util.spec_from_file_location(f"experiment_{name}", EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    # registered before it runs: a dataclass in a script reads its module's namespace
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -474,3 +476,65 @@ def test_fig3_statistics_judge_each_claim_by_its_ratio_interval_and_leave_failed
         json.loads((packed / "statistics" / "statistics.json").read_text())["paired"]
         == (saved["paired"])
     )
+
+
+def test_softclip_is_a_smooth_clip_within_ln2_of_hardtanh():
+    module = load("gnesterov_nfe")
+    z = torch.linspace(-60, 60, 2001, dtype=torch.float64)
+    soft, hard = module.SoftClip(5.0, 1.0)(z), torch.nn.functional.hardtanh(z, -5.0, 5.0)
+    assert float(soft.abs().max()) <= 5.0 + 1e-12  # bounded (to round-off at large |z|)
+    assert float((soft - hard).abs().max()) <= math.log(2) + 1e-12
+    assert torch.allclose(module.SoftClip(5.0, 1.0)(-z), -soft)  # odd, like Hardtanh
+    sharp = module.SoftClip(5.0, 100.0)(z)
+    assert float((sharp - hard).abs().max()) <= math.log(2) / 100 + 1e-12
+
+
+def test_gnesterov_nfe_verdict_is_the_one_its_numbers_give(tmp_path, capsys):
+    module = load("gnesterov_nfe")
+    arms = ["node", "gnesterovnode"]
+    results = module.main(
+        [
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "--arms",
+            *arms,
+            "--compile",
+            "off",
+            "--probe-every",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]  # fmt: skip
+    )
+    saved = _outputs(tmp_path, "gnesterov_nfe.png")
+    assert list(saved["arms"]) == arms
+    mean = {a: results["arms"][a]["mean"] for a in arms}
+    for a in arms:
+        run = results["arms"][a]["runs"][0]
+        assert len(run["epochs"]) == 1 and all(r["nfe_forward"] >= 6 for r in run["epochs"])
+        sweep = run["final"]["sweep"]
+        assert sweep["tols"] == list(module.SWEEP_TOLS) and all(n >= 6 for n in sweep["nfe"])
+    # Hardtanh swapped in for Hardtanh is the trained field itself: the same solve
+    g = results["arms"]["gnesterovnode"]["runs"][0]["final"]
+    assert g["sigma_swap"]["hardtanh"]["nfe"] == g["sweep"]["nfe"]
+    # the verdict, recomputed from the numbers it stands on
+    v = results["verdict"]
+    top = max(m["max_h_rho_over_bound"] for m in mean.values())
+    assert v["max_h_rho_over_bound"] == top
+    assert v["stability_limited"] == (top >= module.STABILITY_LIMITED)
+    hard, smooth = mean["gnesterovnode"]["swap hardtanh"], mean["gnesterovnode"]["swap softclip"]
+    ratio = hard["nfe"] / smooth["nfe"]
+    assert v["kink_limited"] == (ratio > 1.5 and hard["exponent"] > smooth["exponent"] + 0.1)
+    g, n = mean["gnesterovnode"], mean["node"]
+    holds = g["nfe_forward"] < n["nfe_forward"] and g["nfe_backward"] < n["nfe_backward"]
+    assert v["claim"]["1e-07"]["holds"] == holds
+    swept = [np.array(results["arms"][a]["runs"][0]["final"]["sweep"]["nfe"]) for a in arms]
+    assert list(v["sweep_below_references"].values()) == list(swept[1] < swept[0])
+    printed = capsys.readouterr().out
+    assert results["seen"] in printed and results["seen"] in (tmp_path / "seen.txt").read_text()
+    assert f"at 1e-07: {'holds' if holds else 'does NOT hold'}" in results["seen"]
+    assert ("set by σ's" if v["kink_limited"] else "NOT set by σ's") in results["seen"]
+    assert ("STABILITY" in results["seen"]) == v["stability_limited"]
