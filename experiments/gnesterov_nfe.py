@@ -150,17 +150,6 @@ VARIATION_COLORS = {
 }
 
 
-class _KeptModel(PointCloudTask):
-    """The point-cloud task, keeping the model ``train`` builds so that the probes between
-    epochs read the model being trained."""
-
-    built = None
-
-    def build_model(self, model: str, **options):
-        self.built = super().build_model(model, **options)
-        return self.built
-
-
 # -- measurements on a model ------------------------------------------------------------------
 def _sigma_models(dyn) -> bool:
     return hasattr(dyn, "sigma")
@@ -297,7 +286,7 @@ def analyse(model, x: torch.Tensor, y: torch.Tensor, tol: float) -> dict:
 # -- training ---------------------------------------------------------------------------------
 def run_arm(arm: Arm, seed: int, epochs: int, probe_every: int, compile_: str) -> dict:
     """Train ``arm`` from ``seed`` (its weights, its data) and measure it (module doc)."""
-    task = _KeptModel()
+    task = PointCloudTask()
     cfg = TrainConfig(
         task="pointcloud",
         model=arm.model,
@@ -314,16 +303,15 @@ def run_arm(arm: Arm, seed: int, epochs: int, probe_every: int, compile_: str) -
     x_all = x_all.to(dtype)
     probes: list[dict] = []
 
-    def on_epoch(record: dict) -> None:
-        e = record["epoch"]
+    def after_epoch(e: int, model) -> None:
         if e == 1 or e % probe_every == 0 or e == epochs:
-            probes.append({"epoch": e, **probe(task.built, x_all, arm.tol)})
+            probes.append({"epoch": e, **probe(model, x_all, arm.tol)})
 
     start = time.perf_counter()
     with warnings.catch_warnings():
         # the float32 arm asks for 1e-7 on purpose: it measures what that costs
         warnings.simplefilter("ignore", ToleranceWarning)
-        result = train(cfg, None, task=task, progress=False, on_epoch=on_epoch)
+        result = train(cfg, None, task=task, progress=False, after_epoch=after_epoch)
     seconds = time.perf_counter() - start
     final = analyse(result.model, x_all, y_all, max(arm.tol, 1e-7))
     return {
