@@ -111,12 +111,13 @@ def run_job(
     entry too, with its cause; ``notify`` hears it. Every executor runs this one unit of
     work: a cluster's task runs it in a local folder holding what the driver shipped
     (``cluster``), the local executors in the run's folder itself. A task that draws its
-    features (the point cloud) also keeps its ``feature_epochs`` snapshots in the folder
-    (``features``), so a resumed run still hands back those taken before it stopped."""
+    features (``Task.draws_features``: the point cloud) also keeps its ``feature_epochs``
+    snapshots in the folder (``features``), so a resumed run still hands back those taken
+    before it stopped."""
     config = job.config
     task = get_task(config.task)
     where = job.folder if folder is None else Path(folder)
-    draws = task.name == "pointcloud"
+    draws = task.draws_features
 
     def report(record):
         if on_epoch is not None:

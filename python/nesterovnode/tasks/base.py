@@ -161,6 +161,9 @@ class Task(abc.ABC):
     #: listed count 1): a parallel comparison hands out the costliest runs first, so that
     #: its workers finish together instead of one waiting on a run started last
     run_cost: dict[str, float] = {}
+    #: whether a run hands back its learned features h(T) for a comparison's feature plot
+    #: (tasks whose features are 2-D points: the point cloud)
+    draws_features: bool = False
     #: epochs after which a run keeps its learned features h(T) besides its final ones,
     #: for the task's feature plot (``runs.features``; () for none): a comparison draws
     #: those before its last epoch beside its final features

@@ -99,6 +99,7 @@ class PointCloudTask(Task):
         "nesterovnode": 0.28,
         "gnesterovnode": 1.01,
     }
+    draws_features = True
     #: the paper's Fig. 4 shows the features after 100 epochs
     feature_epochs = (100,)
 
